@@ -1,0 +1,1 @@
+"""raccoon-beam: an Apache Beam sink for Raccoon."""

@@ -1,0 +1,508 @@
+"""SendEventRequest/SendEventResponse <-> bytes, in Raccoon's two wire types.
+
+* ``Wire.PROTOBUF``: protobuf bytes, Content-Type ``application/proto``.
+* ``Wire.JSON``: what Raccoon's Go ``encoding/json`` reads and writes on its
+  generated structs, Content-Type ``application/json``. This is *not*
+  protobuf-JSON: keys are the snake_case proto field names, ``event_bytes`` is
+  standard padded base64, ``sent_time`` is ``{"seconds": s, "nanos": n}`` and
+  enums are integers. Raccoon silently ignores camelCase keys and rejects
+  RFC 3339 times, so ``json_format`` must never produce this wire.
+
+Encoding a request is on the sink's hot path and stays cheap per event; the
+request decoder (used by the emulator) reproduces Go's acceptance rules
+exactly, while the response decoder (used by the client) accepts any
+reasonable JSON a server may send.
+"""
+
+from __future__ import annotations
+
+import binascii
+import dataclasses
+import enum
+import json
+import re
+import time
+import uuid
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+from google.protobuf.message import DecodeError
+
+from raccoon_beam._proto import raccoon_pb2
+from raccoon_beam.errors import WireFormatError
+
+__all__ = [
+    "Wire",
+    "CONTENT_TYPES",
+    "EncodedRequest",
+    "REQUEST_OVERHEAD_BYTES",
+    "wire_for_content_type",
+    "new_req_guid",
+    "encode_request",
+    "decode_request",
+    "encode_response",
+    "decode_response",
+    "encoded_event_size",
+]
+
+Body = Union[bytes, bytearray, memoryview, str]
+
+
+class Wire(str, enum.Enum):
+    """How a SendEventRequest itself is encoded (not the events inside it)."""
+
+    PROTOBUF = "protobuf"
+    JSON = "json"
+
+
+CONTENT_TYPES: Dict[Wire, str] = {
+    Wire.PROTOBUF: "application/proto",
+    Wire.JSON: "application/json",
+}
+_WIRE_BY_CONTENT_TYPE = {value: wire for wire, value in CONTENT_TYPES.items()}
+
+# Bytes a request may need beyond its events: req_guid (a uuid4, or a user
+# guid of up to 64 chars) and sent_time, in either wire type, rounded up.
+REQUEST_OVERHEAD_BYTES = 256
+
+_INT32 = (-(2**31), 2**31 - 1)
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class EncodedRequest:
+    """A request ready to send; the same object is resent on every retry.
+
+    Attributes:
+      body: the encoded SendEventRequest (ASCII bytes for the JSON wire).
+      req_guid: the request's guid, which the server echoes in its ack.
+      wire: the wire type of ``body``.
+      event_count: how many events ``body`` carries.
+    """
+
+    body: bytes
+    req_guid: str
+    wire: Wire
+    event_count: int
+
+    @property
+    def content_type(self) -> str:
+        return CONTENT_TYPES[self.wire]
+
+
+def wire_for_content_type(value: Optional[str]) -> Optional[Wire]:
+    """The wire type of a Content-Type header; only Raccoon's exact values match."""
+    return _WIRE_BY_CONTENT_TYPE.get(value) if value is not None else None
+
+
+def new_req_guid() -> str:
+    """A fresh request guid (a random UUID)."""
+    return str(uuid.uuid4())
+
+
+def _split_time(sent_time_ns: Optional[int]) -> Tuple[int, int]:
+    nanos_total = time.time_ns() if sent_time_ns is None else sent_time_ns
+    return nanos_total // 1_000_000_000, nanos_total % 1_000_000_000
+
+
+# ---------------------------------------------------------------- requests
+
+
+def encode_request(
+    events: Sequence[Tuple[str, bytes]],
+    *,
+    wire: Wire,
+    req_guid: Optional[str] = None,
+    sent_time_ns: Optional[int] = None,
+) -> EncodedRequest:
+    """Encodes one SendEventRequest.
+
+    Args:
+      events: ``(event_type, event_bytes)`` pairs, in order.
+      wire: the wire type to produce.
+      req_guid: the request guid; a fresh one by default.
+      sent_time_ns: Unix time in nanoseconds; now by default. Raccoon computes
+        its latency metrics from it, so it is always set.
+
+    Returns:
+      The encoded request.
+    """
+    guid = req_guid if req_guid is not None else new_req_guid()
+    seconds, nanos = _split_time(sent_time_ns)
+    if wire is Wire.PROTOBUF:
+        body = _encode_protobuf_request(events, guid, seconds, nanos)
+    elif wire is Wire.JSON:
+        body = _encode_json_request(events, guid, seconds, nanos)
+    else:
+        raise ValueError(f"unknown wire type {wire!r}")
+    return EncodedRequest(body=body, req_guid=guid, wire=wire, event_count=len(events))
+
+
+def _encode_protobuf_request(
+    events: Sequence[Tuple[str, bytes]], guid: str, seconds: int, nanos: int
+) -> bytes:
+    request = raccoon_pb2.SendEventRequest(req_guid=guid)
+    request.sent_time.seconds = seconds
+    request.sent_time.nanos = nanos
+    add = request.events.add
+    for event_type, event_bytes in events:
+        add(event_bytes=event_bytes, type=event_type)
+    return request.SerializeToString()
+
+
+# json.dumps of an event type, cached: a pipeline has few distinct types.
+_json_string_cache: Dict[str, str] = {}
+
+
+def _json_string(value: str) -> str:
+    encoded = _json_string_cache.get(value)
+    if encoded is None:
+        encoded = json.dumps(value)
+        if len(_json_string_cache) < 10_000:
+            _json_string_cache[value] = encoded
+    return encoded
+
+
+def _encode_json_request(
+    events: Sequence[Tuple[str, bytes]], guid: str, seconds: int, nanos: int
+) -> bytes:
+    b64 = binascii.b2a_base64
+    quoted_type = _json_string
+    items = ",".join(
+        [
+            '{"event_bytes":"%s","type":%s}'
+            % (b64(event_bytes, newline=False).decode("ascii"), quoted_type(event_type))
+            for event_type, event_bytes in events
+        ]
+    )
+    return (
+        '{"req_guid":%s,"sent_time":{"seconds":%d,"nanos":%d},"events":[%s]}'
+        % (json.dumps(guid), seconds, nanos, items)
+    ).encode("ascii")
+
+
+def encoded_event_size(event_type: str, payload_size: int, wire: Wire) -> int:
+    """How many bytes one event adds to an encoded request.
+
+    Exact for the protobuf wire; for the JSON wire exact when ``event_type``
+    is ASCII without characters that need escaping, an upper bound otherwise.
+    """
+    if wire is Wire.PROTOBUF:
+        type_size = len(event_type.encode("utf-8"))
+        inner = 0
+        if payload_size:
+            inner += 1 + _varint_size(payload_size) + payload_size
+        if type_size:
+            inner += 1 + _varint_size(type_size) + type_size
+        return 1 + _varint_size(inner) + inner
+    # {"event_bytes":"<b64>","type":"<type>"} plus a separating comma.
+    b64_size = 4 * ((payload_size + 2) // 3)
+    return len(_json_string(event_type)) + b64_size + 28
+
+
+def _varint_size(value: int) -> int:
+    size = 1
+    while value >= 0x80:
+        value >>= 7
+        size += 1
+    return size
+
+
+def decode_request(body: Body, wire: Wire) -> raccoon_pb2.SendEventRequest:
+    """Decodes a SendEventRequest the way Raccoon's server does.
+
+    For the JSON wire this reproduces Go's ``encoding/json`` on the generated
+    struct: keys match case-insensitively, unknown keys are ignored, the last
+    of duplicate keys wins, ``null`` leaves a field unset, ``event_bytes`` is
+    padded standard base64 or an array of byte values, and anything Go
+    rejects (wrong types, out-of-range integers, trailing data, ...) raises.
+
+    Raises:
+      WireFormatError: the body is not a request Raccoon would accept.
+    """
+    if wire is Wire.PROTOBUF:
+        request = raccoon_pb2.SendEventRequest()
+        try:
+            request.ParseFromString(bytes(_as_bytes(body)))
+        except (DecodeError, ValueError) as exc:
+            raise WireFormatError(f"not a protobuf SendEventRequest: {exc}") from exc
+        return request
+    document = _parse_go_json(body)
+    request = raccoon_pb2.SendEventRequest()
+    if document is None:  # Go: unmarshalling null into a struct is a no-op.
+        return request
+    if not isinstance(document, _Object):
+        raise WireFormatError(
+            f"json: cannot unmarshal {_json_kind(document)} into Go value of type SendEventRequest"
+        )
+    for name, value in _struct_fields(document, ("req_guid", "sent_time", "events")):
+        if name == "req_guid":
+            _set_string(request, "req_guid", value, "SendEventRequest.req_guid")
+        elif name == "sent_time":
+            _decode_timestamp(request, value)
+        else:
+            _decode_events(request, value)
+    return request
+
+
+def _decode_timestamp(request: raccoon_pb2.SendEventRequest, value: Any) -> None:
+    if value is None:  # Go sets the pointer field to nil.
+        request.ClearField("sent_time")
+        return
+    if not isinstance(value, _Object):
+        raise WireFormatError(
+            f"json: cannot unmarshal {_json_kind(value)} into Go struct field "
+            "SendEventRequest.sent_time of type timestamppb.Timestamp"
+        )
+    timestamp = request.sent_time  # Go allocates the struct even for {}.
+    timestamp.SetInParent()
+    for name, field_value in _struct_fields(value, ("seconds", "nanos")):
+        if field_value is None:
+            continue
+        bounds = _INT64 if name == "seconds" else _INT32
+        setattr(timestamp, name, _go_int(field_value, bounds, f"Timestamp.sent_time.{name}"))
+
+
+def _decode_events(request: raccoon_pb2.SendEventRequest, value: Any) -> None:
+    if value is None:
+        del request.events[:]
+        return
+    if not isinstance(value, list):
+        raise WireFormatError(
+            f"json: cannot unmarshal {_json_kind(value)} into Go struct field "
+            "SendEventRequest.events of type []*raccoonv1.Event"
+        )
+    del request.events[:]  # Go replaces a slice that appears twice.
+    for item in value:
+        event = request.events.add()
+        if item is None:
+            continue
+        if not isinstance(item, _Object):
+            raise WireFormatError(
+                f"json: cannot unmarshal {_json_kind(item)} into Go struct field "
+                "SendEventRequest.events of type raccoonv1.Event"
+            )
+        for name, field_value in _struct_fields(item, ("event_bytes", "type")):
+            if name == "type":
+                _set_string(event, "type", field_value, "Event.events.type")
+            else:
+                event.event_bytes = _go_bytes(field_value)
+
+
+# ---------------------------------------------------------------- responses
+
+
+def encode_response(response: raccoon_pb2.SendEventResponse, wire: Wire) -> bytes:
+    """Encodes a SendEventResponse as Raccoon does (``reason``/``data`` omitted when empty)."""
+    if wire is Wire.PROTOBUF:
+        return response.SerializeToString(deterministic=True)
+    document: Dict[str, Any] = {
+        "status": response.status,
+        "code": response.code,
+        "sent_time": response.sent_time,
+    }
+    if response.reason:
+        document["reason"] = response.reason
+    if response.data:
+        document["data"] = dict(sorted(response.data.items()))
+    return json.dumps(document, separators=(",", ":")).encode("ascii")
+
+
+def decode_response(body: Body, wire: Wire) -> raccoon_pb2.SendEventResponse:
+    """Decodes a SendEventResponse.
+
+    The JSON decoder accepts any layout of Raccoon's keys (case-insensitive),
+    enums as integers or names, and ``sent_time`` as an integer.
+
+    Raises:
+      WireFormatError: the body is not a SendEventResponse.
+    """
+    if wire is Wire.PROTOBUF:
+        response = raccoon_pb2.SendEventResponse()
+        try:
+            response.ParseFromString(bytes(_as_bytes(body)))
+        except (DecodeError, ValueError) as exc:
+            raise WireFormatError(f"not a protobuf SendEventResponse: {exc}") from exc
+        return response
+    document = _parse_go_json(body)
+    if not isinstance(document, _Object):
+        raise WireFormatError(f"not a JSON SendEventResponse: found {_json_kind(document)}")
+    response = raccoon_pb2.SendEventResponse()
+    fields = ("status", "code", "sent_time", "reason", "data")
+    try:
+        for name, value in _struct_fields(document, fields):
+            if value is None:
+                continue
+            if name == "status":
+                response.status = _enum_value(raccoon_pb2.Status, value)
+            elif name == "code":
+                response.code = _enum_value(raccoon_pb2.Code, value)
+            elif name == "sent_time":
+                response.sent_time = _go_int(value, _INT64, "SendEventResponse.sent_time")
+            elif name == "reason":
+                _set_string(response, "reason", value, "SendEventResponse.reason")
+            else:
+                if not isinstance(value, _Object):
+                    raise WireFormatError("SendEventResponse.data is not an object")
+                for key, item in value.pairs:
+                    if not isinstance(item, str):
+                        raise WireFormatError(f"SendEventResponse.data[{key!r}] is not a string")
+                    response.data[key] = item
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, WireFormatError):
+            raise
+        raise WireFormatError(f"not a JSON SendEventResponse: {exc}") from exc
+    return response
+
+
+def _enum_value(enum_type: Any, value: Any) -> int:
+    if isinstance(value, str):
+        try:
+            return int(enum_type.Value(value))
+        except ValueError as exc:
+            raise WireFormatError(f"unknown enum name {value!r}") from exc
+    return _go_int(value, _INT32, "enum")
+
+
+# ------------------------------------------------- Go encoding/json helpers
+
+
+class _Object:
+    """A JSON object as its ordered (key, value) pairs, duplicates kept."""
+
+    __slots__ = ("pairs",)
+
+    def __init__(self, pairs: List[Tuple[str, Any]]) -> None:
+        self.pairs = pairs
+
+
+def _reject_constant(name: str) -> Any:
+    raise WireFormatError(f"invalid character {name[0]!r} looking for beginning of value")
+
+
+_GO_DECODER = json.JSONDecoder(object_pairs_hook=_Object, parse_constant=_reject_constant)
+
+
+def _as_bytes(body: Body) -> Union[bytes, bytearray, memoryview]:
+    return body.encode("utf-8", "surrogatepass") if isinstance(body, str) else body
+
+
+def _parse_go_json(body: Body) -> Any:
+    """Parses one JSON value as Go's decoder would, keys kept in order."""
+    if isinstance(body, str):
+        text = body
+    else:
+        # Go replaces invalid UTF-8 inside strings with U+FFFD; outside
+        # strings the replacement character is a syntax error either way.
+        text = bytes(body).decode("utf-8", "replace")
+    # Go's whitespace is exactly space, tab, CR and LF (as Python's json).
+    try:
+        value, end = _GO_DECODER.raw_decode(text, _skip_whitespace(text, 0))
+    except json.JSONDecodeError as exc:
+        if not text.strip(" \t\r\n"):
+            raise WireFormatError("unexpected end of JSON input") from exc
+        raise WireFormatError(f"invalid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise WireFormatError("exceeded max depth") from exc
+    end = _skip_whitespace(text, end)
+    if end != len(text):
+        raise WireFormatError(f"invalid character {text[end]!r} after top-level value")
+    return value
+
+
+def _skip_whitespace(text: str, index: int) -> int:
+    length = len(text)
+    while index < length and text[index] in " \t\r\n":
+        index += 1
+    return index
+
+
+def _fold(key: str) -> str:
+    # Go matches keys with simple Unicode case folding: ASCII case plus the
+    # Kelvin sign (folds to k by lower()) and the long s (folds to s).
+    return key.lower().replace("\u017f", "s")
+
+
+def _struct_fields(document: _Object, names: Sequence[str]) -> List[Tuple[str, Any]]:
+    """The (field name, value) pairs of ``document`` in order; unknown keys dropped."""
+    known = set(names)
+    fields = []
+    for key, value in document.pairs:
+        folded = _fold(key)
+        if folded in known:
+            fields.append((folded, value))
+    return fields
+
+
+def _json_kind(value: Any) -> str:
+    if isinstance(value, _Object):
+        return "object"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, bool):
+        return "bool"
+    if value is None:
+        return "null"
+    return "number"
+
+
+def _clean_string(value: str) -> str:
+    # JSON \u escapes may encode lone surrogates; Go decodes them as U+FFFD.
+    try:
+        value.encode("utf-8")
+        return value
+    except UnicodeEncodeError:
+        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
+def _set_string(message: Any, name: str, value: Any, field_path: str) -> None:
+    if value is None:
+        return
+    if not isinstance(value, str):
+        raise WireFormatError(
+            f"json: cannot unmarshal {_json_kind(value)} into Go struct field {field_path} of type string"
+        )
+    setattr(message, name, _clean_string(value))
+
+
+def _go_int(value: Any, bounds: Tuple[int, int], field_path: str) -> int:
+    # Python parses 5.0 and 5e0 as floats; Go rejects both for integer fields.
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise WireFormatError(
+            f"json: cannot unmarshal {_json_kind(value)} {value!r} into Go struct field {field_path}"
+        )
+    low, high = bounds
+    if not low <= value <= high:
+        raise WireFormatError(
+            f"json: cannot unmarshal number {value} into Go struct field {field_path}"
+        )
+    return value
+
+
+# Padded standard base64, as Go's base64.StdEncoding reads it.
+_STD_BASE64 = re.compile(r"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?")
+
+
+def _go_bytes(value: Any) -> bytes:
+    """Go's []byte from JSON: padded standard base64, an array of bytes, or null."""
+    if value is None:
+        return b""
+    if isinstance(value, str):
+        # Go's StdEncoding skips CR and LF; everything else must be base64.
+        text = value.replace("\r", "").replace("\n", "")
+        if not _STD_BASE64.fullmatch(text):
+            raise WireFormatError("illegal base64 data at input byte 0")
+        return binascii.a2b_base64(text)
+    if isinstance(value, list):
+        for item in value:
+            if isinstance(item, bool) or not isinstance(item, int) or not 0 <= item <= 255:
+                raise WireFormatError(
+                    f"json: cannot unmarshal {_json_kind(item)} into Go struct field "
+                    "Event.events.event_bytes of type uint8"
+                )
+        return bytes(value)
+    raise WireFormatError(
+        f"json: cannot unmarshal {_json_kind(value)} into Go struct field "
+        "Event.events.event_bytes of type []uint8"
+    )
