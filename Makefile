@@ -1,0 +1,34 @@
+# Every target installs what it needs into .venv first, so each works on a fresh clone.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: install test test-fast sample bench proto lint
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+# The whole suite, slow reliability tests included (what CI runs).
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Everything but the tests marked slow.
+test-fast: install
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+# The main sample pipeline, end to end against the embedded emulator.
+sample: install
+	$(BIN)/python pipelines/clickstream.py $(ARGS)
+
+bench: install
+	$(BIN)/python -m benchmarks.run $(ARGS)
+
+# Regenerate raccoon_beam/_proto from proto/ (tests fail when it is stale).
+proto: install
+	$(BIN)/python proto/generate.py

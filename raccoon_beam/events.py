@@ -1,0 +1,123 @@
+"""Turning an element into a Raccoon event: its type, its bytes, its checks.
+
+:class:`EventBuilder` is the first step of the data path. It runs the user's
+``event_type`` and serializer and checks the result against the size limits,
+raising :class:`EventRejected` with the dead-letter stage and a readable
+reason for anything that cannot be sent.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Optional, Tuple, Union
+
+from raccoon_beam import wire as wire_lib
+from raccoon_beam.errors import STAGE_SERIALIZE, STAGE_VALIDATE, RaccoonError
+from raccoon_beam.wire import Wire
+
+__all__ = ["EventTypeSpec", "EventBuilder", "EventRejected", "describe_event_type"]
+
+EventTypeSpec = Union[str, Callable[[Any], str]]
+
+
+class EventRejected(RaccoonError):
+    """An element cannot become an event; it is dead-lettered, not sent.
+
+    Attributes:
+      stage: ``"serialize"`` or ``"validate"``.
+      reason: a readable reason.
+      event_type: the event type, when it was computed.
+    """
+
+    def __init__(self, stage: str, reason: str, event_type: Optional[str] = None) -> None:
+        super().__init__(reason)
+        self.stage = stage
+        self.reason = reason
+        self.event_type = event_type
+
+
+def describe_event_type(spec: EventTypeSpec) -> str:
+    """A short description of an event type spec, for display data."""
+    if isinstance(spec, str):
+        return spec
+    name = getattr(spec, "__qualname__", None) or type(spec).__name__
+    return f"callable {getattr(spec, '__module__', '')}.{name}".replace(" .", " ")
+
+
+class EventBuilder:
+    """Builds ``(event_type, event_bytes)`` from an element.
+
+    Args:
+      event_type: a constant type, or a callable element -> type.
+      serializer: a resolved serializer, element -> bytes; raises
+        ``SerializationError`` (or anything else) for elements it cannot take.
+      wire: the wire type, which decides how large an event is on the wire.
+      max_event_bytes: the largest payload accepted, or None for no limit of
+        its own.
+      max_batch_bytes: the largest encoded request; an event that would not
+        fit in a request of its own is rejected too.
+    """
+
+    def __init__(
+        self,
+        event_type: EventTypeSpec,
+        serializer: Callable[[Any], bytes],
+        wire: Wire,
+        max_event_bytes: Optional[int],
+        max_batch_bytes: int,
+    ) -> None:
+        if isinstance(event_type, str):
+            if not event_type:
+                raise ValueError("event_type must not be empty")
+        elif not callable(event_type):
+            raise TypeError(f"event_type must be a string or a callable, got {type(event_type).__name__}")
+        self._event_type = event_type
+        self._serialize = serializer
+        self._wire = wire
+        self._max_event_bytes = max_event_bytes
+        self._max_batch_bytes = max_batch_bytes
+
+    def __call__(self, element: Any) -> Tuple[str, bytes]:
+        """Returns the event of ``element``; raises :class:`EventRejected`."""
+        event_type = self._type_of(element)
+        try:
+            payload = self._serialize(element)
+        except Exception as exc:  # any serializer failure is the element's, not the bundle's
+            raise EventRejected(STAGE_SERIALIZE, _reason(exc), event_type) from exc
+        size = len(payload)
+        if self._max_event_bytes is not None and size > self._max_event_bytes:
+            raise EventRejected(
+                STAGE_VALIDATE,
+                f"event of {size} bytes is over max_event_bytes={self._max_event_bytes}",
+                event_type,
+            )
+        encoded = wire_lib.encoded_event_size(event_type, size, self._wire) + wire_lib.REQUEST_OVERHEAD_BYTES
+        if encoded > self._max_batch_bytes:
+            raise EventRejected(
+                STAGE_VALIDATE,
+                f"event of {size} bytes takes {encoded} bytes in a {self._wire.value} request, "
+                f"over max_batch_bytes={self._max_batch_bytes}",
+                event_type,
+            )
+        return event_type, payload
+
+    def _type_of(self, element: Any) -> str:
+        spec = self._event_type
+        if isinstance(spec, str):
+            return spec
+        try:
+            event_type = spec(element)
+        except Exception as exc:  # the user's callable failed on this element
+            raise EventRejected(STAGE_SERIALIZE, f"event_type callable failed: {_reason(exc)}") from exc
+        if not isinstance(event_type, str):
+            raise EventRejected(
+                STAGE_SERIALIZE,
+                f"event_type callable returned {type(event_type).__name__} {event_type!r:.80}, expected str",
+            )
+        if not event_type:
+            raise EventRejected(STAGE_VALIDATE, "event_type callable returned an empty string")
+        return event_type
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
