@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
+import time
 from typing import Any, Callable, Coroutine, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import apache_beam as beam
@@ -117,6 +118,8 @@ class WriteToRaccoon(beam.PTransform):
         ``Authorization`` and the like are always secret.
       fail_on_error: raise in the bundle instead of dead-lettering, so that
         the runner retries the bundle.
+      buffering_clock: the processing-time clock of the buffering timer, as
+        in ``GroupIntoBatches`` (tests with ``TestStream`` pass a fake one).
 
     Raises:
       ValueError: an option is invalid (bad endpoint, unknown serializer,
@@ -146,6 +149,7 @@ class WriteToRaccoon(beam.PTransform):
         tls: Optional[TlsOptions] = None,
         secret_headers: Sequence[str] = (),
         fail_on_error: bool = False,
+        buffering_clock: Callable[[], float] = time.time,
     ) -> None:
         super().__init__()
         self._transport = TransportConfig(
@@ -191,6 +195,7 @@ class WriteToRaccoon(beam.PTransform):
         self._max_buffering_duration = max_buffering_duration
         self._retry = retry or RetryPolicy()
         self._fail_on_error = fail_on_error
+        self._buffering_clock = buffering_clock
 
     def _sender(self) -> "_SenderSpec":
         return _SenderSpec(
@@ -207,14 +212,16 @@ class WriteToRaccoon(beam.PTransform):
                 _WriteEventsFn(self._builder, self._sender())
             ).with_outputs(FAILED_TAG, main="unused")
             return WriteToRaccoonResult(pcoll.pipeline, outputs[FAILED_TAG])
-        prepared = pcoll | "BuildEvents" >> beam.ParDo(
-            _BuildEventsFn(self._builder, self._fail_on_error)
+        prepared = pcoll | "BuildEvents" >> beam.ParDo(_BuildEventsFn(self._builder, self._fail_on_error)).with_output_types(
+            Tuple[str, Any]  # GroupIntoBatches.WithShardedKey needs a keyed type
         ).with_outputs(FAILED_TAG, main="events")
         sent = (
             prepared["events"]
             | "BatchAcrossBundles"
             >> beam.GroupIntoBatches.WithShardedKey(
-                self._max_batch_size, max_buffering_duration_secs=self._max_buffering_duration
+                self._max_batch_size,
+                max_buffering_duration_secs=self._max_buffering_duration,
+                clock=self._buffering_clock,
             )
             | "WriteBatches" >> beam.ParDo(_WriteBatchesFn(self._sender())).with_outputs(FAILED_TAG, main="unused")
         )

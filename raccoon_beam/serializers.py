@@ -1,0 +1,601 @@
+"""Element -> event bytes: the serializers of :class:`WriteToRaccoon`.
+
+A serializer runs once per event on the sink's hot path, so
+:func:`resolve_serializer` does all the work that does not depend on the
+element (validating the spec, parsing an Avro schema, building the JSON
+encoder) once, and returns a small picklable callable that is shipped to the
+workers. Every failure to turn an element into bytes is a
+:class:`~raccoon_beam.errors.SerializationError` with a readable message that
+names the offending field or type, so the sink can dead-letter the element.
+
+Built-in serializers:
+
+- ``"json"``: dicts, lists, scalars, Beam ``Row`` s, ``NamedTuple`` s and
+  dataclasses (the last three as JSON objects of their fields), nested in any
+  combination. Compact UTF-8 JSON; NaN and Infinity are rejected.
+- ``"protobuf"``: a ``google.protobuf.message.Message`` instance.
+- ``"avro"``: Avro binary encoding without header (fastavro's schemaless
+  writer) under a user-given schema; dicts, ``Row`` s, ``NamedTuple`` s and
+  dataclasses as records. A missing field takes its schema default; fields
+  the schema does not name are ignored.
+- ``"bytes"``: ``bytes``, ``bytearray``, ``memoryview``, and ``str`` as UTF-8.
+
+Any other callable element -> bytes is accepted too; its failures are turned
+into ``SerializationError`` s.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import io
+import json
+import math
+from json import encoder as _json_encoder
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Tuple, Union
+
+import fastavro
+import fastavro.validation
+from apache_beam.pvalue import Row
+from google.protobuf.message import EncodeError, Message
+
+from raccoon_beam.errors import SerializationError
+
+__all__ = [
+    "Serializer",
+    "SERIALIZER_NAMES",
+    "resolve_serializer",
+    "describe_serializer",
+]
+
+Serializer = Callable[[Any], bytes]
+"""A function element -> event bytes; raises ``SerializationError`` on failure."""
+
+SERIALIZER_NAMES = ("json", "protobuf", "avro", "bytes")
+"""The names of the built-in serializers, accepted by :func:`resolve_serializer`."""
+
+AvroSchema = Union[Mapping[str, Any], list, str]
+
+# Values that JSON and Avro take as they are: a container holding only these
+# needs no conversion, which one C-level set test can tell.
+_PLAIN_SCALARS = frozenset({str, int, float, bool, type(None), bytes})
+
+_ELEMENT_IS_NONE = "element is None"
+_MAX_REPR = 80
+
+
+# --------------------------------------------------------------------------- #
+# Public functions
+# --------------------------------------------------------------------------- #
+
+
+def resolve_serializer(
+    spec: Union[str, Callable[[Any], bytes]],
+    *,
+    avro_schema: Optional[AvroSchema] = None,
+    avro_validate: bool = True,
+) -> Serializer:
+    """Turns a serializer spec into a picklable callable element -> bytes.
+
+    Args:
+      spec: ``"json"``, ``"protobuf"``, ``"avro"``, ``"bytes"``, or any
+        callable element -> bytes (``bytes``, ``bytearray`` or ``memoryview``).
+        A serializer this function returned is returned unchanged.
+      avro_schema: the Avro schema, as a dict (or a list, for a union) or a
+        JSON string; required with ``"avro"`` and rejected with anything else.
+      avro_validate: with ``"avro"``, check every record against the schema
+        before writing it. fastavro's writer alone silently accepts some
+        records that do not fit (it truncates ``1.5`` to ``1`` in a ``long``,
+        writes any value as a ``boolean`` by its truth, and writes a string as
+        an array of its characters); turning this off saves about 2 us per
+        event and only names the field of records the writer rejects.
+
+    Returns:
+      A callable element -> ``bytes`` that raises
+      :class:`~raccoon_beam.errors.SerializationError` for an element it
+      cannot serialize, and pickles with Beam's pickler.
+
+    Raises:
+      ValueError: an unknown serializer name, a missing or invalid Avro
+        schema, or an Avro schema given for another serializer.
+      TypeError: ``spec`` is neither a string nor a callable.
+    """
+    if avro_schema is not None and spec != "avro":
+        raise ValueError(
+            f"avro_schema is only used with serializer='avro', not with {describe_serializer(spec)}"
+        )
+    if isinstance(spec, _BaseSerializer):
+        return spec
+    if isinstance(spec, str):
+        if spec == "json":
+            return _JsonSerializer()
+        if spec == "protobuf":
+            return _ProtobufSerializer()
+        if spec == "bytes":
+            return _BytesSerializer()
+        if spec == "avro":
+            if avro_schema is None:
+                raise ValueError("serializer='avro' needs avro_schema= (a dict or a JSON string)")
+            return _AvroSerializer(avro_schema, validate=avro_validate)
+        raise ValueError(_unknown_name_message(spec))
+    if callable(spec):
+        return _CallableSerializer(spec)
+    raise TypeError(
+        f"serializer must be one of {', '.join(map(repr, SERIALIZER_NAMES))} "
+        f"or a callable element -> bytes, got {type(spec).__name__}"
+    )
+
+
+def describe_serializer(spec: Union[str, Callable[[Any], bytes]]) -> str:
+    """A short description of a serializer spec, for display data and messages.
+
+    Args:
+      spec: what :func:`resolve_serializer` accepts, or what it returned.
+
+    Returns:
+      ``"json"``, ``"protobuf"``, ``"avro"``, ``"bytes"``, or
+      ``"callable <module>.<qualified name>"``.
+
+    Raises:
+      ValueError: an unknown serializer name.
+    """
+    if isinstance(spec, _BaseSerializer):
+        return spec.description
+    if isinstance(spec, str):
+        if spec in SERIALIZER_NAMES:
+            return spec
+        raise ValueError(_unknown_name_message(spec))
+    return f"callable {_callable_name(spec)}"
+
+
+# --------------------------------------------------------------------------- #
+# Serializers
+# --------------------------------------------------------------------------- #
+
+
+class _BaseSerializer:
+    """A resolved serializer: a picklable callable element -> bytes."""
+
+    __slots__ = ()
+    description = ""
+
+    def __call__(self, element: Any) -> bytes:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"<serializer {self.description}>"
+
+
+class _JsonSerializer(_BaseSerializer):
+    """Compact UTF-8 JSON (``ensure_ascii=False``, ``allow_nan=False``)."""
+
+    __slots__ = ("_chunks",)
+    description = "json"
+
+    def __init__(self) -> None:
+        self._chunks = _make_json_chunker()
+
+    def __reduce__(self):
+        # The C encoder does not pickle; a worker builds its own.
+        return (_JsonSerializer, ())
+
+    def __call__(self, element: Any) -> bytes:
+        if element is None:
+            raise SerializationError(_ELEMENT_IS_NONE)
+        try:
+            return "".join(self._chunks(_plain_tree(element), 0)).encode("utf-8")
+        except (TypeError, ValueError, RecursionError) as exc:
+            # ValueError covers NaN, circular references and the
+            # UnicodeEncodeError of a lone surrogate.
+            raise SerializationError(_explain_json_failure(element, exc)) from exc
+
+
+class _ProtobufSerializer(_BaseSerializer):
+    """``Message.SerializeToString()`` of a protobuf message."""
+
+    __slots__ = ()
+    description = "protobuf"
+
+    def __call__(self, element: Any) -> bytes:
+        if isinstance(element, Message):
+            try:
+                return element.SerializeToString()
+            except EncodeError as exc:  # e.g. a proto2 required field is unset
+                raise SerializationError(
+                    f"{type(element).DESCRIPTOR.full_name}: {exc}"
+                ) from exc
+        if element is None:
+            raise SerializationError(_ELEMENT_IS_NONE)
+        raise SerializationError(
+            f"expected a protobuf Message, got {_type_name(element)}"
+        )
+
+
+class _BytesSerializer(_BaseSerializer):
+    """Bytes-like elements as they are; ``str`` as UTF-8."""
+
+    __slots__ = ()
+    description = "bytes"
+
+    def __call__(self, element: Any) -> bytes:
+        if type(element) is bytes:
+            return element
+        if isinstance(element, str):
+            try:
+                return element.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise SerializationError(f"str is not valid UTF-8: {exc}") from exc
+        if isinstance(element, (bytes, bytearray, memoryview)):
+            return bytes(element)
+        if element is None:
+            raise SerializationError(_ELEMENT_IS_NONE)
+        raise SerializationError(
+            f"expected bytes, bytearray, memoryview or str, got {_type_name(element)}"
+        )
+
+
+class _AvroSerializer(_BaseSerializer):
+    """Avro binary encoding without header, under one parsed schema."""
+
+    __slots__ = ("_source", "_schema", "_validate", "_name")
+    description = "avro"
+
+    def __init__(self, schema: AvroSchema, *, validate: bool = True) -> None:
+        self._source = schema
+        self._schema = _parse_avro_schema(schema)
+        self._validate = validate
+        self._name = _avro_schema_label(self._schema)
+
+    def __reduce__(self):
+        # Ship the schema as given; a worker parses it once on unpickling.
+        return (_make_avro_serializer, (self._source, self._validate))
+
+    def __call__(self, element: Any) -> bytes:
+        if element is None:
+            raise SerializationError(_ELEMENT_IS_NONE)
+        try:
+            record = _plain_tree(element)
+        except RecursionError as exc:
+            raise SerializationError("circular reference or nesting too deep") from exc
+        if self._validate and not fastavro.validation.validate(
+            record, self._schema, raise_errors=False
+        ):
+            raise SerializationError(self._explain(record, None))
+        buffer = io.BytesIO()
+        try:
+            fastavro.schemaless_writer(buffer, self._schema, record)
+        except Exception as exc:  # fastavro raises TypeError, ValueError, KeyError, ...
+            raise SerializationError(self._explain(record, exc)) from exc
+        return buffer.getvalue()
+
+    def _explain(self, record: Any, exc: Optional[BaseException]) -> str:
+        """Names the fields that do not fit, using fastavro's validator."""
+        prefix = f"record does not fit Avro schema {self._name}"
+        try:
+            fastavro.validation.validate(record, self._schema, raise_errors=True)
+        except fastavro.validation.ValidationError as invalid:
+            return f"{prefix}: {_describe_avro_errors(invalid.errors)}"
+        except Exception as other:  # the validator itself failed on this value
+            return f"{prefix}: {type(other).__name__}: {other}"
+        # The validator accepts what the writer rejected: report the writer.
+        return f"{prefix}: {type(exc).__name__}: {exc}"
+
+
+class _CallableSerializer(_BaseSerializer):
+    """A user callable element -> bytes, with its failures made uniform."""
+
+    __slots__ = ("_fn", "description")
+
+    def __init__(self, fn: Callable[[Any], Any]) -> None:
+        self._fn = fn
+        self.description = f"callable {_callable_name(fn)}"
+
+    def __reduce__(self):
+        return (_CallableSerializer, (self._fn,))
+
+    def __call__(self, element: Any) -> bytes:
+        try:
+            result = self._fn(element)
+        except SerializationError:
+            raise
+        except Exception as exc:
+            raise SerializationError(
+                f"serializer {self.description} raised {type(exc).__name__}: {exc}"
+            ) from exc
+        if type(result) is bytes:
+            return result
+        if isinstance(result, (bytes, bytearray, memoryview)):
+            return bytes(result)
+        raise SerializationError(
+            f"serializer {self.description} returned {_type_name(result)}, "
+            "expected bytes, bytearray or memoryview"
+        )
+
+
+def _make_avro_serializer(schema: AvroSchema, validate: bool) -> _AvroSerializer:
+    return _AvroSerializer(schema, validate=validate)
+
+
+# --------------------------------------------------------------------------- #
+# Rows, NamedTuples and dataclasses -> dicts
+# --------------------------------------------------------------------------- #
+
+
+def _plain_tree(obj: Any) -> Any:
+    """``obj`` with every Row, NamedTuple and dataclass in it made a dict.
+
+    Returns ``obj`` itself when there is nothing to convert (the common case of
+    a dict of scalars costs one C-level set test), and otherwise copies only
+    the containers on the way to a converted value. Other values are left to
+    the encoder, which rejects what it cannot hold. Raises RecursionError on a
+    circular reference.
+    """
+    cls = type(obj)
+    if cls is dict:
+        if _PLAIN_SCALARS.issuperset(map(type, obj.values())):
+            return obj
+        return _plain_dict(obj)
+    if cls is list:
+        if _PLAIN_SCALARS.issuperset(map(type, obj)):
+            return obj
+        return _plain_sequence(obj)
+    if cls in _PLAIN_SCALARS:
+        return obj
+    fields = _fields_of(obj)
+    if fields is not None:
+        return {name: _plain_tree(value) for name, value in fields}
+    if isinstance(obj, dict):
+        return _plain_dict(obj)
+    if isinstance(obj, (list, tuple)):
+        return _plain_sequence(obj)
+    return obj
+
+
+def _plain_dict(obj: dict) -> dict:
+    copy = None
+    for key, value in obj.items():
+        if type(value) in _PLAIN_SCALARS:
+            continue
+        plain = _plain_tree(value)
+        if plain is not value:
+            if copy is None:
+                copy = dict(obj)
+            copy[key] = plain
+    return obj if copy is None else copy
+
+
+def _plain_sequence(obj: Union[list, tuple]) -> Union[list, tuple]:
+    items = [_plain_tree(value) for value in obj]
+    if all(new is old for new, old in zip(items, obj)):
+        return obj
+    return items if isinstance(obj, list) else tuple(items)
+
+
+def _fields_of(obj: Any) -> Optional[Iterable[Tuple[str, Any]]]:
+    """(name, value) pairs of a Row, NamedTuple or dataclass; None for anything else.
+
+    A NamedTuple is a tuple to the JSON encoder, which would write an array.
+    """
+    if isinstance(obj, tuple):
+        fields = getattr(type(obj), "_fields", None)
+        return None if fields is None else zip(fields, obj)
+    if isinstance(obj, Row):
+        return vars(obj).items()
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return ((f.name, getattr(obj, f.name)) for f in dataclasses.fields(obj))
+    return None
+
+
+# --------------------------------------------------------------------------- #
+# JSON
+# --------------------------------------------------------------------------- #
+
+
+def _reject_json_value(obj: Any) -> Any:
+    raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
+
+
+def _make_json_chunker() -> Callable[[Any, int], Sequence[str]]:
+    """A function ``(value, 0) -> chunks`` of compact JSON text, built once.
+
+    ``json.dumps`` with options builds a ``JSONEncoder`` and a C encoder on
+    every call; here the C encoder is built once and called directly, which
+    makes a small dict as cheap as a bare ``json.dumps``. It runs without
+    circular-reference markers: :func:`_plain_tree` walks every container
+    first and turns a cycle into a RecursionError. Falls back to the
+    equivalent ``JSONEncoder.encode`` where the C encoder is unavailable or
+    behaves differently.
+    """
+    encoder = json.JSONEncoder(
+        separators=(",", ":"),
+        ensure_ascii=False,
+        allow_nan=False,
+        default=_reject_json_value,
+    )
+
+    def fallback(value: Any, _indent_level: int) -> Sequence[str]:
+        return (encoder.encode(value),)
+
+    make_c_encoder = getattr(_json_encoder, "c_make_encoder", None)
+    if make_c_encoder is None:
+        return fallback
+    try:
+        chunker = make_c_encoder(
+            None,  # markers: no circular-reference check (see above)
+            _reject_json_value,
+            _json_encoder.encode_basestring,  # ensure_ascii=False
+            None,  # indent
+            ":",
+            ",",
+            False,  # sort_keys
+            False,  # skipkeys
+            False,  # allow_nan
+        )
+        probe = {"a": [1, 2.5, "\u00e9\u2028\"", None, True], "b": {"c": ()}}
+        if "".join(chunker(probe, 0)) != encoder.encode(probe):
+            return fallback
+        return chunker
+    except Exception:  # a Python whose C encoder has another signature
+        return fallback
+
+
+def _explain_json_failure(element: Any, exc: BaseException) -> str:
+    """Finds where in ``element`` the value JSON cannot hold is, and says so."""
+    try:
+        found = _find_json_problem(
+            element, "", set(), cycles_only=isinstance(exc, RecursionError)
+        )
+    except RecursionError:
+        found = None
+    if found:
+        return found
+    if isinstance(exc, RecursionError):
+        return "element is nested too deeply for JSON"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _find_json_problem(obj: Any, path: str, active: set, cycles_only: bool) -> Optional[str]:
+    """The first value under ``obj`` that JSON cannot hold, with its path; or None."""
+    if not path:
+        where = "element"
+    elif path.startswith("["):  # under a top-level list
+        where = f"element{path}"
+    else:
+        where = f"field {path!r}"
+    if isinstance(obj, str):
+        if not cycles_only:
+            try:
+                obj.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                return f"{where}: str is not valid UTF-8 ({exc.reason} at {exc.start})"
+        return None
+    if obj is None or isinstance(obj, int):  # bool is an int
+        return None
+    if isinstance(obj, float):
+        if not cycles_only and not math.isfinite(obj):
+            return f"{where}: Out of range float value {obj!r} is not JSON compliant"
+        return None
+    if isinstance(obj, dict):
+        items = obj.items()
+    elif (fields := _fields_of(obj)) is not None:
+        items = fields
+    elif isinstance(obj, (list, tuple)):
+        items = None
+    else:
+        if cycles_only:
+            return None
+        return f"{where}: Object of type {type(obj).__name__} is not JSON serializable"
+    if id(obj) in active:
+        return f"{where}: circular reference"
+    active.add(id(obj))
+    try:
+        if items is None:
+            for index, value in enumerate(obj):
+                found = _find_json_problem(value, f"{path}[{index}]", active, cycles_only)
+                if found:
+                    return found
+            return None
+        for key, value in items:
+            if not cycles_only:
+                if not (key is None or isinstance(key, (str, int, float))):
+                    return (
+                        f"{where}: keys must be str, int, float, bool or None, "
+                        f"not {type(key).__name__}"
+                    )
+                if isinstance(key, float) and not math.isfinite(key):
+                    return f"{where}: Out of range float key {key!r} is not JSON compliant"
+                if isinstance(key, str):
+                    try:
+                        key.encode("utf-8")
+                    except UnicodeEncodeError:
+                        return f"{where}: key {key!r} is not valid UTF-8"
+            child = f"{path}.{key}" if path else str(key)
+            found = _find_json_problem(value, child, active, cycles_only)
+            if found:
+                return found
+        return None
+    finally:
+        active.discard(id(obj))
+
+
+# --------------------------------------------------------------------------- #
+# Avro
+# --------------------------------------------------------------------------- #
+
+
+def _parse_avro_schema(schema: AvroSchema) -> Any:
+    if isinstance(schema, (str, bytes)):
+        try:
+            schema = json.loads(schema)
+        except ValueError as exc:
+            raise ValueError(f"avro_schema is not valid JSON: {exc}") from exc
+    try:
+        return fastavro.parse_schema(schema)
+    except Exception as exc:  # fastavro raises several types for a bad schema
+        raise ValueError(f"invalid avro_schema: {type(exc).__name__}: {exc}") from exc
+
+
+def _avro_schema_label(schema: Any) -> str:
+    """A short name for a (parsed) schema: its full name, type, or union branches."""
+    if isinstance(schema, list):
+        return "union[" + ", ".join(_avro_schema_label(branch) for branch in schema) + "]"
+    if isinstance(schema, dict):
+        if "name" in schema:
+            return str(schema["name"])
+        label = str(schema.get("type"))
+        if label == "array":
+            return f"array<{_avro_schema_label(schema.get('items'))}>"
+        if label == "map":
+            return f"map<{_avro_schema_label(schema.get('values'))}>"
+        if "logicalType" in schema:
+            return f"{label} ({schema['logicalType']})"
+        return label
+    return str(schema)
+
+
+def _describe_avro_errors(errors) -> str:
+    """One clause per field from fastavro ``ValidationErrorData``, union branches merged."""
+    by_field: dict = {}
+    for error in errors:
+        entry = by_field.setdefault(error.field, [error.datum, []])
+        entry[1].append(_avro_schema_label(error.schema))
+    clauses = []
+    for field, (datum, expected) in by_field.items():
+        # fastavro names a field "<namespace>.<Record>.<field>".
+        name = field.rsplit(".", 1)[-1] if field else ""
+        where = f"field {name!r} ({field})" if field else "record"
+        wanted = expected[0] if len(expected) == 1 else "one of " + ", ".join(expected)
+        got = "None (or missing)" if datum is None else f"{_short_repr(datum)} ({_type_name(datum)})"
+        clauses.append(f"{where}: got {got}, expected {wanted}")
+    return "; ".join(clauses) or "unknown mismatch"
+
+
+# --------------------------------------------------------------------------- #
+# Small helpers
+# --------------------------------------------------------------------------- #
+
+
+def _unknown_name_message(name: str) -> str:
+    return (
+        f"unknown serializer {name!r}; expected one of "
+        f"{', '.join(map(repr, SERIALIZER_NAMES))} or a callable element -> bytes"
+    )
+
+
+def _callable_name(fn: Any) -> str:
+    target = fn.func if isinstance(fn, functools.partial) else fn
+    name = getattr(target, "__qualname__", None) or type(target).__qualname__
+    module = getattr(target, "__module__", None) or type(target).__module__
+    return f"{module}.{name}" if module else name
+
+
+def _type_name(value: Any) -> str:
+    cls = type(value)
+    if cls.__module__ in ("builtins", None):
+        return cls.__qualname__
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _short_repr(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= _MAX_REPR else text[: _MAX_REPR - 3] + "..."

@@ -1,0 +1,93 @@
+"""Metrics, pickling, and distributed execution of WriteToRaccoon."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import apache_beam as beam
+from apache_beam.internal import pickler
+from apache_beam.metrics.metric import MetricsFilter
+from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.testing.util import assert_that, equal_to
+
+from raccoon_beam import RetryPolicy, WriteToRaccoon
+from raccoon_beam.emulator import Outcome
+from raccoon_beam.io import METRICS_NAMESPACE, _WriteBatchesFn, _WriteEventsFn
+
+
+def _metrics(result):
+    query = result.metrics().query(MetricsFilter().with_namespace(METRICS_NAMESPACE))
+    counters = {c.key.metric.name: c.committed for c in query["counters"]}
+    distributions = {d.key.metric.name: d.committed for d in query["distributions"]}
+    return counters, distributions
+
+
+def test_metrics_count_events_batches_retries_and_dead_letters(emulator):
+    emulator.faults.reject_event_type("bad")
+    emulator.faults.fail_next(2, Outcome.http(503), transport="rest")
+    events = [{"id": i, "event_name": "bad" if i == 7 else "click"} for i in range(100)]
+    pipeline = beam.Pipeline()
+    result_pc = (
+        pipeline
+        | beam.Create(events, reshuffle=False)
+        | WriteToRaccoon(
+            emulator.rest_endpoint,
+            event_type=lambda e: e["event_name"],
+            max_batch_size=50,
+            retry=RetryPolicy(initial_backoff=0.001, max_backoff=0.001),
+        )
+    )
+    assert_that(result_pc.failed | beam.Map(lambda d: d.element["id"]), equal_to([7]))
+    result = pipeline.run()
+    result.wait_until_finish()
+    counters, distributions = _metrics(result)
+    assert counters["events_sent"] == 100
+    assert counters["events_acknowledged"] == 99
+    assert counters["events_dead_lettered"] == 1
+    assert counters["batches"] == 2
+    assert counters["retries"] == 2
+    # One batch of 50 bisected down to the bad event: 2 * log2(50) more requests.
+    assert counters["requests"] > 2 + 2
+    assert counters["bytes_sent"] > 100 * len(json.dumps(events[0]))
+    assert distributions["batch_size"].count == 2 and distributions["batch_size"].max == 50
+    assert distributions["request_latency_ms"].count >= 2
+    assert len(emulator.events()) == 99
+
+
+def test_dofns_pickle_before_setup_and_hold_no_live_state():
+    transform = WriteToRaccoon("grpc://127.0.0.1:1", event_type=lambda e: "t", max_buffering_duration=1)
+    for fn in (
+        _WriteEventsFn(transform._builder, transform._sender()),
+        _WriteBatchesFn(transform._sender()),
+    ):
+        clone = pickler.loads(pickler.dumps(fn))
+        assert clone._sender is None
+        assert clone._spec == fn._spec
+
+
+def test_setup_and_teardown_leave_no_thread(emulator):
+    before = {t.ident for t in threading.enumerate()}
+    transform = WriteToRaccoon(emulator.ws_endpoint, event_type="t")
+    fn = _WriteEventsFn(transform._builder, transform._sender())
+    fn.setup()
+    assert len(threading.enumerate()) > len(before)
+    fn.teardown()
+    assert {t.ident for t in threading.enumerate()} <= before
+
+
+def test_multi_process_direct_runner_delivers_exactly_the_input(emulator):
+    events = [{"id": i, "event_name": ("click", "view")[i % 2]} for i in range(4000)]
+    options = PipelineOptions(direct_running_mode="multi_processing", direct_num_workers=2)
+    with beam.Pipeline(options=options) as pipeline:
+        result = (
+            pipeline
+            | beam.Create(events)
+            | beam.Reshuffle()
+            | WriteToRaccoon(emulator.grpc_endpoint, event_type=lambda e: e["event_name"], max_batch_size=100)
+        )
+        assert_that(result.failed, equal_to([]))
+    captured = sorted(json.loads(e.event_bytes)["id"] for e in emulator.events())
+    assert captured == list(range(4000))
+    # Each worker process identified itself with a connection id of its own.
+    assert len({e.conn_id for e in emulator.events()}) >= 2
