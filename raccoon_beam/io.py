@@ -434,6 +434,12 @@ class _SendingFn(beam.DoFn):
     def setup(self) -> None:
         self._sender = _Sender(self._spec)
 
+    def start_bundle(self) -> None:
+        # A bundle that failed half-way left its batches behind; the runner
+        # retries those elements, so they must not leak into this bundle.
+        assert self._sender is not None
+        self._sender.discard()
+
     def finish_bundle(self) -> Iterable[TaggedOutput]:
         assert self._sender is not None
         try:

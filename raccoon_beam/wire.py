@@ -23,7 +23,7 @@ import json
 import re
 import time
 import uuid
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, TypeVar, Union
 
 from google.protobuf.message import DecodeError
 
@@ -45,6 +45,7 @@ __all__ = [
 ]
 
 Body = Union[bytes, bytearray, memoryview, str]
+_Message = TypeVar("_Message", raccoon_pb2.SendEventRequest, raccoon_pb2.SendEventResponse)
 
 
 class Wire(str, enum.Enum):
@@ -220,12 +221,7 @@ def decode_request(body: Body, wire: Wire) -> raccoon_pb2.SendEventRequest:
       WireFormatError: the body is not a request Raccoon would accept.
     """
     if wire is Wire.PROTOBUF:
-        request = raccoon_pb2.SendEventRequest()
-        try:
-            request.ParseFromString(bytes(_as_bytes(body)))
-        except (DecodeError, ValueError) as exc:
-            raise WireFormatError(f"not a protobuf SendEventRequest: {exc}") from exc
-        return request
+        return _parse_protobuf(raccoon_pb2.SendEventRequest(), body)
     document = _parse_go_json(body)
     request = raccoon_pb2.SendEventRequest()
     if document is None:  # Go: unmarshalling null into a struct is a no-op.
@@ -317,12 +313,7 @@ def decode_response(body: Body, wire: Wire) -> raccoon_pb2.SendEventResponse:
       WireFormatError: the body is not a SendEventResponse.
     """
     if wire is Wire.PROTOBUF:
-        response = raccoon_pb2.SendEventResponse()
-        try:
-            response.ParseFromString(bytes(_as_bytes(body)))
-        except (DecodeError, ValueError) as exc:
-            raise WireFormatError(f"not a protobuf SendEventResponse: {exc}") from exc
-        return response
+        return _parse_protobuf(raccoon_pb2.SendEventResponse(), body)
     document = _parse_go_json(body)
     if not isinstance(document, _Object):
         raise WireFormatError(f"not a JSON SendEventResponse: found {_json_kind(document)}")
@@ -361,6 +352,14 @@ def _enum_value(enum_type: Any, value: Any) -> int:
         except ValueError as exc:
             raise WireFormatError(f"unknown enum name {value!r}") from exc
     return _go_int(value, _INT32, "enum")
+
+
+def _parse_protobuf(message: _Message, body: Body) -> _Message:
+    try:
+        message.ParseFromString(bytes(_as_bytes(body)))
+    except (DecodeError, ValueError) as exc:
+        raise WireFormatError(f"not a protobuf {type(message).__name__}: {exc}") from exc
+    return message
 
 
 # ------------------------------------------------- Go encoding/json helpers

@@ -1,0 +1,203 @@
+"""Ingest capacity of the Raccoon emulator (issue 3).
+
+The emulator runs in its own process (``EmulatorProcess``, digest capture);
+a load generator runs in another process and sends 500-event protobuf
+batches (~150-byte events) with several requests in flight, over gRPC and
+over REST, for a few seconds each. The script reports events/s as the
+generator saw them acknowledged, and checks through the emulator's digest
+that exactly the acknowledged events were captured.
+
+    python benchmarks/emulator_ingest.py [--duration 5] [--in-flight 8] [--batch 500]
+
+The generator pre-encodes a few distinct batches and cycles through them, so
+that it spends its CPU on sending, not encoding; the expected digest is then
+the per-batch digest times the number of times each batch was acknowledged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import subprocess
+import sys
+import time
+from typing import Dict, List, Tuple
+
+DEFAULT_DURATION = 5.0
+DEFAULT_IN_FLIGHT = 8
+DEFAULT_BATCH = 500
+DEFAULT_EVENT_BYTES = 150
+DISTINCT_BATCHES = 16
+EVENT_TYPES = ("click", "page_view")
+_MOD = 1 << 128
+
+
+def _batches(batch: int, event_bytes: int, seed: int = 1) -> List[List[Tuple[str, bytes]]]:
+    rng = random.Random(seed)
+    return [
+        [(EVENT_TYPES[i % 2], rng.randbytes(event_bytes)) for i in range(batch)]
+        for _ in range(DISTINCT_BATCHES)
+    ]
+
+
+def _expected(batches, acked: List[int]) -> Dict[str, List]:
+    from raccoon_beam.emulator import expected_digest
+
+    totals: Dict[str, List[int]] = {}
+    for events, times in zip(batches, acked):
+        if not times:
+            continue
+        for event_type, digest in expected_digest(events).items():
+            acc = totals.setdefault(event_type, [0, 0, 0])
+            acc[0] += digest.count * times
+            acc[1] += digest.total_bytes * times
+            acc[2] = (acc[2] + int(digest.digest, 16) * times) % _MOD
+    return {t: [c, b, format(d, "032x")] for t, (c, b, d) in totals.items()}
+
+
+# ---------------------------------------------------------------- generator process
+
+
+async def _generate(transport: str, endpoint: str, duration: float, in_flight: int, batch: int,
+                    event_bytes: int) -> Dict:
+    from raccoon_beam.wire import Wire, encode_request
+
+    batches = _batches(batch, event_bytes)
+    bodies = [encode_request(events, wire=Wire.PROTOBUF).body for events in batches]
+    acked = [0] * len(bodies)
+    failed = 0
+    deadline = time.monotonic() + duration
+
+    if transport == "grpc":
+        from grpc import aio
+
+        channel = aio.insecure_channel(endpoint.split("://", 1)[1])
+        call = channel.unary_unary("/raystack.raccoon.v1beta1.EventService/SendEvent")
+        metadata = (("x-user-id", "bench"),)
+
+        async def send(index: int) -> bool:
+            await call(bodies[index], metadata=metadata, timeout=30)
+            return True
+
+        async def close() -> None:
+            await channel.close()
+    else:
+        import aiohttp
+
+        session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=in_flight))
+        headers = {"Content-Type": "application/proto", "X-User-ID": "bench"}
+
+        async def send(index: int) -> bool:
+            async with session.post(endpoint, data=bodies[index], headers=headers) as resp:
+                await resp.read()
+                return resp.status == 200
+
+        async def close() -> None:
+            await session.close()
+
+    async def worker(offset: int) -> None:
+        nonlocal failed
+        index = offset
+        while time.monotonic() < deadline:
+            i = index % len(bodies)
+            if await send(i):
+                acked[i] += 1
+            else:
+                failed += 1
+            index += in_flight
+
+    # Warm up the connection before timing.
+    await send(0)
+    acked[0] += 1
+    start = time.monotonic()
+    deadline = start + duration
+    await asyncio.gather(*(worker(i) for i in range(in_flight)))
+    elapsed = time.monotonic() - start
+    await close()
+    timed_events = (sum(acked) - 1) * batch
+    return {
+        "transport": transport,
+        "elapsed": elapsed,
+        "requests": sum(acked),
+        "failed": failed,
+        "events_per_second": timed_events / elapsed,
+        "expected": _expected(batches, acked),
+    }
+
+
+# ---------------------------------------------------------------- orchestration
+
+
+def _run_generator(transport: str, endpoint: str, args: argparse.Namespace) -> Dict:
+    command = [sys.executable, os.path.abspath(__file__), "--generate", transport, "--endpoint", endpoint,
+               "--duration", str(args.duration), "--in-flight", str(args.in_flight), "--batch", str(args.batch),
+               "--event-bytes", str(args.event_bytes)]
+    out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process (Linux; 0 elsewhere)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def _machine() -> Dict[str, str]:
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip() or "none"
+    except OSError:
+        commit = "none"
+    return {"nproc": str(os.cpu_count()), "python": platform.python_version(), "commit": commit,
+            "platform": platform.platform()}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=float, default=DEFAULT_DURATION)
+    parser.add_argument("--in-flight", type=int, default=DEFAULT_IN_FLIGHT)
+    parser.add_argument("--batch", type=int, default=DEFAULT_BATCH)
+    parser.add_argument("--event-bytes", type=int, default=DEFAULT_EVENT_BYTES)
+    parser.add_argument("--transports", default="grpc,rest")
+    parser.add_argument("--generate", help=argparse.SUPPRESS)
+    parser.add_argument("--endpoint", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.generate:
+        result = asyncio.run(_generate(args.generate, args.endpoint, args.duration, args.in_flight, args.batch,
+                                       args.event_bytes))
+        print(json.dumps(result))
+        return 0
+
+    from raccoon_beam.emulator.process import EmulatorProcess
+
+    print(json.dumps(_machine()))
+    ok = True
+    with EmulatorProcess() as emu:
+        for transport in args.transports.split(","):
+            emu.reset()
+            endpoint = emu.grpc_endpoint if transport == "grpc" else emu.rest_endpoint
+            cpu_before = _cpu_seconds(emu.pid)
+            result = _run_generator(transport, endpoint, args)
+            # Includes the generator's start-up time, when the emulator idles: a lower bound.
+            emulator_cpu = (_cpu_seconds(emu.pid) - cpu_before) / result["elapsed"]
+            digest = {t: [d.count, d.total_bytes, d.digest] for t, d in emu.digest().items()}
+            verified = digest == result["expected"] and result["failed"] == 0
+            ok = ok and verified
+            print(f"{transport}: {result['events_per_second']:,.0f} events/s "
+                  f"({result['requests']} requests of {args.batch} events in {result['elapsed']:.1f} s, "
+                  f"{args.in_flight} in flight); emulator CPU {emulator_cpu:.0%} of a core; "
+                  f"digest {'verified' if verified else 'MISMATCH'}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,149 @@
+"""Request, event, connection and fault counters, and their snapshot.
+
+Every request that the emulator reads ends in exactly one of: accepted
+(its batch captured, whatever the answer), rejected (not captured: bad
+request, injected fault, publish failure, dropped before capture) or
+deduplicated (WebSocket dedup hit). So, per transport and once nothing is in
+flight, ``received == accepted + rejected + deduplicated``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from typing import Any, Dict, Optional, Tuple
+
+__all__ = ["Counters", "CountersSnapshot"]
+
+
+@dataclasses.dataclass(frozen=True)
+class CountersSnapshot:
+    """The counters at one moment.
+
+    Attributes:
+      requests_received: per transport, requests read in full.
+      requests_accepted: per transport, requests whose batch was captured.
+      requests_rejected: per transport, requests not captured.
+      requests_deduplicated: per transport, WebSocket requests dropped by dedup.
+      events_accepted: per transport, events captured.
+      events_deduplicated: events of the deduplicated requests.
+      faults: per fault kind, per transport, how many requests it hit.
+      connections_open: WebSocket connections open now.
+      connections_refused: WebSocket connections refused (duplicate, limit).
+    """
+
+    requests_received: Dict[str, int]
+    requests_accepted: Dict[str, int]
+    requests_rejected: Dict[str, int]
+    requests_deduplicated: Dict[str, int]
+    events_accepted: Dict[str, int]
+    events_deduplicated: int
+    faults: Dict[str, Dict[str, int]]
+    connections_open: int
+    connections_refused: int
+
+    @property
+    def total_events_accepted(self) -> int:
+        return sum(self.events_accepted.values())
+
+    @property
+    def duplicates_dropped(self) -> int:
+        """Requests answered but not captured again because of dedup."""
+        return sum(self.requests_deduplicated.values())
+
+    def received(self, transport: Optional[str] = None) -> int:
+        return _pick(self.requests_received, transport)
+
+    def accepted(self, transport: Optional[str] = None) -> int:
+        return _pick(self.requests_accepted, transport)
+
+    def rejected(self, transport: Optional[str] = None) -> int:
+        return _pick(self.requests_rejected, transport)
+
+    def injected(self, kind: Optional[str] = None, transport: Optional[str] = None) -> int:
+        """How many requests faults hit (of one kind and/or transport, or all)."""
+        total = 0
+        for fault_kind, per_transport in self.faults.items():
+            if kind is None or fault_kind == kind:
+                total += _pick(per_transport, transport)
+        return total
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, value: Dict[str, Any]) -> "CountersSnapshot":
+        return cls(**value)
+
+
+def _pick(per_transport: Dict[str, int], transport: Optional[str]) -> int:
+    if transport is None:
+        return sum(per_transport.values())
+    return per_transport.get(transport, 0)
+
+
+class Counters:
+    """Mutable counters; updated on the server loop, snapshotted from any thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        with self._lock:
+            self._received: Dict[str, int] = {}
+            self._accepted: Dict[str, int] = {}
+            self._rejected: Dict[str, int] = {}
+            self._deduplicated: Dict[str, int] = {}
+            self._events: Dict[str, int] = {}
+            self._events_deduplicated = 0
+            self._faults: Dict[Tuple[str, str], int] = {}
+            self._refused = 0
+        # Open connections are a state, not a count since reset: kept.
+        if not hasattr(self, "connections_open"):
+            self.connections_open = 0
+
+    def received(self, transport: str) -> None:
+        with self._lock:
+            self._received[transport] = self._received.get(transport, 0) + 1
+
+    def accepted(self, transport: str, events: int) -> None:
+        with self._lock:
+            self._accepted[transport] = self._accepted.get(transport, 0) + 1
+            self._events[transport] = self._events.get(transport, 0) + events
+
+    def rejected(self, transport: str, fault: Optional[str] = None) -> None:
+        with self._lock:
+            self._rejected[transport] = self._rejected.get(transport, 0) + 1
+            if fault is not None:
+                self._faults[(fault, transport)] = self._faults.get((fault, transport), 0) + 1
+
+    def deduplicated(self, transport: str, events: int) -> None:
+        with self._lock:
+            self._deduplicated[transport] = self._deduplicated.get(transport, 0) + 1
+            self._events_deduplicated += events
+
+    def fault(self, kind: str, transport: str) -> None:
+        with self._lock:
+            self._faults[(kind, transport)] = self._faults.get((kind, transport), 0) + 1
+
+    def refused(self) -> None:
+        with self._lock:
+            self._refused += 1
+
+    def snapshot(self) -> CountersSnapshot:
+        with self._lock:
+            faults: Dict[str, Dict[str, int]] = {}
+            for (kind, transport), value in self._faults.items():
+                faults.setdefault(kind, {})[transport] = value
+            return CountersSnapshot(
+                requests_received=dict(self._received),
+                requests_accepted=dict(self._accepted),
+                requests_rejected=dict(self._rejected),
+                requests_deduplicated=dict(self._deduplicated),
+                events_accepted=dict(self._events),
+                events_deduplicated=self._events_deduplicated,
+                faults=faults,
+                connections_open=self.connections_open,
+                connections_refused=self._refused,
+            )

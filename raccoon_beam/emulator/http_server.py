@@ -1,0 +1,70 @@
+"""The HTTP port: REST, WebSocket, ``/ping`` and the control endpoints, on aiohttp."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from typing import Callable, Optional
+
+from aiohttp import web
+
+from raccoon_beam.emulator.config import EmulatorConfig
+from raccoon_beam.emulator.control import add_control_routes
+from raccoon_beam.emulator.ingest import Ingest
+from raccoon_beam.emulator.rest import RestHandler
+from raccoon_beam.emulator.websocket import WebSocketHandler
+
+__all__ = ["HttpServer", "EVENTS_PATH", "PING_PATH"]
+
+EVENTS_PATH = "/api/v1/events"
+PING_PATH = "/ping"
+
+
+async def _ping(_: web.Request) -> web.Response:
+    return web.Response(text="pong")
+
+
+class HttpServer:
+    """Serves the HTTP port until stopped.
+
+    Args:
+      config: the emulator's settings.
+      ingest: where decoded requests go.
+      stopping: set when the emulator stops.
+      reset: what ``POST /_emulator/reset`` calls.
+    """
+
+    def __init__(
+        self, config: EmulatorConfig, ingest: Ingest, stopping: asyncio.Event, reset: Callable[[], None]
+    ) -> None:
+        self._config = config
+        self._websockets = WebSocketHandler(config, ingest)
+        app = web.Application(client_max_size=config.max_body_bytes, handler_args={"access_log": None})
+        # add_route, not add_get: Raccoon's router answers HEAD with 405.
+        app.router.add_route("POST", EVENTS_PATH, RestHandler(config, ingest, stopping).handle)
+        app.router.add_route("GET", EVENTS_PATH, self._websockets.handle)
+        app.router.add_route("GET", PING_PATH, _ping)
+        add_control_routes(app, ingest.capture, ingest.counters, ingest.faults, reset)
+        self._app = app
+        self._runner: Optional[web.AppRunner] = None
+
+    async def start(self, port: int) -> int:
+        """Starts listening; returns the bound port."""
+        runner = web.AppRunner(self._app, access_log=None, shutdown_timeout=1.0, handle_signals=False)
+        await runner.setup()
+        ssl_context = None
+        if self._config.tls is not None:
+            ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            ssl_context.load_cert_chain(*self._config.tls)
+        site = web.TCPSite(runner, self._config.host, port, ssl_context=ssl_context, reuse_address=True)
+        await site.start()
+        self._runner = runner
+        server = site._server  # the asyncio server: the only way to learn an ephemeral port
+        assert server is not None and server.sockets
+        return server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        await self._websockets.close_all()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None

@@ -1,0 +1,151 @@
+"""The transport-neutral part of handling a request: faults, dedup, publish, capture.
+
+Each server decodes its request, hands it to :meth:`Ingest.handle` and
+renders the :class:`Verdict` it gets back in its own protocol.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import NamedTuple, Optional, Set
+
+from raccoon_beam._proto import raccoon_pb2
+from raccoon_beam.emulator.capture import Capture
+from raccoon_beam.emulator.config import EmulatorConfig
+from raccoon_beam.emulator.counters import Counters
+from raccoon_beam.emulator.faults import (
+    DROP_AFTER_CAPTURE,
+    DROP_BEFORE_CAPTURE,
+    LATENCY,
+    PUBLISH_FAILURE,
+    REJECT_EVENT_TYPE,
+    Faults,
+)
+from raccoon_beam.emulator.outcomes import Outcome, raccoon_http_status
+
+__all__ = ["Ingest", "Verdict", "success_response", "error_response", "PUBLISH_ERROR"]
+
+# The error text in "cannot publish events: <error>".
+PUBLISH_ERROR = "emulated publisher failure"
+
+
+class Verdict(NamedTuple):
+    """How to answer one request.
+
+    Exactly one of: ``response`` (a SendEventResponse, with the HTTP status
+    REST uses for it), ``outcome`` (an injected transport-level answer:
+    kinds http, grpc, garbage, no_answer) or ``drop`` (abort the connection).
+    """
+
+    response: Optional[raccoon_pb2.SendEventResponse] = None
+    http_status: int = 200
+    outcome: Optional[Outcome] = None
+    drop: bool = False
+
+
+def success_response(req_guid: str) -> raccoon_pb2.SendEventResponse:
+    return raccoon_pb2.SendEventResponse(
+        status=raccoon_pb2.STATUS_SUCCESS,
+        code=raccoon_pb2.CODE_OK,
+        sent_time=int(time.time()),
+        data={"req_guid": req_guid},
+    )
+
+
+def error_response(code: int, reason: str = "", req_guid: Optional[str] = None) -> raccoon_pb2.SendEventResponse:
+    response = raccoon_pb2.SendEventResponse(
+        status=raccoon_pb2.STATUS_SUCCESS if code == raccoon_pb2.CODE_OK else raccoon_pb2.STATUS_ERROR,
+        code=code,
+        sent_time=int(time.time()),
+        reason=reason,
+    )
+    if req_guid is not None:
+        response.data["req_guid"] = req_guid
+    return response
+
+
+class Ingest:
+    """Applies faults, dedup and the ack mode to decoded requests, and captures them."""
+
+    def __init__(self, config: EmulatorConfig, capture: Capture, faults: Faults, counters: Counters) -> None:
+        self.config = config
+        self.capture = capture
+        self.faults = faults
+        self.counters = counters
+
+    def bad_request(self, transport: str) -> None:
+        """Counts a request that did not decode (or lacked its connection id)."""
+        self.counters.received(transport)
+        self.counters.rejected(transport)
+
+    async def handle(
+        self,
+        request: raccoon_pb2.SendEventRequest,
+        conn_id: str,
+        group: str,
+        transport: str,
+        seen: Optional[Set[str]] = None,
+    ) -> Verdict:
+        """Processes one decoded request.
+
+        Args:
+          request: the decoded request.
+          conn_id: the connection id header's value ("" when absent).
+          group: the connection group.
+          transport: "grpc", "rest" or "websocket".
+          seen: the req_guids of this WebSocket connection, when dedup is on.
+        """
+        counters = self.counters
+        counters.received(transport)
+        guid = request.req_guid
+        decision = self.faults.decide(transport)
+        if decision.latency:
+            counters.fault(LATENCY, transport)
+            await asyncio.sleep(decision.latency)
+        if decision.drop == DROP_BEFORE_CAPTURE:
+            counters.rejected(transport, DROP_BEFORE_CAPTURE)
+            return Verdict(drop=True)
+        outcome = decision.outcome
+        if outcome is not None:
+            counters.rejected(transport, outcome.kind)
+            if outcome.kind == "raccoon":
+                response = error_response(outcome.code, outcome.reason, guid)
+                return Verdict(response, raccoon_http_status(outcome.code))
+            if outcome.kind == "wrong_req_guid":
+                return Verdict(success_response(f"{guid}-not-{uuid.uuid4()}"))
+            return Verdict(outcome=outcome)
+
+        rejected_type = self.faults.rejected_type(e.type for e in request.events)
+        if rejected_type is not None:
+            counters.rejected(transport, REJECT_EVENT_TYPE)
+            reason = f"event type rejected: {rejected_type}"
+            return Verdict(error_response(raccoon_pb2.CODE_BAD_REQUEST, reason, guid), 400)
+
+        if seen is not None:
+            if guid in seen:
+                counters.deduplicated(transport, len(request.events))
+                return Verdict(success_response(guid))
+            seen.add(guid)
+
+        if self.config.sync_ack:
+            # The ack waits for the publisher; let other requests run meanwhile.
+            await asyncio.sleep(0)
+        if self.faults.publish_fails():
+            counters.rejected(transport, PUBLISH_FAILURE)
+            if seen is not None:
+                seen.discard(guid)  # Raccoon forgets a batch whose publish failed.
+            if not self.config.sync_ack:
+                return Verdict(success_response(guid))  # acked already; the batch is lost
+            # Raccoon's gRPC handler leaves the reason empty; REST and WebSocket fill it.
+            reason = "" if transport == "grpc" else f"cannot publish events: {PUBLISH_ERROR}"
+            return Verdict(error_response(raccoon_pb2.CODE_INTERNAL_ERROR, reason, guid), 500)
+
+        count = self.capture.add(request, conn_id, group, transport)
+        if decision.drop == DROP_AFTER_CAPTURE:
+            counters.fault(DROP_AFTER_CAPTURE, transport)
+            counters.accepted(transport, count)
+            return Verdict(drop=True)
+        counters.accepted(transport, count)
+        return Verdict(success_response(guid))

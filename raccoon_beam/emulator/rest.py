@@ -1,0 +1,109 @@
+"""REST: ``POST /api/v1/events`` exactly as Raccoon's ``RESTAPIHandler`` answers."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Optional
+
+from aiohttp import web
+
+from raccoon_beam._proto import raccoon_pb2
+from raccoon_beam.emulator.config import EmulatorConfig
+from raccoon_beam.emulator.ingest import Ingest, Verdict, error_response
+from raccoon_beam.emulator.outcomes import Outcome, grpc_to_http_status
+from raccoon_beam.errors import WireFormatError
+from raccoon_beam.wire import Wire, decode_request, encode_response, wire_for_content_type
+
+__all__ = ["RestHandler"]
+
+
+class RestHandler:
+    """The aiohttp handler of ``POST /api/v1/events``.
+
+    Args:
+      config: the emulator's settings.
+      ingest: where decoded requests go.
+      stopping: set when the emulator stops (releases never-answered requests).
+    """
+
+    def __init__(self, config: EmulatorConfig, ingest: Ingest, stopping: asyncio.Event) -> None:
+        self._config = config
+        self._ingest = ingest
+        self._stopping = stopping
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        # Raccoon echoes the request's Content-Type, even an unsupported one.
+        content_type = request.headers.get("Content-Type", "")
+        headers = {"Content-Type": content_type}
+        wire = wire_for_content_type(content_type)
+        if wire is None:
+            self._ingest.bad_request("rest")
+            body = encode_response(
+                error_response(raccoon_pb2.CODE_BAD_REQUEST, "invalid content type"), Wire.JSON
+            )
+            return web.Response(status=400, body=body, headers=headers)
+        try:
+            raw = await request.read()
+        except (web.HTTPRequestEntityTooLarge, ConnectionError, asyncio.IncompleteReadError, OSError):
+            # Go's io.ReadAll failing: 500 (with Raccoon's odd reason).
+            self._ingest.bad_request("rest")
+            body = encode_response(
+                error_response(raccoon_pb2.CODE_INTERNAL_ERROR, "deserialization failure"), wire
+            )
+            return web.Response(status=500, body=body, headers=headers)
+        try:
+            event_request = decode_request(raw, wire)
+        except WireFormatError:
+            self._ingest.bad_request("rest")
+            body = encode_response(error_response(raccoon_pb2.CODE_BAD_REQUEST, "deserialization failure"), wire)
+            return web.Response(status=400, body=body, headers=headers)
+        conn_id = request.headers.get(self._config.conn_id_header, "")
+        group = request.headers.get(self._config.group_header, "") or self._config.default_group
+        verdict = await self._ingest.handle(event_request, conn_id, group, "rest")
+        return await self._render(verdict, request, wire, headers)
+
+    async def _render(
+        self, verdict: Verdict, request: web.Request, wire: Wire, headers: dict
+    ) -> web.StreamResponse:
+        if verdict.response is not None:
+            return web.Response(
+                status=verdict.http_status, body=encode_response(verdict.response, wire), headers=headers
+            )
+        if verdict.drop:
+            _abort(request)
+            raise asyncio.CancelledError()
+        outcome = verdict.outcome
+        assert outcome is not None
+        if outcome.kind == "no_answer":
+            await self._stopping.wait()
+            _abort(request)
+            raise asyncio.CancelledError()
+        return _outcome_response(outcome, headers)
+
+
+def _abort(request: web.Request) -> None:
+    transport = request.transport
+    if transport is not None:
+        transport.abort()
+
+
+def _outcome_response(outcome: Outcome, request_headers: dict) -> web.Response:
+    content_type: Optional[str] = outcome.content_type
+    if content_type is None:
+        content_type = request_headers["Content-Type"]
+    headers = {"Content-Type": content_type}
+    if outcome.kind == "garbage":
+        return web.Response(status=200, body=outcome.body, headers=headers)
+    if outcome.kind == "http":
+        if outcome.retry_after is not None:
+            retry_after = outcome.retry_after
+            headers["Retry-After"] = str(int(retry_after) if float(retry_after).is_integer() else retry_after)
+        return web.Response(status=outcome.status, body=outcome.body, headers=headers)
+    # kind "grpc": what a gRPC-to-HTTP proxy would answer.
+    assert outcome.grpc_status is not None
+    headers["Content-Type"] = "text/plain"
+    return web.Response(
+        status=grpc_to_http_status(outcome.grpc_status),
+        body=(outcome.details or outcome.grpc_status.name).encode("utf-8"),
+        headers=headers,
+    )

@@ -1,0 +1,28 @@
+"""Fixtures shared by every test folder."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import pytest
+
+from raccoon_beam.emulator import RaccoonEmulator
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "emulator(**kwargs): RaccoonEmulator arguments for the `emulator` fixture"
+    )
+
+
+@pytest.fixture
+def emulator(request: pytest.FixtureRequest) -> Iterator[RaccoonEmulator]:
+    """A started RaccoonEmulator (stock Raccoon settings), stopped after the test.
+
+    Pass constructor arguments with a marker, e.g.
+    ``@pytest.mark.emulator(ack="sync", dedup=True)``.
+    """
+    marker = request.node.get_closest_marker("emulator")
+    kwargs = dict(marker.kwargs) if marker is not None else {}
+    with RaccoonEmulator(**kwargs) as emu:
+        yield emu

@@ -1,0 +1,109 @@
+"""Ack modes (EVENT_ACK), as RACCOON_PROTOCOL.md's Acks section describes them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from raccoon_beam._proto import raccoon_pb2
+from raccoon_beam.wire import Wire
+
+
+def test_async_ack_publish_failure_still_answers_success_and_loses_the_batch(kit, emulator):
+    emulator.faults.fail_publish(n=3)
+    req = kit.request([("click", b"x")], req_guid="a-1")
+    assert kit.post(req.body, "application/proto").status_code == 200
+    assert raccoon_pb2.SendEventResponse.FromString(kit.grpc(req.body)).code == raccoon_pb2.CODE_OK
+
+    async def scenario(session):
+        async with kit.connect(session) as ws:
+            assert (await kit.ws_request(ws, req.body, Wire.PROTOBUF)).code == raccoon_pb2.CODE_OK
+
+    kit.run(scenario)
+    assert emulator.events() == []  # acked before publishing; publishing failed
+    assert emulator.counters().injected("publish_failure") == 3
+
+
+@pytest.mark.emulator(ack="sync")
+def test_sync_ack_publish_failure_rest_is_500_with_reason(kit, emulator):
+    emulator.faults.fail_publish(n=1)
+    req = kit.request([("click", b"x")], Wire.JSON, req_guid="s-1")
+    resp = kit.post(req.body, "application/json")
+    assert resp.status_code == 500
+    body = json.loads(resp.content)
+    assert body["code"] == raccoon_pb2.CODE_INTERNAL_ERROR and body["status"] == raccoon_pb2.STATUS_ERROR
+    assert body["reason"].startswith("cannot publish events: ")
+    assert body["data"] == {"req_guid": "s-1"}
+    assert emulator.events() == []
+    assert kit.post(req.body, "application/json").status_code == 200  # countdown used up
+    assert len(emulator.events()) == 1
+
+
+@pytest.mark.emulator(ack="sync")
+def test_sync_ack_publish_failure_grpc_is_ok_call_with_status_error_and_empty_reason(kit, emulator):
+    emulator.faults.fail_publish(n=1)
+    resp = raccoon_pb2.SendEventResponse.FromString(kit.grpc(kit.request([("c", b"x")], req_guid="g-1").body))
+    assert (resp.status, resp.code, resp.reason) == (raccoon_pb2.STATUS_ERROR, raccoon_pb2.CODE_INTERNAL_ERROR, "")
+    assert resp.data["req_guid"] == "g-1"
+
+
+@pytest.mark.emulator(ack="sync", dedup=True)
+def test_sync_ack_publish_failure_websocket_and_dedup_forgets_the_failed_batch(kit, emulator):
+    emulator.faults.fail_publish(n=1)
+    req = kit.request([("c", b"x")], req_guid="w-1")
+
+    async def scenario(session):
+        async with kit.connect(session) as ws:
+            ack = await kit.ws_request(ws, req.body, Wire.PROTOBUF)
+            assert ack.code == raccoon_pb2.CODE_INTERNAL_ERROR
+            assert ack.reason.startswith("cannot publish events: ") and ack.data["req_guid"] == "w-1"
+            ack = await kit.ws_request(ws, req.body, Wire.PROTOBUF)  # the retry is not a duplicate
+            assert ack.code == raccoon_pb2.CODE_OK
+
+    kit.run(scenario)
+    assert len(emulator.events()) == 1
+    assert emulator.counters().duplicates_dropped == 0
+
+
+@pytest.mark.emulator(ack="sync")
+def test_sync_ack_fraction_and_all(kit, emulator):
+    emulator.faults.fail_publish(fraction=0.5, seed=3)
+    statuses = [kit.post(kit.request([("c", b"x")]).body, "application/proto").status_code for _ in range(20)]
+    assert set(statuses) == {200, 500}
+    assert len(emulator.events()) == statuses.count(200)
+    emulator.faults.clear()
+    emulator.faults.fail_publish()
+    assert kit.post(kit.request([("c", b"x")]).body, "application/proto").status_code == 500
+
+
+@pytest.mark.emulator(ack="sync")
+def test_sync_acks_on_websocket_can_arrive_out_of_order(kit, emulator):
+    async def scenario(session):
+        async with kit.connect(session) as ws:
+            # The first request's publishing takes long; the second's does not.
+            emulator.faults.add_latency(2.0, transport="websocket")
+            await ws.send_bytes(kit.request([("c", b"slow")], req_guid="slow").body)
+            while emulator.counters().received("websocket") < 1:
+                await asyncio.sleep(0.01)
+            emulator.faults.add_latency(0, transport="websocket")
+            await ws.send_bytes(kit.request([("c", b"fast")], req_guid="fast").body)
+            first = raccoon_pb2.SendEventResponse.FromString((await ws.receive(timeout=10)).data)
+            second = raccoon_pb2.SendEventResponse.FromString((await ws.receive(timeout=10)).data)
+            return first.data["req_guid"], second.data["req_guid"]
+
+    assert kit.run(scenario) == ("fast", "slow")
+
+
+def test_async_acks_on_websocket_are_in_order(kit, emulator):
+    async def scenario(session):
+        async with kit.connect(session) as ws:
+            for i in range(20):
+                await ws.send_bytes(kit.request([("c", b"x")], req_guid=f"r-{i}").body)
+            guids = []
+            for _ in range(20):
+                guids.append(raccoon_pb2.SendEventResponse.FromString((await ws.receive(timeout=10)).data).data["req_guid"])
+            return guids
+
+    assert kit.run(scenario) == [f"r-{i}" for i in range(20)]
