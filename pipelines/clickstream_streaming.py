@@ -71,8 +71,7 @@ def build(pipeline: beam.Pipeline, args: argparse.Namespace, endpoint: str) -> b
 
 def latencies_ms(emulator: RaccoonEmulator) -> list:
     return sorted(
-        (captured_at - json.loads(event.event_bytes)["created"]) * 1000
-        for event, captured_at in emulator.events_with_capture_time()
+        (event.captured_at - json.loads(event.event_bytes)["created"]) * 1000 for event in emulator.events()
     )
 
 
@@ -101,7 +100,7 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
             build(pipeline, args, emulator.grpc_endpoint) | "PrintDeadLetters" >> beam.Map(print)
         captured = emulator.events()
         print(f"captured {len(captured)} events in {len({e.req_guid for e in captured})} requests")
-        if captured and hasattr(emulator, "events_with_capture_time"):
+        if captured:
             latency = latencies_ms(emulator)
             p50 = statistics.median(latency)
             p99 = latency[min(len(latency) - 1, int(len(latency) * 0.99))]

@@ -46,6 +46,7 @@ class CapturedEvent(NamedTuple):
     group: str
     transport: str  # "grpc" | "rest" | "websocket"
     topic: str
+    captured_at: float = 0.0  # Unix seconds, one reading per batch (latency benchmarks)
 
 
 class TypeDigest(NamedTuple):
@@ -184,8 +185,10 @@ class Capture:
         if self._keep or self._output is not None:
             guid = request.req_guid
             topic = self.topic
+            now = time.time()
             captured = [
-                CapturedEvent(t, p, guid, conn_id, group, transport, topic(t)) for t, p in zip(types, payloads)
+                CapturedEvent(t, p, guid, conn_id, group, transport, topic(t), now)
+                for t, p in zip(types, payloads)
             ]
         with self._cond:
             sums = self._sums
@@ -208,12 +211,10 @@ class Capture:
 
     def _write(self, captured: List[CapturedEvent]) -> None:
         assert self._output is not None
-        now = time.time()
         lines = []
         for event in captured:
             record = event._asdict()
             record["event_bytes"] = base64.b64encode(event.event_bytes).decode("ascii")
-            record["captured_at"] = now
             lines.append(json.dumps(record, separators=(",", ":")))
         self._output.write("\n".join(lines) + "\n")
         self._output.flush()

@@ -22,7 +22,8 @@ def test_success_with_generated_stub(kit, emulator):
     assert (resp.status, resp.code) == (raccoon_pb2.STATUS_SUCCESS, raccoon_pb2.CODE_OK)
     assert resp.data["req_guid"] == "g-1" and resp.sent_time > 0
     (event,) = emulator.events()
-    assert event == ("click", b"p", "g-1", "u-9", "g", "grpc", "clickstream-click-log")
+    assert event[:7] == ("click", b"p", "g-1", "u-9", "g", "grpc", "clickstream-click-log")
+    assert event.captured_at > 1_700_000_000
 
 
 def test_missing_connection_id_is_unknown(kit, emulator):
