@@ -54,6 +54,8 @@ class SendFailure(RaccoonError):
       retry_after: seconds the server asked the client to wait, if it did.
       reconnect: the connection must be replaced before the next attempt
         (e.g. WebSocket duplicate connection id).
+      tls_error: the TLS handshake failed (untrusted certificate, host name
+        mismatch): a configuration problem, not a transient one.
     """
 
     def __init__(
@@ -68,6 +70,7 @@ class SendFailure(RaccoonError):
         malformed: bool = False,
         retry_after: Optional[float] = None,
         reconnect: bool = False,
+        tls_error: bool = False,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -79,6 +82,7 @@ class SendFailure(RaccoonError):
         self.malformed = malformed
         self.retry_after = retry_after
         self.reconnect = reconnect
+        self.tls_error = tls_error
 
     @property
     def code(self) -> Optional[Any]:

@@ -1,0 +1,300 @@
+"""Retry policy, and the one place that decides what a failure means.
+
+Transports report facts (:class:`~raccoon_beam.errors.SendFailure`);
+:func:`classify` alone turns them into a :class:`Verdict`, following the
+table "What a failure means for a client" of Raccoon's protocol:
+
+* ``RETRY``: the same request may succeed later (publish failure, 429/5xx,
+  network errors, timeouts, a garbled answer, a full or duplicate-id
+  WebSocket server).
+* ``SPLIT``: the request as a whole can never succeed, but parts of it can
+  (a bad request: bisect to isolate the bad events; a request over the
+  server's size limit).
+* ``PERMANENT``: no request to this endpoint can succeed until someone fixes
+  the configuration (missing connection id, authentication, wrong path,
+  untrusted TLS certificate).
+
+:func:`send_with_retry` retries ``RETRY`` verdicts with full-jitter
+exponential backoff (tenacity), honouring ``Retry-After`` as a minimum wait
+and an overall deadline, and resends the very same encoded request so that
+its ``req_guid`` and ``sent_time`` never change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import enum
+import math
+import time
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Optional
+
+import tenacity
+
+from raccoon_beam._proto import raccoon_pb2
+from raccoon_beam.errors import SendFailure
+
+if TYPE_CHECKING:  # runtime import would be circular (transports import nothing from here)
+    from raccoon_beam.transports.base import Transport
+    from raccoon_beam.wire import EncodedRequest
+
+__all__ = [
+    "Verdict",
+    "classify",
+    "RetryPolicy",
+    "SendOutcome",
+    "send_with_retry",
+    "DEFAULT_MAX_ATTEMPTS",
+    "DEFAULT_INITIAL_BACKOFF",
+    "DEFAULT_MAX_BACKOFF",
+    "DEFAULT_DEADLINE",
+]
+
+DEFAULT_MAX_ATTEMPTS = 5
+DEFAULT_INITIAL_BACKOFF = 0.1
+DEFAULT_MAX_BACKOFF = 10.0
+DEFAULT_DEADLINE = 300.0
+
+
+class Verdict(enum.Enum):
+    """What to do about a failed request."""
+
+    RETRY = "retry"
+    SPLIT = "split"
+    PERMANENT = "permanent"
+
+
+# Raccoon codes. CODE_MAX_CONNECTION_LIMIT_REACHED / CODE_MAX_USER_LIMIT_REACHED
+# come with a WebSocket close: the server is full or the id is taken, and a
+# new connection (with a new id) later may succeed.
+_RACCOON_CODES = {
+    raccoon_pb2.CODE_BAD_REQUEST: Verdict.SPLIT,
+    raccoon_pb2.CODE_INTERNAL_ERROR: Verdict.RETRY,
+    raccoon_pb2.CODE_MAX_CONNECTION_LIMIT_REACHED: Verdict.RETRY,
+    raccoon_pb2.CODE_MAX_USER_LIMIT_REACHED: Verdict.RETRY,
+}
+
+# HTTP statuses with a fixed meaning; other 4xx are PERMANENT, other 5xx RETRY.
+_HTTP_STATUSES = {
+    400: Verdict.SPLIT,  # Raccoon's bad request
+    413: Verdict.SPLIT,  # a proxy's body size limit
+    408: Verdict.RETRY,
+    425: Verdict.RETRY,
+    429: Verdict.RETRY,
+}
+
+# gRPC status names. RESOURCE_EXHAUSTED and UNKNOWN depend on the details
+# (see classify); a status not listed here is retried.
+_GRPC_STATUSES = {
+    "UNAVAILABLE": Verdict.RETRY,
+    "DEADLINE_EXCEEDED": Verdict.RETRY,
+    "ABORTED": Verdict.RETRY,
+    "INTERNAL": Verdict.RETRY,
+    "CANCELLED": Verdict.RETRY,
+    "DATA_LOSS": Verdict.RETRY,
+    "INVALID_ARGUMENT": Verdict.SPLIT,
+    "UNAUTHENTICATED": Verdict.PERMANENT,
+    "PERMISSION_DENIED": Verdict.PERMANENT,
+    "UNIMPLEMENTED": Verdict.PERMANENT,
+    "NOT_FOUND": Verdict.PERMANENT,
+    "FAILED_PRECONDITION": Verdict.PERMANENT,
+    "OUT_OF_RANGE": Verdict.PERMANENT,
+    "ALREADY_EXISTS": Verdict.PERMANENT,
+}
+_TOO_LARGE = "larger than max"
+_CONN_ID_MISSING = "connection id header missing"
+
+
+def classify(failure: SendFailure) -> Verdict:
+    """Decides what a failed request means for the client.
+
+    The most specific fact wins: a TLS failure, then the Raccoon code the
+    server answered with, then the HTTP status, then the gRPC status, then
+    the connection-level facts (network error, timeout, malformed answer).
+
+    Args:
+      failure: what the transport observed.
+
+    Returns:
+      RETRY, SPLIT or PERMANENT. A failure with no recognised fact is
+      retried: retries are bounded, while a wrong PERMANENT loses data.
+    """
+    if failure.tls_error:
+        return Verdict.PERMANENT
+    if failure.raccoon_code in _RACCOON_CODES:
+        return _RACCOON_CODES[failure.raccoon_code]
+    status = failure.http_status
+    if status is not None and not 200 <= status < 300:
+        if status in _HTTP_STATUSES:
+            return _HTTP_STATUSES[status]
+        if 400 <= status < 500:
+            return Verdict.PERMANENT  # 401/403/404/405...: the endpoint or credentials are wrong
+        return Verdict.RETRY
+    grpc_status = failure.grpc_status
+    if grpc_status is not None:
+        if grpc_status == "RESOURCE_EXHAUSTED":
+            # grpc-go's receive limit ("received message larger than max"):
+            # resending the same bytes can never pass. Any other exhaustion is
+            # a quota or a full server, which passes with time.
+            return Verdict.SPLIT if _TOO_LARGE in failure.message.lower() else Verdict.RETRY
+        if grpc_status == "UNKNOWN" and _CONN_ID_MISSING in failure.message.lower():
+            return Verdict.PERMANENT
+        return _GRPC_STATUSES.get(grpc_status, Verdict.RETRY)
+    return Verdict.RETRY
+
+
+@dataclasses.dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how long to retry a request.
+
+    Waits use "full jitter": before attempt ``n + 1`` the wait is uniform in
+    ``[0, min(max_backoff, initial_backoff * 2 ** (n - 1))]``, raised to the
+    server's ``Retry-After`` when it sent one. No attempt starts whose wait
+    would end after ``deadline`` seconds from the first attempt.
+
+    Attributes:
+      max_attempts: attempts in all, the first one included (1 = no retry).
+      initial_backoff: the first wait's upper bound, in seconds.
+      max_backoff: the largest upper bound of a wait, in seconds.
+      deadline: seconds from the first attempt after which no retry starts.
+    """
+
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    initial_backoff: float = DEFAULT_INITIAL_BACKOFF
+    max_backoff: float = DEFAULT_MAX_BACKOFF
+    deadline: float = DEFAULT_DEADLINE
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.max_attempts, int) or self.max_attempts < 1:
+            raise ValueError(f"max_attempts must be a positive integer, got {self.max_attempts!r}")
+        for name in ("initial_backoff", "max_backoff", "deadline"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or math.isnan(value) or value < 0:
+                raise ValueError(f"{name} must be a non-negative number of seconds, got {value!r}")
+        if self.max_backoff < self.initial_backoff:
+            raise ValueError("max_backoff must not be smaller than initial_backoff")
+
+    @classmethod
+    def no_retry(cls) -> "RetryPolicy":
+        """A policy that makes a single attempt."""
+        return cls(max_attempts=1)
+
+    def backoff_bound(self, attempt_number: int) -> float:
+        """The upper bound of the wait after failed attempt ``attempt_number`` (1-based)."""
+        if self.initial_backoff == 0:
+            return 0.0
+        exponent = attempt_number - 1
+        if exponent >= 64 or self.initial_backoff * 2.0**exponent >= self.max_backoff:
+            return float(self.max_backoff)
+        return self.initial_backoff * 2.0**exponent
+
+    def _wait(self) -> tenacity.wait.wait_base:
+        jitter = tenacity.wait_random_exponential(multiplier=self.initial_backoff, max=self.max_backoff)
+
+        def wait(retry_state: tenacity.RetryCallState) -> float:
+            seconds = jitter(retry_state) if self.initial_backoff > 0 else 0.0
+            failure = retry_state.outcome.exception() if retry_state.outcome else None
+            retry_after = getattr(failure, "retry_after", None)
+            if retry_after is not None and retry_after > seconds:
+                seconds = float(retry_after)  # the server's wish is a minimum
+            return seconds
+
+        return wait  # type: ignore[return-value]
+
+    def retrying(
+        self,
+        *,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        on_retry: Optional[Callable[[SendFailure, float], None]] = None,
+    ) -> tenacity.AsyncRetrying:
+        """A tenacity ``AsyncRetrying`` that retries SendFailures classified RETRY.
+
+        Args:
+          sleep: the coroutine function that waits (injectable for tests).
+          clock: a monotonic clock in seconds, for the deadline.
+          on_retry: called with the failure and the wait before each retry.
+        """
+        started = clock()
+
+        def past_deadline(retry_state: tenacity.RetryCallState) -> bool:
+            # tenacity computes the wait (upcoming_sleep) before asking stop:
+            # give up now rather than sleep past the deadline.
+            upcoming = retry_state.upcoming_sleep or 0.0
+            return clock() - started + upcoming > self.deadline
+
+        def before_sleep(retry_state: tenacity.RetryCallState) -> None:
+            if on_retry is not None and retry_state.outcome is not None:
+                failure = retry_state.outcome.exception()
+                if isinstance(failure, SendFailure):
+                    on_retry(failure, retry_state.upcoming_sleep)
+
+        return tenacity.AsyncRetrying(
+            stop=tenacity.stop_after_attempt(self.max_attempts) | past_deadline,
+            wait=self._wait(),
+            retry=tenacity.retry_if_exception(
+                lambda exc: isinstance(exc, SendFailure) and classify(exc) is Verdict.RETRY
+            ),
+            sleep=sleep,
+            before_sleep=before_sleep,
+            reraise=True,
+        )
+
+
+@dataclasses.dataclass
+class SendOutcome:
+    """How a request ended after its retries.
+
+    Attributes:
+      response: the server's successful response, or None.
+      failure: the last failure, or None on success.
+      verdict: the classification of ``failure`` (None on success).
+      attempts: how many times the request was sent.
+    """
+
+    response: Optional[raccoon_pb2.SendEventResponse]
+    failure: Optional[SendFailure]
+    verdict: Optional[Verdict]
+    attempts: int
+
+    @property
+    def ok(self) -> bool:
+        """Whether the server acknowledged the request."""
+        return self.failure is None
+
+
+async def send_with_retry(
+    transport: "Transport",
+    request: "EncodedRequest",
+    policy: RetryPolicy,
+    *,
+    sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+    clock: Callable[[], float] = time.monotonic,
+    on_retry: Optional[Callable[[SendFailure, float], None]] = None,
+) -> SendOutcome:
+    """Sends ``request`` until it is acknowledged or its failure is not retryable.
+
+    The same ``request`` object is resent on every attempt, so the req_guid
+    and sent_time in its body never change.
+
+    Args:
+      transport: where to send.
+      request: the encoded request.
+      policy: attempts, backoff and deadline.
+      sleep: the coroutine function that waits between attempts.
+      clock: a monotonic clock in seconds, for the deadline.
+      on_retry: called with each retried failure and the wait before the
+        next attempt (for metrics and logs).
+
+    Returns:
+      The outcome; a SendFailure is returned in it, never raised.
+    """
+    attempts = 0
+    try:
+        async for attempt in policy.retrying(sleep=sleep, clock=clock, on_retry=on_retry):
+            with attempt:
+                attempts += 1
+                response = await transport.send(request)
+    except SendFailure as failure:
+        return SendOutcome(response=None, failure=failure, verdict=classify(failure), attempts=attempts)
+    return SendOutcome(response=response, failure=None, verdict=None, attempts=attempts)

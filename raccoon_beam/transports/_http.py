@@ -1,0 +1,85 @@
+"""What the REST and WebSocket transports share: aiohttp sessions and errors."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from typing import Any, Dict, Optional
+
+import aiohttp
+
+from raccoon_beam.errors import SendFailure
+from raccoon_beam.transports.base import TransportConfig, redact, tls_files_failure
+
+__all__ = ["new_session", "request_options", "client_error_failure"]
+
+
+def new_session(config: TransportConfig, *, limit: int, total_timeout: bool) -> aiohttp.ClientSession:
+    """An aiohttp session for ``config``'s endpoint; call on the loop that will use it.
+
+    Raises:
+      SendFailure: the TLS files cannot be loaded (``tls_error``).
+
+    Args:
+      config: the transport configuration (TLS, timeout).
+      limit: the most connections the session keeps open at once.
+      total_timeout: bound each request by ``config.timeout`` as a whole
+        (REST); False bounds only connecting (a WebSocket lives on).
+    """
+    endpoint = config.parsed_endpoint
+    ssl_option: Any = False
+    failure: Optional[SendFailure] = None
+    if endpoint.tls:
+        try:
+            ssl_option = config.tls.ssl_context()
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            failure = tls_files_failure(config, exc)
+    if failure is not None:
+        raise failure
+    connector = aiohttp.TCPConnector(limit=limit, limit_per_host=0, ssl=ssl_option)
+    if total_timeout:
+        timeout = aiohttp.ClientTimeout(total=config.timeout)
+    else:
+        timeout = aiohttp.ClientTimeout(total=None, connect=config.timeout, sock_connect=config.timeout)
+    # trust_env=False: no proxy or netrc from the environment sneaks in.
+    return aiohttp.ClientSession(connector=connector, timeout=timeout, trust_env=False, auto_decompress=True)
+
+
+def request_options(config: TransportConfig) -> Dict[str, Any]:
+    """Per-request aiohttp options: the TLS name to verify, when it is not the host's."""
+    if config.parsed_endpoint.tls and config.tls.server_hostname:
+        return {"server_hostname": config.tls.server_hostname}
+    return {}
+
+
+def client_error_failure(
+    exc: BaseException,
+    config: TransportConfig,
+    *,
+    http_status: Optional[int] = None,
+    retry_after: Optional[float] = None,
+) -> SendFailure:
+    """Turns an aiohttp/asyncio/OS error into a SendFailure with the right facts.
+
+    Args:
+      exc: the error raised while sending or reading.
+      config: the configuration (for redaction and the endpoint's name).
+      http_status: the status of the response, if one had arrived.
+      retry_after: its Retry-After, in seconds, if any.
+    """
+    endpoint = config.parsed_endpoint.redacted
+    detail = redact(str(exc) or type(exc).__name__, config)
+    facts = {"http_status": http_status, "retry_after": retry_after}
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return SendFailure(f"TLS handshake with {endpoint} failed: {detail}", tls_error=True, **facts)
+    if isinstance(exc, aiohttp.ClientResponseError):
+        # e.g. a WebSocket upgrade answered 403 (Origin check) or 404.
+        facts["http_status"] = exc.status or http_status
+        return SendFailure(f"HTTP {exc.status} from {endpoint}: {detail}", **facts)
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return SendFailure(f"truncated response from {endpoint}: {detail}", malformed=True, **facts)
+    if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
+        return SendFailure(f"no answer from {endpoint} within {config.timeout:g} s", timeout=True, **facts)
+    return SendFailure(
+        f"connection to {endpoint} failed: {type(exc).__name__}: {detail}", network=True, **facts
+    )

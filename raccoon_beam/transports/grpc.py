@@ -1,0 +1,160 @@
+"""gRPC transport: ``SendEvent`` calls on one ``grpc.aio`` channel.
+
+The request body is already protobuf bytes (``wire.encode_request``), so the
+call is made without a request serializer: each request is encoded exactly
+once, however often it is retried. Calls are asynchronous on the client's
+loop (no thread per request); each has its own deadline. Every gRPC error
+becomes a :class:`~raccoon_beam.errors.SendFailure` that carries the status
+name and details; none is swallowed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, List, Optional, Sequence, Tuple
+
+import grpc
+import grpc.aio
+
+from raccoon_beam._proto import raccoon_pb2
+from raccoon_beam.errors import SendFailure, WireFormatError
+from raccoon_beam.transports.base import (
+    Transport,
+    TransportConfig,
+    check_response,
+    closed_failure,
+    redact,
+    tls_files_failure,
+)
+from raccoon_beam.wire import EncodedRequest, Wire, decode_response
+
+__all__ = ["GrpcTransport", "SEND_EVENT_METHOD", "DEFAULT_CHANNEL_OPTIONS"]
+
+SEND_EVENT_METHOD = "/raystack.raccoon.v1beta1.EventService/SendEvent"
+
+DEFAULT_CHANNEL_OPTIONS: Tuple[Tuple[str, Any], ...] = (
+    # gRPC's own reconnect backoff grows to 120 s by default, during which
+    # every call fails at once; our retry policy already spaces attempts, so
+    # keep the channel's backoff short to reconnect soon after a restart.
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 2000),
+    # No keepalive pings: grpc-go servers (Raccoon) refuse pings more often
+    # than every 5 minutes with GOAWAY "too_many_pings", which would fail the
+    # calls in flight. The client's send limit is unlimited by default, so
+    # the server's 4 MiB limit answers (RESOURCE_EXHAUSTED) for itself.
+)
+
+# Details of an UNAVAILABLE status that mean the TLS handshake failed.
+_TLS_MARKERS = (
+    "CERTIFICATE_VERIFY_FAILED",
+    "certificate verify failed",
+    "Ssl handshake failed",
+    "Hostname Verification Check failed",
+)
+
+
+class GrpcTransport(Transport):
+    """Sends requests with unary ``SendEvent`` calls on one channel.
+
+    Args:
+      config: the transport configuration (protobuf wire only).
+    """
+
+    def __init__(self, config: TransportConfig, *, options: Sequence[Tuple[str, Any]] = ()) -> None:
+        super().__init__(config)
+        self.conn_id = config.new_conn_id()
+        # gRPC metadata keys must be lower case (the server reads "x-user-id").
+        self._metadata: Tuple[Tuple[str, str], ...] = tuple(
+            (name.lower(), value) for name, value in config.request_headers(self.conn_id).items()
+        )
+        self._options: List[Tuple[str, Any]] = list(DEFAULT_CHANNEL_OPTIONS) + list(options)
+        self._channel: Optional[grpc.aio.Channel] = None
+        self._call: Optional[grpc.aio.UnaryUnaryMultiCallable] = None
+        self._closed = False
+
+    def _callable(self) -> grpc.aio.UnaryUnaryMultiCallable:
+        if self._closed:
+            raise closed_failure(self.endpoint)
+        if self._call is None:
+            self._channel = self._open_channel()
+            self._call = self._channel.unary_unary(
+                SEND_EVENT_METHOD,
+                request_serializer=None,  # bytes go out as they are
+                # Decoded by us: gRPC would log a parse error and return None.
+                response_deserializer=None,
+            )
+        return self._call
+
+    def _open_channel(self) -> grpc.aio.Channel:
+        options = list(self._options)
+        target = self.endpoint.authority
+        if not self.endpoint.tls:
+            return grpc.aio.insecure_channel(target, options=options)
+        tls = self.config.tls
+        failure: Optional[SendFailure] = None
+        try:
+            root, key, chain = tls.read_pem()
+        except OSError as exc:
+            failure = tls_files_failure(self.config, exc)
+        if failure is not None:
+            raise failure
+        if tls.server_hostname:
+            options.append(("grpc.ssl_target_name_override", tls.server_hostname))
+        credentials = grpc.ssl_channel_credentials(
+            root_certificates=root, private_key=key, certificate_chain=chain
+        )
+        return grpc.aio.secure_channel(target, credentials, options=options)
+
+    async def send(self, request: EncodedRequest) -> raccoon_pb2.SendEventResponse:
+        call = self._callable()
+        # The failure is raised outside the except clause: chained to the
+        # AioRpcError, it would keep gRPC's call, hence its connection, alive
+        # for as long as the failure lives (e.g. in a dead letter).
+        # The same goes for a cancellation: its traceback would reach into
+        # grpc's frames, and a cancelled call held there (e.g. in a retry
+        # state's reference cycle) keeps the socket open after close().
+        failure: Optional[SendFailure] = None
+        cancelled = False
+        try:
+            response = await call(request.body, timeout=self.config.timeout, metadata=self._metadata)
+        except grpc.aio.AioRpcError as exc:
+            failure = self._failure(exc)
+        except grpc.aio.UsageError:
+            # The channel was closed under this call (close() during a send).
+            failure = closed_failure(self.endpoint)
+        except asyncio.CancelledError:
+            cancelled = True
+        if cancelled:
+            raise asyncio.CancelledError()
+        if failure is not None:
+            raise failure
+        try:
+            decoded = decode_response(response, Wire.PROTOBUF)
+        except WireFormatError as exc:
+            failure = SendFailure(
+                f"gRPC OK from {self.endpoint.redacted} with a body that is not a response: {exc}",
+                malformed=True,
+            )
+        if failure is not None:
+            raise failure
+        return check_response(decoded, request)
+
+    def _failure(self, exc: grpc.aio.AioRpcError) -> SendFailure:
+        code = exc.code()
+        details = redact(exc.details() or "", self.config)
+        tls_error = code == grpc.StatusCode.UNAVAILABLE and any(marker in details for marker in _TLS_MARKERS)
+        return SendFailure(
+            f"gRPC {code.name} from {self.endpoint.redacted}: {details}",
+            grpc_status=code.name,
+            network=code == grpc.StatusCode.UNAVAILABLE,
+            timeout=code == grpc.StatusCode.DEADLINE_EXCEEDED,
+            tls_error=tls_error,
+        )
+
+    async def close(self) -> None:
+        self._closed = True
+        channel, self._channel, self._call = self._channel, None, None
+        if channel is not None:
+            # Cancels calls still in flight; they fail as closed_failure/CANCELLED.
+            await channel.close()

@@ -1,0 +1,128 @@
+"""REST transport: ``POST /api/v1/events`` on a pooled aiohttp session.
+
+One ``aiohttp.ClientSession`` per transport, whose connector keeps at most
+``max_in_flight`` keep-alive connections. The Content-Type is exactly
+``application/json`` or ``application/proto`` (Raccoon rejects anything
+else, even with a charset), and the answer is decoded in the request's wire
+type. Bodies that are not Raccoon's (a proxy's HTML 502, an empty or
+truncated body, another content type) become malformed failures with their
+HTTP status, never an exception of another kind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Dict, Optional
+
+import aiohttp
+
+from raccoon_beam._proto import raccoon_pb2
+from raccoon_beam.errors import SendFailure, WireFormatError
+from raccoon_beam.transports.base import (
+    Transport,
+    TransportConfig,
+    check_response,
+    closed_failure,
+    parse_retry_after,
+)
+from raccoon_beam.transports._http import client_error_failure, new_session, request_options
+from raccoon_beam.wire import CONTENT_TYPES, EncodedRequest, decode_response, wire_for_content_type
+
+__all__ = ["RestTransport"]
+
+
+class RestTransport(Transport):
+    """Sends each request as one HTTP POST.
+
+    Args:
+      config: the transport configuration.
+    """
+
+    def __init__(self, config: TransportConfig) -> None:
+        super().__init__(config)
+        self.conn_id = config.new_conn_id()
+        self._headers: Dict[str, str] = config.request_headers(self.conn_id)
+        self._options = request_options(config)
+        self._session: Optional[aiohttp.ClientSession] = None
+        self._closed = False
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._closed:
+            raise closed_failure(self.endpoint)
+        if self._session is None:
+            self._session = new_session(self.config, limit=self.config.max_in_flight, total_timeout=True)
+        return self._session
+
+    async def send(self, request: EncodedRequest) -> raccoon_pb2.SendEventResponse:
+        session = self._get_session()
+        headers = dict(self._headers)
+        headers["Content-Type"] = CONTENT_TYPES[request.wire]
+        status: Optional[int] = None
+        retry_after: Optional[float] = None
+        # Raised outside the except clause so that it does not keep the
+        # library's exception (and the connection it references) alive.
+        failure: Optional[SendFailure] = None
+        try:
+            async with session.post(
+                self.endpoint.url, data=request.body, headers=headers, **self._options
+            ) as answer:
+                status = answer.status
+                retry_after = parse_retry_after(answer.headers.get("Retry-After"))
+                content_type = answer.headers.get("Content-Type")
+                body = await answer.read()
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            failure = client_error_failure(exc, self.config, http_status=status, retry_after=retry_after)
+        except RuntimeError:
+            # aiohttp raises RuntimeError("Session is closed") when close() won the race.
+            if not self._closed:
+                raise
+            failure = closed_failure(self.endpoint)
+        if failure is not None:
+            raise failure
+        return check_response(
+            self._decode(body, status, content_type, request, retry_after),
+            request,
+            http_status=status,
+            retry_after=retry_after,
+        )
+
+    def _decode(
+        self,
+        body: bytes,
+        status: int,
+        content_type: Optional[str],
+        request: EncodedRequest,
+        retry_after: Optional[float],
+    ) -> raccoon_pb2.SendEventResponse:
+        facts = {"http_status": status, "retry_after": retry_after, "malformed": True}
+        # Raccoon echoes the request's Content-Type; anything else (text/html
+        # from a proxy, a charset parameter) is not Raccoon answering.
+        if content_type is not None and wire_for_content_type(content_type) is not request.wire:
+            raise SendFailure(
+                f"HTTP {status} from {self.endpoint.redacted} with Content-Type {content_type!r}: "
+                f"not a Raccoon response{_preview(body)}",
+                **facts,
+            )
+        if not body:
+            raise SendFailure(f"HTTP {status} from {self.endpoint.redacted} with an empty body", **facts)
+        try:
+            return decode_response(body, request.wire)
+        except WireFormatError as exc:
+            reason = str(exc)
+        raise SendFailure(
+            f"HTTP {status} from {self.endpoint.redacted}: not a Raccoon response ({reason}){_preview(body)}",
+            **facts,
+        )
+
+    async def close(self) -> None:
+        self._closed = True
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
+
+def _preview(body: bytes, limit: int = 80) -> str:
+    if not body:
+        return ""
+    text = body[:limit].decode("utf-8", "replace")
+    return f": {text!r}{'...' if len(body) > limit else ''}"

@@ -1,0 +1,70 @@
+"""Fixtures of the transport tests: a shared emulator and leak-checked clients."""
+
+from __future__ import annotations
+
+from typing import Callable, List, Optional
+
+import pytest
+
+from raccoon_beam.emulator import RaccoonEmulator
+from raccoon_beam.retry import RetryPolicy
+from raccoon_beam.transports import RaccoonClient, TransportConfig
+from raccoon_beam.wire import Wire
+
+from tests.transports.helpers import FAST_POLICY, RecordingSleep, client_sockets, live_threads
+
+
+@pytest.fixture(scope="module")
+def shared_emulator():
+    with RaccoonEmulator() as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def emulator(shared_emulator):
+    """The module's emulator, with no faults and nothing captured."""
+    shared_emulator.faults.clear()
+    shared_emulator.reset()
+    yield shared_emulator
+    shared_emulator.faults.clear()
+
+
+class ClientFactory:
+    """Builds clients and, at teardown, closes them and checks nothing leaked."""
+
+    def __init__(self) -> None:
+        self.clients: List[RaccoonClient] = []
+        self.ports: List[int] = []
+        self.threads_before = live_threads()
+
+    def __call__(
+        self,
+        endpoint: str,
+        wire: Wire = Wire.PROTOBUF,
+        policy: RetryPolicy = FAST_POLICY,
+        sleep: Optional[Callable] = None,
+        **config,
+    ) -> RaccoonClient:
+        client = RaccoonClient(
+            TransportConfig(endpoint, wire=wire, **config),
+            policy,
+            sleep=sleep if sleep is not None else RecordingSleep(),
+        )
+        self.clients.append(client)
+        self.ports.append(client.config.parsed_endpoint.port)
+        return client
+
+    def close_and_check(self) -> None:
+        for client in self.clients:
+            client.close()
+        # Immediately: close() returns once every socket is closed.
+        assert client_sockets(self.ports) == []
+        leaked = {t for t in live_threads() - self.threads_before if t.is_alive()}
+        assert not leaked, leaked
+
+
+@pytest.fixture
+def make_client():
+    factory = ClientFactory()
+    yield factory
+    factory.close_and_check()

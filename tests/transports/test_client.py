@@ -1,0 +1,199 @@
+"""RaccoonClient: back-pressure, run(), close() leaving no thread or socket."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+from raccoon_beam._proto import raccoon_pb2
+from raccoon_beam.errors import SendFailure
+from raccoon_beam.retry import RetryPolicy
+from raccoon_beam.transports import RaccoonClient, Transport, TransportConfig, open_transport
+from raccoon_beam.transports.grpc import GrpcTransport
+from raccoon_beam.transports.rest import RestTransport
+from raccoon_beam.transports.websocket import WebSocketTransport
+from raccoon_beam.wire import Wire
+
+from tests.transports.helpers import (
+    TRANSPORT_WIRE_IDS,
+    TRANSPORT_WIRES,
+    RecordingSleep,
+    client_sockets,
+    live_threads,
+    make_request,
+)
+
+pytestmark = pytest.mark.timeout(60)
+
+
+class GatedTransport(Transport):
+    """Answers success once the test releases a request."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.release = threading.Semaphore(0)
+        self.started = threading.Semaphore(0)
+        self.in_flight = 0
+        self.max_seen = 0
+        self.closed = False
+
+    async def send(self, request):
+        self.in_flight += 1
+        self.max_seen = max(self.max_seen, self.in_flight)
+        self.started.release()
+        try:
+            while not self.release.acquire(blocking=False):
+                await asyncio.sleep(0.005)
+        finally:
+            self.in_flight -= 1
+        return raccoon_pb2.SendEventResponse(status=1, code=1, data={"req_guid": request.req_guid})
+
+    async def close(self):
+        self.closed = True
+
+
+def _gated_client(max_in_flight=2):
+    config = TransportConfig("grpc://h:1", max_in_flight=max_in_flight)
+    # Made here, handed out on the loop: the test thread may use it at once.
+    holder = {"transport": GatedTransport(config), "opened": 0}
+
+    def factory(config):
+        holder["opened"] += 1
+        return holder["transport"]
+
+    client = RaccoonClient(config, RetryPolicy(), transport_factory=factory)
+    return client, holder
+
+
+def test_open_transport_picks_by_scheme():
+    assert isinstance(open_transport(TransportConfig("grpc://h")), GrpcTransport)
+    assert isinstance(open_transport(TransportConfig("grpcs://h")), GrpcTransport)
+    assert isinstance(open_transport(TransportConfig("http://h")), RestTransport)
+    assert isinstance(open_transport(TransportConfig("https://h")), RestTransport)
+    assert isinstance(open_transport(TransportConfig("ws://h")), WebSocketTransport)
+    assert isinstance(open_transport(TransportConfig("wss://h")), WebSocketTransport)
+
+
+def test_submit_blocks_while_max_in_flight_are_pending():
+    client, holder = _gated_client(max_in_flight=2)
+    try:
+        first = [client.submit(make_request(Wire.PROTOBUF)) for _ in range(2)]
+        third_future = []
+        blocked = threading.Thread(
+            target=lambda: third_future.append(client.submit(make_request(Wire.PROTOBUF)))
+        )
+        blocked.start()
+        blocked.join(0.3)
+        assert blocked.is_alive() and not third_future  # back-pressure
+        holder["transport"].release.release()
+        blocked.join(30)
+        assert not blocked.is_alive() and third_future
+        holder["transport"].release.release()
+        holder["transport"].release.release()
+        assert all(f.result(30).ok for f in first + third_future)
+        assert holder["transport"].max_seen == 2
+    finally:
+        client.close()
+    assert holder["transport"].closed
+
+
+def test_run_sends_are_bounded_too():
+    client, holder = _gated_client(max_in_flight=3)
+
+    async def fan_out():
+        requests = [make_request(Wire.PROTOBUF) for _ in range(10)]
+        outcomes = await asyncio.gather(*(client.send(r) for r in requests))
+        return outcomes, threading.current_thread().name
+
+    try:
+        future = client.run(fan_out())
+        for _ in range(10):
+            assert holder["transport"].started.acquire(timeout=30)
+            holder["transport"].release.release()
+        outcomes, thread = future.result(30)
+        assert all(o.ok for o in outcomes) and thread == "raccoon-beam-grpc-client"
+        assert holder["transport"].max_seen == 3
+    finally:
+        client.close()
+
+
+def test_transport_is_opened_lazily_and_close_is_idempotent():
+    client, holder = _gated_client()
+    assert client.transport is None and holder["opened"] == 0
+    client.close()
+    client.close()
+    assert client.closed
+    with pytest.raises(RuntimeError):
+        client.submit(make_request(Wire.PROTOBUF))
+    coro = asyncio.sleep(0)
+    with pytest.raises(RuntimeError):
+        client.run(coro)
+    coro.close()
+
+
+def test_on_retry_sees_each_retried_failure():
+    failures = [SendFailure("down", grpc_status="UNAVAILABLE", network=True) for _ in range(2)]
+
+    class Flaky(Transport):
+        async def send(self, request):
+            if failures:
+                raise failures.pop(0)
+            return raccoon_pb2.SendEventResponse(status=1, code=1)
+
+        async def close(self):
+            pass
+
+    seen = []
+    client = RaccoonClient(
+        TransportConfig("grpc://h:1"),
+        RetryPolicy(initial_backoff=1.0, max_backoff=1.0),
+        sleep=RecordingSleep(),
+        on_retry=lambda failure, wait: seen.append((failure.grpc_status, 0 <= wait <= 1.0)),
+        transport_factory=Flaky,
+    )
+    with client:
+        outcome = client.submit(make_request(Wire.PROTOBUF)).result(30)
+    assert outcome.ok and outcome.attempts == 3
+    assert seen == [("UNAVAILABLE", True)] * 2
+
+
+@pytest.mark.parametrize("attribute, wire", TRANSPORT_WIRES, ids=TRANSPORT_WIRE_IDS)
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+def test_close_leaves_no_thread_and_no_socket(attribute, wire, host, emulator):
+    endpoint = getattr(emulator, attribute).replace("127.0.0.1", host)
+    ports = [emulator.grpc_port, emulator.http_port]
+    threads_before = live_threads()
+    client = RaccoonClient(
+        TransportConfig(endpoint, wire=wire, max_in_flight=4), RetryPolicy(), sleep=RecordingSleep()
+    )
+    futures = [client.submit(make_request(wire)) for _ in range(12)]
+    assert all(f.result(30).ok for f in futures)
+    assert client_sockets(ports)  # connections were open
+    client.close()
+    # Immediately: close() returns only once everything is released.
+    assert client_sockets(ports) == []
+    assert {t for t in live_threads() - threads_before if t.is_alive()} == set()
+
+
+def test_transport_refuses_to_send_after_close(emulator):
+    async def main():
+        for attribute in ("grpc_endpoint", "rest_endpoint", "ws_endpoint"):
+            transport = open_transport(TransportConfig(getattr(emulator, attribute)))
+            assert (await transport.send(make_request(Wire.PROTOBUF))).status == raccoon_pb2.STATUS_SUCCESS
+            await transport.close()
+            with pytest.raises(SendFailure) as info:
+                await transport.send(make_request(Wire.PROTOBUF))
+            assert "closed" in str(info.value)
+
+    asyncio.run(main())
+
+
+def test_repr_never_shows_credentials():
+    client = RaccoonClient(TransportConfig("https://user:hunter2@h", headers={"Authorization": "Bearer x"}))
+    try:
+        assert "hunter2" not in repr(client) and "hunter2" not in repr(client.config)
+        assert "Bearer x" not in repr(client.config)
+    finally:
+        client.close()

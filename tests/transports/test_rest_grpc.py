@@ -1,0 +1,274 @@
+"""REST and gRPC specifics, and the official clients' weaknesses we must not share."""
+
+from __future__ import annotations
+
+import base64
+import email.utils
+import json
+import re
+import socket
+import time
+
+import pytest
+from aiohttp import web
+
+from raccoon_beam._proto import raccoon_pb2
+from raccoon_beam.emulator import Outcome, RaccoonEmulator
+from raccoon_beam.retry import Verdict
+from raccoon_beam.wire import Wire, encode_request, encode_response
+
+from tests.transports.helpers import NO_RETRY, RawServer, eventually, live_threads, make_request
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# ------------------------------------------------------------------ JSON wire
+
+
+def _walk_keys(value, keys):
+    if isinstance(value, dict):
+        for key, item in value.items():
+            keys.append(key)
+            _walk_keys(item, keys)
+    elif isinstance(value, list):
+        for item in value:
+            _walk_keys(item, keys)
+    return keys
+
+
+def test_json_wire_has_no_camel_case_and_no_rfc3339_times(make_client):
+    """What goes on the wire, byte for byte, over REST and WebSocket."""
+    bodies = []
+
+    async def rest(request):
+        body = await request.read()
+        bodies.append(("rest", request.headers.get("Content-Type"), body))
+        document = json.loads(body)
+        ack = raccoon_pb2.SendEventResponse(status=1, code=1, data={"req_guid": document["req_guid"]})
+        return web.Response(
+            body=encode_response(ack, Wire.JSON), headers={"Content-Type": "application/json"}
+        )
+
+    async def ws(request):
+        socket_ = web.WebSocketResponse()
+        await socket_.prepare(request)
+        async for message in socket_:
+            bodies.append(("websocket", message.type.name, message.data.encode()))
+            document = json.loads(message.data)
+            ack = raccoon_pb2.SendEventResponse(status=1, code=1, data={"req_guid": document["req_guid"]})
+            await socket_.send_str(encode_response(ack, Wire.JSON).decode())
+        return socket_
+
+    with RawServer([("POST", "/api/v1/events", rest), ("GET", "/api/v1/events", ws)]) as server:
+        events = [("click", bytes(range(256))), ("page<view>&", b"\xff\xfe")]
+        for endpoint in (f"http://{server.base_url}", f"ws://{server.base_url}"):
+            client = make_client(endpoint, wire=Wire.JSON)
+            request = encode_request(events, wire=Wire.JSON, sent_time_ns=1_700_000_000_250_000_000)
+            assert client.submit(request).result(30).ok
+            client.close()
+    assert [b[:2] for b in bodies] == [("rest", "application/json"), ("websocket", "TEXT")]
+    for _, _, body in bodies:
+        assert not re.search(rb'"(reqGuid|sentTime|eventBytes)"', body)
+        document = json.loads(body)
+        keys = set(_walk_keys(document, []))
+        assert keys == {"req_guid", "sent_time", "seconds", "nanos", "events", "event_bytes", "type"}
+        assert all(k == k.lower() for k in keys)
+        assert document["sent_time"] == {"seconds": 1_700_000_000, "nanos": 250_000_000}
+        assert not re.search(rb"\d{4}-\d{2}-\d{2}T", body)  # no RFC 3339 anywhere
+        assert [base64.b64decode(e["event_bytes"], validate=True) for e in document["events"]] == [
+            e[1] for e in events
+        ]
+        assert [e["type"] for e in document["events"]] == ["click", "page<view>&"]
+
+
+# ------------------------------------------------------------------ REST
+
+
+def test_rest_content_type_is_exact_and_connections_are_pooled(make_client):
+    seen = []
+
+    async def handler(request):
+        body = await request.read()
+        peer = request.transport.get_extra_info("peername")
+        seen.append((request.headers.get("Content-Type"), peer, request.headers.get("X-User-ID")))
+        from raccoon_beam.wire import decode_request, wire_for_content_type
+
+        wire = wire_for_content_type(request.headers.get("Content-Type"))
+        guid = decode_request(body, wire).req_guid
+        ack = raccoon_pb2.SendEventResponse(status=1, code=1, data={"req_guid": guid})
+        return web.Response(
+            body=encode_response(ack, wire), headers={"Content-Type": request.headers["Content-Type"]}
+        )
+
+    with RawServer([("POST", "/api/v1/events", handler)]) as server:
+        for wire in (Wire.PROTOBUF, Wire.JSON):
+            client = make_client(f"http://{server.base_url}", wire=wire, max_in_flight=2)
+            futures = [client.submit(make_request(wire)) for _ in range(20)]
+            assert all(f.result(30).ok for f in futures)
+            client.close()
+    assert {s[0] for s in seen[:20]} == {"application/proto"}
+    assert {s[0] for s in seen[20:]} == {"application/json"}
+    # keep-alive: 20 requests per client over at most max_in_flight connections
+    assert len({s[1] for s in seen[:20]}) <= 2
+    assert len({s[1] for s in seen[20:]}) <= 2
+    assert len({s[2] for s in seen[:20]}) == 1
+
+
+@pytest.mark.parametrize(
+    "name, respond, facts",
+    [
+        (
+            "empty-200",
+            lambda: web.Response(status=200, body=b"", content_type="application/proto"),
+            dict(http_status=200, malformed=True),
+        ),
+        (
+            "html-502",
+            lambda: web.Response(status=502, text="<html>bad gateway</html>", content_type="text/html"),
+            dict(http_status=502, malformed=True),
+        ),
+        (
+            "empty-503-no-type",
+            lambda: web.Response(status=503, body=b""),
+            dict(http_status=503, malformed=True),
+        ),
+        (
+            "json-for-proto",
+            lambda: web.Response(status=200, body=b'{"status":1,"code":1}', content_type="application/json"),
+            dict(http_status=200, malformed=True),
+        ),
+        (
+            "charset",
+            lambda: web.Response(
+                status=200, body=b"x", headers={"Content-Type": "application/proto; charset=utf-8"}
+            ),
+            dict(http_status=200, malformed=True),
+        ),
+    ],
+)
+def test_rest_non_raccoon_bodies_are_classified_not_crashes(name, respond, facts, make_client):
+    async def handler(request):
+        await request.read()
+        return respond()
+
+    with RawServer([("POST", "/api/v1/events", handler)]) as server:
+        client = make_client(f"http://{server.base_url}", policy=NO_RETRY)
+        outcome = client.submit(make_request(Wire.PROTOBUF)).result(30)
+        for fact, value in facts.items():
+            assert getattr(outcome.failure, fact) == value, outcome.failure
+        assert outcome.verdict is Verdict.RETRY
+        client.close()
+
+
+def test_rest_truncated_body(make_client):
+    async def handler(request):
+        await request.read()
+        response = web.StreamResponse(
+            status=200, headers={"Content-Type": "application/proto", "Content-Length": "100"}
+        )
+        await response.prepare(request)
+        await response.write(b"\x08\x01")
+        request.transport.close()  # cut short: 2 of 100 bytes
+        return response
+
+    with RawServer([("POST", "/api/v1/events", handler)]) as server:
+        client = make_client(f"http://{server.base_url}", policy=NO_RETRY)
+        outcome = client.submit(make_request(Wire.PROTOBUF)).result(30)
+        assert outcome.failure is not None and outcome.verdict is Verdict.RETRY
+        assert outcome.failure.malformed or outcome.failure.network, outcome.failure
+        client.close()
+
+
+def test_rest_retry_after_http_date(make_client):
+    async def handler(request):
+        await request.read()
+        when = email.utils.formatdate(time.time() + 30, usegmt=True)
+        return web.Response(status=503, text="busy", headers={"Retry-After": when})
+
+    with RawServer([("POST", "/api/v1/events", handler)]) as server:
+        client = make_client(f"http://{server.base_url}", policy=NO_RETRY)
+        outcome = client.submit(make_request(Wire.PROTOBUF)).result(30)
+        assert 20 < outcome.failure.retry_after <= 31
+        client.close()
+
+
+def test_rest_bad_request_is_not_retried(emulator, make_client):
+    client = make_client(emulator.rest_endpoint, wire=Wire.JSON)
+    emulator.faults.fail_next(
+        5, Outcome.raccoon("CODE_BAD_REQUEST", "deserialization failure"), transport="rest"
+    )
+    outcome = client.submit(make_request(Wire.JSON)).result(30)
+    assert outcome.attempts == 1 and outcome.verdict is Verdict.SPLIT
+    assert emulator.counters().received("rest") == 1
+
+
+def test_rest_timeout_is_a_retryable_timeout(emulator, make_client):
+    client = make_client(emulator.rest_endpoint, policy=NO_RETRY, timeout=0.3)
+    emulator.faults.fail_next(1, Outcome.no_answer(), transport="rest")
+    outcome = client.submit(make_request(Wire.PROTOBUF)).result(30)
+    assert outcome.failure.timeout and outcome.verdict is Verdict.RETRY
+
+
+# ------------------------------------------------------------------ gRPC
+
+
+def test_grpc_transport_errors_are_retried_never_swallowed(make_client):
+    client = make_client(f"grpc://127.0.0.1:{_free_port()}", timeout=5.0)
+    outcome = client.submit(make_request(Wire.PROTOBUF)).result(30)
+    assert not outcome.ok and outcome.response is None
+    assert outcome.failure.grpc_status == "UNAVAILABLE" and outcome.failure.network
+    assert outcome.verdict is Verdict.RETRY and outcome.attempts == 4
+
+
+def test_grpc_missing_connection_id_fails_clearly_without_retry(emulator, make_client):
+    client = make_client(emulator.grpc_endpoint, conn_id_header="X-Not-The-Server-Header")
+    outcome = client.submit(make_request(Wire.PROTOBUF)).result(30)
+    assert outcome.verdict is Verdict.PERMANENT and outcome.attempts == 1
+    assert outcome.failure.grpc_status == "UNKNOWN"
+    assert "connection id header missing" in str(outcome.failure)
+
+
+def test_grpc_custom_conn_id_header_is_sent_lower_cased():
+    with RaccoonEmulator(conn_id_header="X-Beam-Worker", group_header="X-Beam-Group") as emulator:
+        from tests.transports.conftest import ClientFactory
+
+        factory = ClientFactory()
+        try:
+            client = factory(
+                emulator.grpc_endpoint,
+                conn_id_header="X-Beam-Worker",
+                group_header="X-Beam-Group",
+                conn_id="w-7",
+                group="g-1",
+            )
+            assert client.submit(make_request(Wire.PROTOBUF)).result(30).ok
+            [event] = emulator.events()
+            assert (event.conn_id, event.group) == ("w-7", "g-1")
+        finally:
+            factory.close_and_check()
+
+
+def test_grpc_bad_request_is_not_retried(emulator, make_client):
+    client = make_client(emulator.grpc_endpoint)
+    emulator.faults.fail_next(5, Outcome.raccoon("CODE_BAD_REQUEST"), transport="grpc")
+    outcome = client.submit(make_request(Wire.PROTOBUF)).result(30)
+    assert outcome.attempts == 1 and outcome.verdict is Verdict.SPLIT
+    assert emulator.counters().received("grpc") == 1
+
+
+def test_grpc_no_thread_per_request(emulator, make_client):
+    before = live_threads()
+    client = make_client(emulator.grpc_endpoint, max_in_flight=8)
+    emulator.faults.fail_next(8, Outcome.no_answer(), transport="grpc")
+    futures = [client.submit(make_request(Wire.PROTOBUF)) for _ in range(8)]
+    assert eventually(lambda: emulator.counters().received("grpc") >= 8)
+    added = {t.name for t in live_threads() - before}
+    assert added == {"raccoon-beam-grpc-client"}, added
+    client.close()
+    assert all(f.cancelled() for f in futures)

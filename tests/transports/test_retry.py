@@ -1,0 +1,279 @@
+"""classify (every row of the protocol's failure table) and send_with_retry."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from raccoon_beam._proto import raccoon_pb2
+from raccoon_beam.errors import SendFailure
+from raccoon_beam.retry import RetryPolicy, SendOutcome, Verdict, classify, send_with_retry
+from raccoon_beam.transports.base import Transport, TransportConfig
+from raccoon_beam.wire import Wire, encode_request
+
+from tests.transports.helpers import FakeClock, RecordingSleep
+
+R, S, P = Verdict.RETRY, Verdict.SPLIT, Verdict.PERMANENT
+
+CLASSIFY_TABLE = [
+    # Raccoon codes (any transport)
+    ("CODE_BAD_REQUEST", dict(raccoon_code=raccoon_pb2.CODE_BAD_REQUEST), S),
+    ("CODE_BAD_REQUEST over REST 400", dict(raccoon_code=2, http_status=400), S),
+    ("CODE_INTERNAL_ERROR", dict(raccoon_code=raccoon_pb2.CODE_INTERNAL_ERROR), R),
+    ("CODE_INTERNAL_ERROR over REST 500", dict(raccoon_code=3, http_status=500), R),
+    ("WS code 4 server full", dict(raccoon_code=4, network=True, reconnect=True), R),
+    ("WS code 5 duplicate id", dict(raccoon_code=5, network=True, reconnect=True), R),
+    ("WS close 1008 without response", dict(network=True, reconnect=True), R),
+    # HTTP statuses
+    ("HTTP 400 not Raccoon's body", dict(http_status=400, malformed=True), S),
+    ("HTTP 413", dict(http_status=413, malformed=True), S),
+    ("HTTP 500", dict(http_status=500, malformed=True), R),
+    ("HTTP 429", dict(http_status=429, retry_after=3.0, malformed=True), R),
+    ("HTTP 502 proxy page", dict(http_status=502, malformed=True), R),
+    ("HTTP 503", dict(http_status=503), R),
+    ("HTTP 504", dict(http_status=504), R),
+    ("HTTP 408", dict(http_status=408), R),
+    ("HTTP 401", dict(http_status=401), P),
+    ("HTTP 403", dict(http_status=403), P),
+    ("HTTP 404", dict(http_status=404), P),
+    ("HTTP 405", dict(http_status=405), P),
+    ("HTTP 200 garbage body", dict(http_status=200, malformed=True), R),
+    ("HTTP 200 truncated", dict(http_status=200, malformed=True), R),
+    # gRPC statuses
+    ("UNAVAILABLE", dict(grpc_status="UNAVAILABLE", network=True), R),
+    ("DEADLINE_EXCEEDED", dict(grpc_status="DEADLINE_EXCEEDED", timeout=True), R),
+    ("INTERNAL", dict(grpc_status="INTERNAL"), R),
+    ("CANCELLED", dict(grpc_status="CANCELLED"), R),
+    ("ABORTED", dict(grpc_status="ABORTED"), R),
+    (
+        "RESOURCE_EXHAUSTED too large",
+        dict(
+            grpc_status="RESOURCE_EXHAUSTED",
+            message="grpc: received message larger than max (5000000 vs. 4194304)",
+        ),
+        S,
+    ),
+    ("RESOURCE_EXHAUSTED quota", dict(grpc_status="RESOURCE_EXHAUSTED", message="quota"), R),
+    (
+        "UNKNOWN connection id header missing",
+        dict(grpc_status="UNKNOWN", message="connection id header missing"),
+        P,
+    ),
+    ("UNKNOWN other", dict(grpc_status="UNKNOWN", message="panic"), R),
+    ("UNAUTHENTICATED", dict(grpc_status="UNAUTHENTICATED"), P),
+    ("PERMISSION_DENIED", dict(grpc_status="PERMISSION_DENIED"), P),
+    ("UNIMPLEMENTED", dict(grpc_status="UNIMPLEMENTED"), P),
+    ("NOT_FOUND", dict(grpc_status="NOT_FOUND"), P),
+    ("INVALID_ARGUMENT", dict(grpc_status="INVALID_ARGUMENT"), S),
+    # connection-level facts
+    ("connection refused/reset", dict(network=True), R),
+    ("timeout", dict(timeout=True), R),
+    ("malformed answer", dict(malformed=True), R),
+    ("TLS certificate not trusted", dict(tls_error=True, network=True), P),
+    ("TLS failure wins over gRPC UNAVAILABLE", dict(tls_error=True, grpc_status="UNAVAILABLE"), P),
+    ("no fact at all", dict(), R),
+]
+
+
+@pytest.mark.parametrize("name, facts, verdict", CLASSIFY_TABLE, ids=[row[0] for row in CLASSIFY_TABLE])
+def test_classify(name, facts, verdict):
+    facts = dict(facts)
+    message = facts.pop("message", name)
+    assert classify(SendFailure(message, **facts)) is verdict
+
+
+class ScriptedTransport(Transport):
+    """Answers from a script of SendFailures (raised) and responses (returned)."""
+
+    def __init__(self, script):
+        super().__init__(TransportConfig("grpc://h"))
+        self.script = list(script)
+        self.sent = []
+
+    async def send(self, request):
+        self.sent.append(request)
+        step = self.script.pop(0) if self.script else raccoon_pb2.SendEventResponse(status=1, code=1)
+        if isinstance(step, BaseException):
+            raise step
+        return step
+
+    async def close(self):
+        pass
+
+
+def _send(transport, policy, **kwargs) -> SendOutcome:
+    request = encode_request([("t", b"x")], wire=Wire.PROTOBUF)
+    return asyncio.run(send_with_retry(transport, request, policy, **kwargs)), request
+
+
+def unavailable():
+    return SendFailure("down", grpc_status="UNAVAILABLE", network=True)
+
+
+def test_success_first_time():
+    outcome, _ = _send(ScriptedTransport([]), RetryPolicy(), sleep=RecordingSleep())
+    assert outcome.ok and outcome.attempts == 1 and outcome.verdict is None and outcome.failure is None
+
+
+def test_retries_then_succeeds_with_the_same_request():
+    transport = ScriptedTransport([unavailable(), SendFailure("t", timeout=True)])
+    sleep = RecordingSleep()
+    outcome, request = _send(transport, RetryPolicy(), sleep=sleep)
+    assert outcome.ok and outcome.attempts == 3
+    assert len(sleep.waits) == 2
+    # The very same object: same body, hence same req_guid and sent_time.
+    assert all(sent is request for sent in transport.sent)
+    assert {sent.body for sent in transport.sent} == {request.body}
+
+
+@pytest.mark.parametrize(
+    "failure, verdict",
+    [
+        (SendFailure("bad", raccoon_code=raccoon_pb2.CODE_BAD_REQUEST), Verdict.SPLIT),
+        (SendFailure("big", grpc_status="RESOURCE_EXHAUSTED"), Verdict.RETRY),
+        (SendFailure("id", grpc_status="UNKNOWN"), Verdict.RETRY),
+        (SendFailure("connection id header missing", grpc_status="UNKNOWN"), Verdict.PERMANENT),
+        (SendFailure("auth", http_status=401), Verdict.PERMANENT),
+    ],
+)
+def test_only_retry_verdicts_are_retried(failure, verdict):
+    transport = ScriptedTransport([failure] * 10)
+    outcome, _ = _send(transport, RetryPolicy(max_attempts=3), sleep=RecordingSleep())
+    assert outcome.failure is failure and outcome.verdict is verdict
+    assert outcome.attempts == (3 if verdict is Verdict.RETRY else 1)
+
+
+def test_gives_up_after_max_attempts_and_never_raises():
+    transport = ScriptedTransport([unavailable() for _ in range(10)])
+    sleep = RecordingSleep()
+    outcome, _ = _send(transport, RetryPolicy(max_attempts=5), sleep=sleep)
+    assert not outcome.ok and outcome.verdict is Verdict.RETRY and outcome.attempts == 5
+    assert outcome.failure.grpc_status == "UNAVAILABLE"
+    assert len(sleep.waits) == 4
+
+
+def test_no_retry_policy():
+    outcome, _ = _send(ScriptedTransport([unavailable()]), RetryPolicy.no_retry(), sleep=RecordingSleep())
+    assert outcome.attempts == 1 and outcome.verdict is Verdict.RETRY
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    initial=st.floats(min_value=0.001, max_value=2.0),
+    factor=st.floats(min_value=1.0, max_value=100.0),
+    seed=st.integers(min_value=0, max_value=2**32),
+)
+def test_full_jitter_bounds(initial, factor, seed):
+    random.seed(seed)
+    policy = RetryPolicy(max_attempts=12, initial_backoff=initial, max_backoff=initial * factor, deadline=1e9)
+    sleep = RecordingSleep()
+    _send(ScriptedTransport([unavailable() for _ in range(11)]), policy, sleep=sleep)
+    assert len(sleep.waits) == 11
+    for n, wait in enumerate(sleep.waits, start=1):
+        bound = min(policy.max_backoff, initial * 2 ** (n - 1))
+        assert 0 <= wait <= bound * (1 + 1e-9), (n, wait, bound)
+        assert policy.backoff_bound(n) == pytest.approx(bound)
+
+
+def test_jitter_actually_varies():
+    policy = RetryPolicy(max_attempts=30, initial_backoff=1.0, max_backoff=1.0, deadline=1e9)
+    sleep = RecordingSleep()
+    _send(ScriptedTransport([unavailable() for _ in range(29)]), policy, sleep=sleep)
+    assert len(set(sleep.waits)) > 20
+
+
+def test_retry_after_is_a_minimum_wait():
+    failure = SendFailure("slow down", http_status=429, retry_after=7.0)
+    sleep = RecordingSleep()
+    seen = []
+    outcome, _ = _send(
+        ScriptedTransport([failure, failure]),
+        RetryPolicy(initial_backoff=0.1, max_backoff=1.0),
+        sleep=sleep,
+        on_retry=lambda f, wait: seen.append((f, wait)),
+    )
+    assert outcome.ok and outcome.attempts == 3
+    assert sleep.waits == [7.0, 7.0]
+    assert seen == [(failure, 7.0), (failure, 7.0)]
+
+
+def test_retry_after_below_jitter_does_not_shorten_it():
+    random.seed(1)
+    failure = SendFailure("slow down", http_status=503, retry_after=0.0)
+    sleep = RecordingSleep()
+    _send(ScriptedTransport([failure] * 3), RetryPolicy(initial_backoff=5.0, max_backoff=5.0), sleep=sleep)
+    assert all(0 <= wait <= 5.0 for wait in sleep.waits) and any(wait > 0 for wait in sleep.waits)
+
+
+def test_deadline_stops_with_the_injected_clock():
+    clock = FakeClock()
+
+    class Slow(ScriptedTransport):
+        async def send(self, request):
+            clock.now += 40.0  # each attempt takes 40 s of fake time
+            return await super().send(request)
+
+    transport = Slow([unavailable() for _ in range(10)])
+    sleep = RecordingSleep()
+    policy = RetryPolicy(max_attempts=10, initial_backoff=0.0, max_backoff=0.0, deadline=100.0)
+    outcome, _ = _send(transport, policy, sleep=sleep, clock=clock)
+    # attempts end at 40, 80, 120 s: the third is past the deadline, no fourth.
+    assert outcome.attempts == 3 and outcome.verdict is Verdict.RETRY
+    assert len(sleep.waits) == 2
+
+
+def test_deadline_refuses_a_wait_that_would_end_past_it():
+    clock = FakeClock()
+    failure = SendFailure("later", http_status=503, retry_after=500.0)
+    outcome, _ = _send(
+        ScriptedTransport([failure] * 3), RetryPolicy(deadline=300.0), sleep=RecordingSleep(), clock=clock
+    )
+    assert outcome.attempts == 1 and outcome.failure is failure
+
+
+def test_cancellation_propagates():
+    async def main():
+        class Hanging(ScriptedTransport):
+            async def send(self, request):
+                await asyncio.Event().wait()
+
+        request = encode_request([("t", b"x")], wire=Wire.PROTOBUF)
+        task = asyncio.ensure_future(send_with_retry(Hanging([]), request, RetryPolicy()))
+        await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(max_attempts=0),
+        dict(initial_backoff=-1),
+        dict(max_backoff=float("nan")),
+        dict(deadline=-5),
+        dict(initial_backoff=2.0, max_backoff=1.0),
+    ],
+)
+def test_policy_validation(kwargs):
+    with pytest.raises(ValueError):
+        RetryPolicy(**kwargs)
+
+
+def test_policy_defaults_and_pickles():
+    import pickle
+
+    policy = RetryPolicy()
+    assert (policy.max_attempts, policy.initial_backoff, policy.max_backoff, policy.deadline) == (
+        5,
+        0.1,
+        10.0,
+        300.0,
+    )
+    assert pickle.loads(pickle.dumps(policy)) == policy
