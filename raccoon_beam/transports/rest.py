@@ -95,9 +95,11 @@ class RestTransport(Transport):
         retry_after: Optional[float],
     ) -> raccoon_pb2.SendEventResponse:
         facts = {"http_status": status, "retry_after": retry_after, "malformed": True}
-        # Raccoon echoes the request's Content-Type; anything else (text/html
-        # from a proxy, a charset parameter) is not Raccoon answering.
-        if content_type is not None and wire_for_content_type(content_type) is not request.wire:
+        # Raccoon echoes the request's Content-Type; another media type
+        # (text/html from a proxy) is not Raccoon answering. Parameters such
+        # as a charset, which a proxy may add, do not change the body.
+        media_type = content_type.split(";", 1)[0].strip().lower() if content_type is not None else None
+        if media_type is not None and wire_for_content_type(media_type) is not request.wire:
             raise SendFailure(
                 f"HTTP {status} from {self.endpoint.redacted} with Content-Type {content_type!r}: "
                 f"not a Raccoon response{_preview(body)}",

@@ -15,7 +15,7 @@ from aiohttp import web
 from raccoon_beam._proto import raccoon_pb2
 from raccoon_beam.emulator import Outcome, RaccoonEmulator
 from raccoon_beam.retry import Verdict
-from raccoon_beam.wire import Wire, encode_request, encode_response
+from raccoon_beam.wire import Wire, decode_request, encode_request, encode_response
 
 from tests.transports.helpers import NO_RETRY, RawServer, eventually, live_threads, make_request
 
@@ -163,6 +163,24 @@ def test_rest_non_raccoon_bodies_are_classified_not_crashes(name, respond, facts
         for fact, value in facts.items():
             assert getattr(outcome.failure, fact) == value, outcome.failure
         assert outcome.verdict is Verdict.RETRY
+        client.close()
+
+
+def test_rest_success_with_a_charset_parameter_is_an_ack(make_client):
+    async def handler(request):
+        guid = decode_request(await request.read(), Wire.PROTOBUF).req_guid
+        ack = raccoon_pb2.SendEventResponse(status=raccoon_pb2.STATUS_SUCCESS, code=raccoon_pb2.CODE_OK)
+        ack.data["req_guid"] = guid
+        return web.Response(
+            status=200,
+            body=encode_response(ack, Wire.PROTOBUF),
+            headers={"Content-Type": "application/proto; charset=utf-8"},
+        )
+
+    with RawServer([("POST", "/api/v1/events", handler)]) as server:
+        client = make_client(f"http://{server.base_url}", policy=NO_RETRY)
+        outcome = client.submit(make_request(Wire.PROTOBUF)).result(30)
+        assert outcome.ok, outcome.failure
         client.close()
 
 
