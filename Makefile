@@ -26,7 +26,9 @@ test-fast: install
 sample: install
 	$(BIN)/python pipelines/clickstream.py $(ARGS)
 
+# The benchmarks (see benchmarks/README.md); ARGS="--quick" for a smoke run.
 bench: install
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	$(BIN)/python -m benchmarks.run $(ARGS)
 
 # Regenerate raccoon_beam/_proto from proto/ (tests fail when it is stale).

@@ -72,21 +72,31 @@ class Batcher(Generic[S]):
         self._batch: Batch[S] = Batch()
         self._size = wire_lib.REQUEST_OVERHEAD_BYTES
 
-    def add(self, event_type: str, payload: bytes, source: S) -> Optional[Batch[S]]:
+    def add(
+        self, event_type: str, payload: bytes, source: S, encoded_size: Optional[int] = None
+    ) -> Optional[Batch[S]]:
         """Adds one event; returns the batch it closed, if adding it closed one.
 
         A batch closes before an event that would take it over ``max_bytes``,
         or as soon as it holds ``max_events``; one event never closes both
         ways, since a batch at ``max_events`` has already been handed out.
+
+        Args:
+          event_type: the event's type.
+          payload: the event's bytes.
+          source: what the event came from (for dead letters).
+          encoded_size: ``wire.encoded_event_size`` of the event, when the
+            caller has it already; computed otherwise.
         """
-        event_size = wire_lib.encoded_event_size(event_type, len(payload), self._wire)
+        if encoded_size is None:
+            encoded_size = wire_lib.encoded_event_size(event_type, len(payload), self._wire)
         closed: Optional[Batch[S]] = None
-        if self._batch.events and self._size + event_size > self._max_bytes:
+        if self._batch.events and self._size + encoded_size > self._max_bytes:
             closed = self._take()
         batch = self._batch
         batch.events.append((event_type, payload))
         batch.sources.append(source)
-        self._size += event_size
+        self._size += encoded_size
         if len(batch.events) >= self._max_events:
             closed = self._take()
         return closed

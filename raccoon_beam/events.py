@@ -8,7 +8,7 @@ reason for anything that cannot be sent.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, Tuple, Union
+from typing import Any, Callable, Optional, Set, Tuple, Union
 
 from raccoon_beam import wire as wire_lib
 from raccoon_beam.errors import STAGE_SERIALIZE, STAGE_VALIDATE, RaccoonError
@@ -44,7 +44,11 @@ def describe_event_type(spec: EventTypeSpec) -> str:
 
 
 class EventBuilder:
-    """Builds ``(event_type, event_bytes)`` from an element.
+    """Builds ``(event_type, event_bytes, encoded_size)`` from an element.
+
+    ``encoded_size`` is what the event adds to an encoded request
+    (:func:`~raccoon_beam.wire.encoded_event_size`); the batcher takes it as
+    it is rather than computing it a second time.
 
     Args:
       event_type: a constant type, or a callable element -> type.
@@ -66,8 +70,9 @@ class EventBuilder:
         max_batch_bytes: int,
     ) -> None:
         if isinstance(event_type, str):
-            if not event_type:
-                raise ValueError("event_type must not be empty")
+            problem = _type_problem(event_type)
+            if problem:
+                raise ValueError(f"event_type {event_type!r:.80} {problem}")
         elif not callable(event_type):
             raise TypeError(f"event_type must be a string or a callable, got {type(event_type).__name__}")
         self._event_type = event_type
@@ -75,9 +80,11 @@ class EventBuilder:
         self._wire = wire
         self._max_event_bytes = max_event_bytes
         self._max_batch_bytes = max_batch_bytes
+        # Types a callable returned that passed the checks: a pipeline has few.
+        self._valid_types: Set[str] = set()
 
-    def __call__(self, element: Any) -> Tuple[str, bytes]:
-        """Returns the event of ``element``; raises :class:`EventRejected`."""
+    def __call__(self, element: Any) -> Tuple[str, bytes, int]:
+        """Returns the event of ``element`` and its encoded size; raises :class:`EventRejected`."""
         event_type = self._type_of(element)
         try:
             payload = self._serialize(element)
@@ -90,15 +97,15 @@ class EventBuilder:
                 f"event of {size} bytes is over max_event_bytes={self._max_event_bytes}",
                 event_type,
             )
-        encoded = wire_lib.encoded_event_size(event_type, size, self._wire) + wire_lib.REQUEST_OVERHEAD_BYTES
-        if encoded > self._max_batch_bytes:
+        encoded_size = wire_lib.encoded_event_size(event_type, size, self._wire)
+        if encoded_size + wire_lib.REQUEST_OVERHEAD_BYTES > self._max_batch_bytes:
             raise EventRejected(
                 STAGE_VALIDATE,
-                f"event of {size} bytes takes {encoded} bytes in a {self._wire.value} request, "
-                f"over max_batch_bytes={self._max_batch_bytes}",
+                f"event of {size} bytes takes {encoded_size + wire_lib.REQUEST_OVERHEAD_BYTES} bytes "
+                f"in a {self._wire.value} request, over max_batch_bytes={self._max_batch_bytes}",
                 event_type,
             )
-        return event_type, payload
+        return event_type, payload, encoded_size
 
     def _type_of(self, element: Any) -> str:
         spec = self._event_type
@@ -113,9 +120,28 @@ class EventBuilder:
                 STAGE_SERIALIZE,
                 f"event_type callable returned {type(event_type).__name__} {event_type!r:.80}, expected str",
             )
-        if not event_type:
-            raise EventRejected(STAGE_VALIDATE, "event_type callable returned an empty string")
+        if event_type in self._valid_types:
+            return event_type
+        problem = _type_problem(event_type)
+        if problem:
+            raise EventRejected(STAGE_VALIDATE, f"event_type {event_type!r:.80} {problem}")
+        if len(self._valid_types) < _MAX_REMEMBERED_TYPES:
+            self._valid_types.add(event_type)
         return event_type
+
+
+_MAX_REMEMBERED_TYPES = 10_000
+
+
+def _type_problem(event_type: str) -> Optional[str]:
+    """Why ``event_type`` cannot route an event, or None."""
+    if not event_type:
+        return "is empty"
+    try:
+        event_type.encode("utf-8")  # a lone surrogate cannot go on the wire
+    except UnicodeEncodeError:
+        return "is not valid Unicode text (it holds a lone surrogate)"
+    return None
 
 
 def _reason(exc: BaseException) -> str:

@@ -18,7 +18,6 @@ Two shapes of pipeline:
 from __future__ import annotations
 
 import dataclasses
-import logging
 import threading
 import time
 from typing import Any, Callable, Coroutine, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
@@ -54,8 +53,6 @@ METRICS_NAMESPACE = "raccoon"
 # The key of the events batched across bundles; GroupIntoBatches.WithShardedKey
 # spreads it over the workers' threads.
 _BUFFERING_KEY = "raccoon"
-
-_LOG = logging.getLogger(__name__)
 
 
 class WriteToRaccoonResult:
@@ -249,10 +246,8 @@ class WriteToRaccoon(beam.PTransform):
                 self._max_buffering_duration, label="Max buffering duration (s)"
             )
         if transport.headers:
-            shown = transport.redact_headers(transport.headers)
-            data["headers"] = DisplayDataItem(
-                ", ".join(f"{name}={value}" for name, value in sorted(shown.items())), label="Extra headers"
-            )
+            # Names only: a value may be a credential whatever its header is called.
+            data["headers"] = DisplayDataItem(", ".join(sorted(transport.headers)), label="Extra headers")
         return data
 
 
@@ -361,8 +356,8 @@ class _Sender:
     def _deliver(self, batch: Batch[WindowedValue]) -> Coroutine[Any, Any, DeliveryReport[WindowedValue]]:
         return deliver(batch, self._client.send, self._wire)
 
-    def add(self, event_type: str, payload: bytes, source: WindowedValue) -> None:
-        closed = self._batcher.add(event_type, payload, source)
+    def add(self, event_type: str, payload: bytes, source: WindowedValue, encoded_size: Optional[int] = None) -> None:
+        closed = self._batcher.add(event_type, payload, source, encoded_size)
         if closed is not None:
             self._record(self._dispatcher.dispatch(closed))
 
@@ -372,17 +367,16 @@ class _Sender:
         if closed is not None:
             self._record(self._dispatcher.dispatch(closed))
 
+    def take_dead_letters(self) -> List[WindowedValue]:
+        """The dead letters of the deliveries that finished so far, handed over once."""
+        dead, self._dead_letters = self._dead_letters, []
+        return dead
+
     def finish(self) -> List[WindowedValue]:
-        """Sends what is left, waits for every request; returns the dead letters."""
+        """Sends what is left, waits for every request; returns the remaining dead letters."""
         self.flush()
         self._record(self._dispatcher.wait_all())
-        dead, self._dead_letters = self._dead_letters, []
-        if dead and self._spec.fail_on_error:
-            first = dead[0].value
-            raise DeliveryError(
-                f"{len(dead)} event(s) of this bundle were not delivered; first: {first.error}"
-            )
-        return dead
+        return self.take_dead_letters()
 
     def discard(self) -> None:
         """Forgets the open batch and what is in flight (a failed bundle is retried whole)."""
@@ -400,15 +394,19 @@ class _Sender:
         for report in reports:
             self._metrics.record(report)
             for failed in report.failures:
-                failure = failed.failure
+                if self._spec.fail_on_error:
+                    raise DeliveryError(
+                        f"{len(failed.sources)} event(s) were not delivered: {_send_error(failed)}"
+                    )
                 self._metrics.events_dead_lettered.inc(len(failed.sources))
+                error = _send_error(failed)
                 for source, event_type in zip(failed.sources, failed.event_types):
                     letter = RaccoonDeadLetter(
                         element=source.value,
                         event_type=event_type,
                         stage=STAGE_SEND,
-                        error=_send_error(failed),
-                        code=failure.code,
+                        error=error,
+                        code=failed.failure.code,
                         attempts=failed.attempts,
                         req_guid=failed.req_guid,
                     )
@@ -422,6 +420,16 @@ def _send_error(failed: FailedEvents) -> str:
     if failed.verdict is Verdict.SPLIT:
         return f"rejected by the server: {failed.failure.message}"
     return f"not retryable: {failed.failure.message}"
+
+
+def _dead_letter_outputs(sender: _Sender) -> Tuple[TaggedOutput, ...]:
+    """Dead letters ready now, as outputs of ``process``.
+
+    Emitting them as soon as their batch finishes, rather than at the end of
+    the bundle, keeps memory bounded when a bundle is large and the server
+    rejects everything. Only valid while the input element is in one window.
+    """
+    return tuple(TaggedOutput(FAILED_TAG, letter) for letter in sender.take_dead_letters())
 
 
 class _SendingFn(beam.DoFn):
@@ -456,21 +464,13 @@ class _SendingFn(beam.DoFn):
             self._sender = None
 
 
-def _rejection_letter(element: Any, rejection: EventRejected) -> RaccoonDeadLetter:
+def _rejection_letter(element: Any, rejection: EventRejected, fail_on_error: bool) -> RaccoonDeadLetter:
+    """The dead letter of an element that cannot become an event (or the error, with ``fail_on_error``)."""
+    if fail_on_error:
+        raise DeliveryError(f"{rejection.stage} failed: {rejection.reason}") from rejection
     return RaccoonDeadLetter(
         element=element, event_type=rejection.event_type, stage=rejection.stage, error=rejection.reason
     )
-
-
-def _build_or_reject(
-    builder: EventBuilder, element: Any, fail_on_error: bool
-) -> Union[Tuple[str, bytes], RaccoonDeadLetter]:
-    try:
-        return builder(element)
-    except EventRejected as rejection:
-        if fail_on_error:
-            raise DeliveryError(f"{rejection.stage} failed: {rejection.reason}") from rejection
-        return _rejection_letter(element, rejection)
 
 
 class _WriteEventsFn(_SendingFn):
@@ -481,14 +481,20 @@ class _WriteEventsFn(_SendingFn):
         self._builder = builder
         self._rejected = Metrics.counter(METRICS_NAMESPACE, "events_dead_lettered")
 
-    def process(self, element: Any, windowed=beam.DoFn.WindowedValueParam) -> Iterable[Any]:
-        event = _build_or_reject(self._builder, element, self._spec.fail_on_error)
-        if isinstance(event, RaccoonDeadLetter):
+    # Not a generator: this runs once per element and most elements output
+    # nothing, which Beam takes as None at less cost than an empty generator.
+    def process(self, element: Any, windowed=beam.DoFn.WindowedValueParam) -> Optional[Iterable[Any]]:
+        try:
+            event_type, payload, encoded_size = self._builder(element)
+        except EventRejected as rejection:
+            letter = _rejection_letter(element, rejection, self._spec.fail_on_error)
             self._rejected.inc()
-            yield TaggedOutput(FAILED_TAG, event)  # inherits the element's windowing
-            return
+            return (TaggedOutput(FAILED_TAG, letter),)  # inherits the element's windowing
         assert self._sender is not None
-        self._sender.add(event[0], event[1], windowed)
+        self._sender.add(event_type, payload, windowed, encoded_size)
+        if len(windowed.windows) == 1:
+            return _dead_letter_outputs(self._sender)
+        return None  # Beam would multiply the windows of a WindowedValue output here
 
 
 class _BuildEventsFn(beam.DoFn):
@@ -500,22 +506,27 @@ class _BuildEventsFn(beam.DoFn):
         self._rejected = Metrics.counter(METRICS_NAMESPACE, "events_dead_lettered")
 
     def process(self, element: Any, timestamp=beam.DoFn.TimestampParam) -> Iterable[Any]:
-        event = _build_or_reject(self._builder, element, self._fail_on_error)
-        if isinstance(event, RaccoonDeadLetter):
+        try:
+            event_type, payload, encoded_size = self._builder(element)
+        except EventRejected as rejection:
+            letter = _rejection_letter(element, rejection, self._fail_on_error)
             self._rejected.inc()
-            yield TaggedOutput(FAILED_TAG, event)
+            yield TaggedOutput(FAILED_TAG, letter)
             return
         # The timestamp travels with the event: GroupIntoBatches re-stamps its output.
-        yield _BUFFERING_KEY, (event[0], event[1], element, timestamp)
+        yield _BUFFERING_KEY, (event_type, payload, encoded_size, element, timestamp)
 
 
 class _WriteBatchesFn(_SendingFn):
     """Sends the batches that GroupIntoBatches formed across bundles."""
 
-    def process(self, keyed_batch: Tuple[Any, Iterable[Any]], window=beam.DoFn.WindowParam) -> None:
+    def process(
+        self, keyed_batch: Tuple[Any, Iterable[Any]], window=beam.DoFn.WindowParam
+    ) -> Tuple[TaggedOutput, ...]:
         assert self._sender is not None
         windows = (window,)
-        for event_type, payload, element, timestamp in keyed_batch[1]:
-            self._sender.add(event_type, payload, WindowedValue(element, timestamp, windows))
+        for event_type, payload, encoded_size, element, timestamp in keyed_batch[1]:
+            self._sender.add(event_type, payload, WindowedValue(element, timestamp, windows), encoded_size)
         # A buffered batch is due now: do not hold it until the bundle ends.
         self._sender.flush()
+        return _dead_letter_outputs(self._sender)

@@ -188,24 +188,32 @@ def encoded_event_size(event_type: str, payload_size: int, wire: Wire) -> int:
     is ASCII without characters that need escaping, an upper bound otherwise.
     """
     if wire is Wire.PROTOBUF:
-        type_size = len(event_type.encode("utf-8"))
-        inner = 0
+        inner = _protobuf_type_field_size(event_type)
         if payload_size:
             inner += 1 + _varint_size(payload_size) + payload_size
-        if type_size:
-            inner += 1 + _varint_size(type_size) + type_size
         return 1 + _varint_size(inner) + inner
     # {"event_bytes":"<b64>","type":"<type>"} plus a separating comma.
     b64_size = 4 * ((payload_size + 2) // 3)
     return len(_json_string(event_type)) + b64_size + 28
 
 
-def _varint_size(value: int) -> int:
-    size = 1
-    while value >= 0x80:
-        value >>= 7
-        size += 1
+# Bytes of an Event's ``type`` field (tag, length, UTF-8), cached per type
+# like _json_string: this runs once or twice per event.
+_type_field_size_cache: Dict[str, int] = {}
+
+
+def _protobuf_type_field_size(event_type: str) -> int:
+    size = _type_field_size_cache.get(event_type)
+    if size is None:
+        length = len(event_type.encode("utf-8"))
+        size = 1 + _varint_size(length) + length if length else 0
+        if len(_type_field_size_cache) < 10_000:
+            _type_field_size_cache[event_type] = size
     return size
+
+
+def _varint_size(value: int) -> int:
+    return 1 if value < 0x80 else (value.bit_length() + 6) // 7
 
 
 def decode_request(body: Body, wire: Wire) -> raccoon_pb2.SendEventRequest:

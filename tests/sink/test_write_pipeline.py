@@ -172,6 +172,8 @@ def test_bad_elements_are_dead_lettered_and_good_ones_delivered(emulator):
         {"id": "raises"},
         {"id": "too_big", "event_name": "click", "blob": "x" * 5000},
         {"id": "rejected", "event_name": "forbidden"},
+        {"id": "list_type", "event_name": ["not", "a", "string"]},
+        {"id": "int_type", "event_name": 42},
         None,
     ]
     elements = good[:100] + bad + good[100:]
@@ -188,6 +190,8 @@ def test_bad_elements_are_dead_lettered_and_good_ones_delivered(emulator):
                 "raises": ("serialize", "event_type callable failed"),
                 "too_big": ("validate", "max_event_bytes=4096"),
                 "rejected": ("send", "rejected by the server"),
+                "list_type": ("serialize", "returned list"),
+                "int_type": ("serialize", "returned int"),
                 None: ("serialize", "None"),
             }
         ),
@@ -341,5 +345,51 @@ def test_display_data_hides_credentials():
         assert secret not in shown
     assert items["transport"] == "rest"
     assert "raccoon.example:8443" in items["endpoint"]
-    assert "X-Team=growth" in items["headers"]
+    assert items["headers"] == "Authorization, X-Api-Key, X-Team"
     assert items["serializer"] == "json"
+
+
+def test_event_type_that_cannot_go_on_the_wire_is_dead_lettered_not_fatal(emulator):
+    run_write(
+        [{"id": 1, "t": "ok"}, {"id": 2, "t": "surrogate"}, {"id": 3, "t": ""}],
+        endpoint=emulator.grpc_endpoint,
+        # Made here: Beam's Create cannot even encode an element holding a lone surrogate.
+        event_type=lambda e: "bad\ud800" if e["t"] == "surrogate" else e["t"],
+        collect_failed=check_letters({2: ("validate", "lone surrogate"), 3: ("validate", "empty")}),
+    )
+    assert [json.loads(e.event_bytes)["id"] for e in emulator.events()] == [1]
+
+
+def test_constant_event_type_is_checked_at_construction():
+    with pytest.raises(ValueError, match="lone surrogate"):
+        WriteToRaccoon("grpc://h:1", event_type="bad\ud800")
+
+
+def test_dead_letters_emitted_mid_bundle_keep_their_windows_and_timestamps(emulator):
+    # Small batches and one request in flight: most batches finish while the
+    # bundle is still processing, so their dead letters leave from process().
+    emulator.faults.reject_event_type("bad")
+    elements = [({"id": i, "event_name": "bad" if i % 7 == 0 else "ok"}, i) for i in range(300)]
+    with beam.Pipeline() as pipeline:
+        result = (
+            pipeline
+            | beam.Create(elements, reshuffle=False)
+            | beam.Map(lambda pair: window.TimestampedValue(pair[0], pair[1]))
+            | beam.WindowInto(window.FixedWindows(50))
+            | WriteToRaccoon(
+                emulator.grpc_endpoint,
+                event_type=lambda e: e["event_name"],
+                max_batch_size=10,
+                max_in_flight=1,
+                retry=FAST_RETRY,
+            )
+        )
+        described = result.failed | beam.Map(
+            lambda letter, ts=beam.DoFn.TimestampParam, w=beam.DoFn.WindowParam: (
+                letter.element["id"],
+                float(ts),
+                float(w.start),
+            )
+        )
+        assert_that(described, equal_to([(i, float(i), float(i // 50 * 50)) for i in range(0, 300, 7)]))
+    assert len(emulator.events()) == 300 - len(range(0, 300, 7))

@@ -1,0 +1,1 @@
+"""Benchmarks of raccoon-beam: ``python -m benchmarks.run`` (see README.md here)."""

@@ -1,0 +1,275 @@
+"""Tables, targets, chart and README section of a benchmark run."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import subprocess
+from typing import Any, Dict, List, Optional, Tuple
+
+__all__ = ["machine", "render", "write", "all_verified", "digest_label", "targets"]
+
+BEGIN = "<!-- BEGIN GENERATED RESULTS (python -m benchmarks.run) -->"
+END = "<!-- END GENERATED RESULTS -->"
+CHART = "throughput.png"
+RESULTS = "results.json"
+
+MAIN_CONFIG = "grpc / protobuf"
+CEILING = "ceiling"
+JSON_CEILING = "ceiling (json wire)"
+BASELINE = "baseline (hand-written)"
+
+
+def machine() -> Dict[str, str]:
+    """Where the numbers come from: CPUs, CPU model, Python, Beam, commit."""
+    import apache_beam
+
+    model = platform.processor() or "unknown"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], capture_output=True, text=True, cwd=root, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    if git("status", "--porcelain", "--untracked-files=no", "--", "raccoon_beam", "benchmarks"):
+        commit += " (with uncommitted changes)"
+    return {
+        "nproc": str(os.cpu_count()),
+        "cpu": model,
+        "python": platform.python_version(),
+        "apache_beam": apache_beam.__version__,
+        "platform": platform.platform(),
+        "commit": commit,
+    }
+
+
+def digest_label(ok: Optional[bool]) -> str:
+    return "n/a (nothing sent)" if ok is None else ("verified" if ok else "MISMATCH")
+
+
+def _rows_by_name(results: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
+    return {row["name"]: row for row in results.get("throughput", [])}
+
+
+def _rate(rows: Dict[str, Dict[str, Any]], name: str) -> Optional[float]:
+    row = rows.get(name)
+    return row["events_per_second"] if row else None
+
+
+def _ratio(value: Optional[float], reference: Optional[float]) -> Optional[float]:
+    return value / reference if value is not None and reference else None
+
+
+def targets(results: Dict[str, Any]) -> List[Tuple[str, str, Optional[bool]]]:
+    """``(target, measured, met)`` for each target of issue 6 that this run measured."""
+    rows = _rows_by_name(results)
+    ceiling, baseline = _rate(rows, CEILING), _rate(rows, BASELINE)
+    found: List[Tuple[str, str, Optional[bool]]] = []
+    main = _ratio(_rate(rows, MAIN_CONFIG), ceiling)
+    if main is not None:
+        found.append(("gRPC / protobuf wire / json serializer >= 0.6 x ceiling", f"{main:.2f} x", main >= 0.6))
+    transports = [row for row in rows.values() if row["mode"] == "sink" and row["serializer"] == "json"]
+    if transports and ceiling:
+        worst = min(transports, key=lambda row: row["events_per_second"])
+        ratio = worst["events_per_second"] / ceiling
+        found.append(("every transport >= 0.4 x ceiling", f"{ratio:.2f} x (lowest: {worst['name']})", ratio >= 0.4))
+    over_baseline = _ratio(_rate(rows, MAIN_CONFIG), baseline)
+    if over_baseline is not None:
+        found.append(("gRPC / protobuf >= 5 x hand-written baseline", f"{over_baseline:.2f} x", over_baseline >= 5))
+    rss = _rss_ratio(results)
+    if rss is not None:
+        found.append((f"peak RSS at {results['memory']['events']:,} events <= 1.1 x at {results['events']:,}",
+                      f"{rss:.2f} x", rss <= 1.1))
+    streaming = results.get("streaming")
+    if streaming:
+        found.append(("streaming p99 <= 1.5 s (max_buffering_duration=0.5)", f"{streaming['p99_ms'] / 1000:.2f} s",
+                      streaming["p99_ms"] <= 1500))
+    return found
+
+
+def _rss_ratio(results: Dict[str, Any]) -> Optional[float]:
+    memory = results.get("memory")
+    small = _rows_by_name(results).get(MAIN_CONFIG)
+    if not memory or not small:
+        return None
+    return memory["peak_rss_mb"] / small["peak_rss_mb"]
+
+
+def all_verified(results: Dict[str, Any]) -> bool:
+    """Whether every run that sent events was captured exactly, with no dead letter."""
+    runs = list(results.get("throughput", []))
+    if results.get("memory"):
+        runs.append(results["memory"])
+    ok = all(row["digest_ok"] is not False and row["dead_letters"] == 0 for row in runs)
+    streaming = results.get("streaming")
+    if streaming:
+        ok = ok and streaming["dead_letters"] == 0 and streaming["captured_events"] == streaming["expected_events"]
+    return ok
+
+
+def _fmt(value: Optional[float], spec: str, suffix: str = "") -> str:
+    return "" if value is None else f"{value:{spec}}{suffix}"
+
+
+def render(results: Dict[str, Any]) -> str:
+    """The results as Markdown: machine, throughput, targets, memory, latency, wire."""
+    m = results["machine"]
+    rows = _rows_by_name(results)
+    ceiling, json_ceiling, baseline = _rate(rows, CEILING), _rate(rows, JSON_CEILING), _rate(rows, BASELINE)
+    out = [
+        f"Machine: {m['nproc']} CPUs ({m['cpu']}), Python {m['python']}, apache-beam {m['apache_beam']}, "
+        f"{m['platform']}; commit {m['commit']}. Whole run: {results.get('seconds', 0) / 60:.1f} min.",
+        "",
+    ]
+    if rows:
+        out += [
+            f"### Throughput: {results['events']:,} events, DirectRunner, best of {results['repeat']}",
+            "",
+            "| configuration | events/s | x ceiling | x ceiling of its wire | x baseline "
+            "| client CPU us/event | emulator CPU | peak RSS | digest |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        ]
+        for row in results["throughput"]:
+            rate = row["events_per_second"]
+            own_ceiling = json_ceiling if row["wire"] == "json" else ceiling
+            emulator = row.get("emulator_cpu_share")
+            out.append(
+                f"| {row['name']} | {rate:,.0f} | {_fmt(_ratio(rate, ceiling), '.2f')} "
+                f"| {_fmt(_ratio(rate, own_ceiling), '.2f')} | {_fmt(_ratio(rate, baseline), '.2f')} "
+                f"| {row['cpu_us_per_event']:.2f} | {_fmt(None if emulator is None else emulator * 100, '.0f', ' %')} "
+                f"| {row['peak_rss_mb']:.0f} MB | {digest_label(row['digest_ok'])} |"
+            )
+        out += [
+            "",
+            "events/s: events / seconds from the first generated event to the end of the pipeline (the best "
+            "run). Client CPU: CPU time of the pipeline process (all threads) per event over the same span "
+            "(the lowest of the runs). Emulator CPU: the emulator process's CPU time over the pipeline's run, "
+            "as a share of one core. Digest: the emulator's per-type count, bytes and multiset hash equal "
+            "those computed here from the same generator, in every run.",
+            "",
+        ]
+    found = targets(results)
+    if found:
+        out += ["### Targets", "", "| target | measured | met |", "| --- | --- | --- |"]
+        out += [f"| {name} | {measured} | {'yes' if met else '**no**'} |" for name, measured, met in found]
+        out.append("")
+    memory = results.get("memory")
+    if memory:
+        small = rows.get(MAIN_CONFIG)
+        out += [
+            "### Memory (gRPC / protobuf, json serializer)",
+            "",
+            "| events | peak RSS of the pipeline process | events/s | digest |",
+            "| ---: | ---: | ---: | --- |",
+        ]
+        if small:
+            out.append(f"| {results['events']:,} | {small['peak_rss_mb']:.0f} MB | {small['events_per_second']:,.0f} "
+                       f"| {digest_label(small['digest_ok'])} |")
+        out.append(f"| {memory['events']:,} | {memory['peak_rss_mb']:.0f} MB | {memory['events_per_second']:,.0f} "
+                   f"| {digest_label(memory['digest_ok'])} |")
+        out.append("")
+    streaming = results.get("streaming")
+    if streaming:
+        out += [
+            "### Streaming latency",
+            "",
+            f"PeriodicImpulse at {streaming['rate']:g} events/s for {streaming['duration']:g} s on the FnApiRunner, "
+            f"gRPC, `max_buffering_duration={streaming['buffering']:g}`; latency from the event's creation "
+            "(`time.time()` in the pipeline) to its capture (the emulator's `captured_at`).",
+            "",
+            "| events captured / sent | requests | p50 | p99 | max |",
+            "| ---: | ---: | ---: | ---: | ---: |",
+            f"| {streaming['captured_events']:,} / {streaming['expected_events']:,} | {streaming.get('requests', '')} "
+            f"| {streaming['p50_ms']:.0f} ms | {streaming['p99_ms']:.0f} ms | {streaming['max_ms']:.0f} ms |",
+            "",
+        ]
+    wire = results.get("wire")
+    if wire:
+        out += ["### Wire encoding (500-event request)", "", "| encoder | us/event |", "| --- | ---: |"]
+        out += [f"| {name} | {micros:.3f} |" for name, micros in wire.items()]
+        out.append("")
+    return "\n".join(out)
+
+
+def chart(results: Dict[str, Any], path: str) -> bool:
+    """Draws a horizontal bar chart of events/s with the target lines; False without matplotlib."""
+    try:
+        import matplotlib
+    except ImportError:  # the `bench` extra is not installed
+        return False
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
+    rows = list(results["throughput"])
+    by_name = _rows_by_name(results)
+    ceiling, baseline = _rate(by_name, CEILING), _rate(by_name, BASELINE)
+    colors = {"sink": "#2b6cb0", "ceiling": "#718096", "floor": "#a0aec0", "baseline": "#c05621"}
+    fig, ax = plt.subplots(figsize=(9, 0.45 * len(rows) + 1.6))
+    names = [row["name"] for row in rows][::-1]
+    rates = [row["events_per_second"] for row in rows][::-1]
+    ax.barh(names, rates, color=[colors.get(row["mode"], "#2b6cb0") for row in rows][::-1])
+    for y, rate in enumerate(rates):
+        ax.text(rate, y, f" {rate / 1000:,.0f}k", va="center", fontsize=8)
+    lines = []
+    if ceiling:
+        lines += [(0.6 * ceiling, "0.6 x ceiling", "#2f855a"), (0.4 * ceiling, "0.4 x ceiling", "#68d391")]
+    if baseline:
+        lines.append((5 * baseline, "5 x baseline", "#dd6b20"))
+    for x, label, color in lines:
+        ax.axvline(x, linestyle="--", color=color, linewidth=1, label=label)
+    if lines:
+        ax.legend(loc="lower right", fontsize=8)
+    ax.set_xlabel("events/s (higher is better)")
+    ax.set_title(f"WriteToRaccoon, {results['events']:,} events, DirectRunner, {results['machine']['nproc']} CPUs\n"
+                 f"commit {results['machine']['commit']}", fontsize=9)
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x / 1000:,.0f}k"))
+    ax.set_xlim(0, max(rates + [x for x, _, _ in lines]) * 1.15)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+_README_TEMPLATE = """# Benchmarks
+
+{begin}
+{end}
+"""
+
+
+def write(results: Dict[str, Any], folder: str) -> None:
+    """Writes results.json, the chart and the README's generated section in ``folder``."""
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, RESULTS), "w", encoding="utf-8") as out:
+        json.dump(results, out, indent=2)
+        out.write("\n")
+    section = render(results)
+    if results.get("throughput") and chart(results, os.path.join(folder, CHART)):
+        section += f"\n![events/s per configuration]({CHART})\n"
+    readme = os.path.join(folder, "README.md")
+    try:
+        with open(readme, encoding="utf-8") as existing:
+            text = existing.read()
+    except FileNotFoundError:
+        text = _README_TEMPLATE.format(begin=BEGIN, end=END)
+    if BEGIN not in text or END not in text:
+        text = text.rstrip("\n") + f"\n\n{BEGIN}\n{END}\n"
+    pattern = re.compile(re.escape(BEGIN) + ".*?" + re.escape(END), re.S)
+    text = pattern.sub(lambda _: f"{BEGIN}\n{section}\n{END}", text, count=1)
+    with open(readme, "w", encoding="utf-8") as out:
+        out.write(text)

@@ -1,0 +1,77 @@
+"""Micro-benchmark: CPU per event of the sink's DoFn alone, without a runner.
+
+``python -m benchmarks.sink_micro`` calls ``WriteToRaccoon``'s DoFn
+directly (``process`` for each of 200,000 prebuilt elements, then
+``finish_bundle``) with the ceiling's :class:`~benchmarks.sink_pipeline.NullTransport`:
+serializing, checking, batching, encoding and dispatching, with no Beam
+runner, generator or socket around them. The best of 5 passes, in
+microseconds per event, per serializer. It is the number to watch when
+changing the hot path: far steadier than a pipeline's events/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Dict, Optional, Sequence
+
+from benchmarks import workload
+
+__all__ = ["measure"]
+
+SERIALIZERS = ("json", "protobuf", "avro")
+
+
+def measure(serializer: str, events: int = 200_000, passes: int = 5) -> float:
+    """Microseconds of CPU per event of the sink's DoFn, the best of ``passes``."""
+    from apache_beam.transforms.window import GlobalWindow
+    from apache_beam.utils.timestamp import MIN_TIMESTAMP
+    from apache_beam.utils.windowed_value import WindowedValue
+
+    from benchmarks import sink_pipeline
+    from raccoon_beam import WriteToRaccoon
+    from raccoon_beam import io as sink_io
+
+    sink_pipeline._install_null_transport()
+    extra = {"avro_schema": workload.AVRO_SCHEMA} if serializer == "avro" else {}
+    transform = WriteToRaccoon(
+        "http://127.0.0.1:1/api/v1/events", event_type=workload.event_type_of(serializer), serializer=serializer, **extra
+    )
+    fn = sink_io._WriteEventsFn(transform._builder, transform._sender())
+    windows = (GlobalWindow(),)
+    elements = [WindowedValue(e, MIN_TIMESTAMP, windows) for e in workload.generate(serializer, events)(0)]
+    fn.setup()
+    try:
+        best = float("inf")
+        for _ in range(passes):
+            started = time.process_time()
+            for windowed in elements:
+                outputs = fn.process(windowed.value, windowed)
+                if outputs is not None:
+                    raise AssertionError(f"unexpected output: {list(outputs)!r:.200}")
+            dead_letters = list(fn.finish_bundle())
+            best = min(best, time.process_time() - started)
+            if dead_letters:
+                raise AssertionError(f"{len(dead_letters)} dead letters")
+    finally:
+        fn.teardown()
+    return best / events * 1e6
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--serializers", default=",".join(SERIALIZERS))
+    args = parser.parse_args(argv)
+    results: Dict[str, float] = {}
+    for serializer in args.serializers.split(","):
+        results[serializer] = measure(serializer, args.events)
+        print(f"{serializer:10s} {results[serializer]:6.3f} us/event", flush=True)
+    print(json.dumps(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
