@@ -11,6 +11,7 @@ import dataclasses
 from typing import Generic, List, Optional, Tuple, TypeVar
 
 from raccoon_beam import wire as wire_lib
+from raccoon_beam.protocol import GRPC_MAX_RECEIVE_BYTES
 from raccoon_beam.wire import Wire
 
 __all__ = [
@@ -19,11 +20,8 @@ __all__ = [
     "split_batch",
     "DEFAULT_MAX_BATCH_SIZE",
     "DEFAULT_MAX_BATCH_BYTES",
-    "GRPC_MAX_RECEIVE_BYTES",
 ]
 
-# grpc-go's default receive limit, which the stock Raccoon server keeps.
-GRPC_MAX_RECEIVE_BYTES = 4 * 1024 * 1024
 # Safely under the gRPC limit, with room for framing and metadata.
 DEFAULT_MAX_BATCH_BYTES = 3 * 1024 * 1024
 DEFAULT_MAX_BATCH_SIZE = 500

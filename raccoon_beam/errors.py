@@ -54,8 +54,16 @@ class SendFailure(RaccoonError):
       retry_after: seconds the server asked the client to wait, if it did.
       reconnect: the connection must be replaced before the next attempt
         (e.g. WebSocket duplicate connection id).
-      tls_error: the TLS handshake failed (untrusted certificate, host name
-        mismatch): a configuration problem, not a transient one.
+      tls_error: the server's certificate failed verification (untrusted
+        certificate, host name mismatch) or the TLS files cannot be loaded: a
+        configuration problem, not a transient one. Other TLS failures (a
+        handshake dropped by a load balancer) are ``network`` failures.
+      too_large: the server or a proxy refused the request for its size
+        (e.g. WebSocket close 1009).
+      reason: the ``reason`` of a decoded Raccoon error response, if any.
+      unexpected: not a failure the transport recognised, but an exception
+        of another kind that escaped it (a bug, or a library error nobody
+        anticipated); the message names its type.
     """
 
     def __init__(
@@ -71,6 +79,9 @@ class SendFailure(RaccoonError):
         retry_after: Optional[float] = None,
         reconnect: bool = False,
         tls_error: bool = False,
+        too_large: bool = False,
+        reason: Optional[str] = None,
+        unexpected: bool = False,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -83,6 +94,9 @@ class SendFailure(RaccoonError):
         self.retry_after = retry_after
         self.reconnect = reconnect
         self.tls_error = tls_error
+        self.too_large = too_large
+        self.reason = reason
+        self.unexpected = unexpected
 
     @property
     def code(self) -> Optional[Any]:

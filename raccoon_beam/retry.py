@@ -12,7 +12,8 @@ table "What a failure means for a client" of Raccoon's protocol:
   server's size limit).
 * ``PERMANENT``: no request to this endpoint can succeed until someone fixes
   the configuration (missing connection id, authentication, wrong path,
-  untrusted TLS certificate).
+  untrusted TLS certificate, a proxy refusing the request), or the client
+  itself failed in a way nobody anticipated (``unexpected``).
 
 :func:`send_with_retry` retries ``RETRY`` verdicts with full-jitter
 exponential backoff (tenacity), honouring ``Retry-After`` as a minimum wait
@@ -25,12 +26,15 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import enum
+import logging
 import math
 import time
+import traceback
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Optional
 
 import tenacity
 
+from raccoon_beam import protocol
 from raccoon_beam._proto import raccoon_pb2
 from raccoon_beam.errors import SendFailure
 
@@ -50,10 +54,15 @@ __all__ = [
     "DEFAULT_DEADLINE",
 ]
 
-DEFAULT_MAX_ATTEMPTS = 5
-DEFAULT_INITIAL_BACKOFF = 0.1
-DEFAULT_MAX_BACKOFF = 10.0
+# Sized to ride out a Raccoon restart or a rolling deploy (tens of seconds):
+# waits are bounded by 0.5, 1, 2, 4, 8, 16, 30, 30, 30 s (about 2 minutes in
+# all, half that on average with full jitter), within a 5-minute deadline.
+DEFAULT_MAX_ATTEMPTS = 10
+DEFAULT_INITIAL_BACKOFF = 0.5
+DEFAULT_MAX_BACKOFF = 30.0
 DEFAULT_DEADLINE = 300.0
+
+_log = logging.getLogger(__name__)
 
 
 class Verdict(enum.Enum):
@@ -75,8 +84,11 @@ _RACCOON_CODES = {
 }
 
 # HTTP statuses with a fixed meaning; other 4xx are PERMANENT, other 5xx RETRY.
+# A 400 is SPLIT only with Raccoon's CODE_BAD_REQUEST decoded from its body
+# (see classify): a proxy's 400 says nothing about the events, and bisecting
+# on it would send a storm of requests that all fail the same way.
 _HTTP_STATUSES = {
-    400: Verdict.SPLIT,  # Raccoon's bad request
+    400: Verdict.PERMANENT,
     413: Verdict.SPLIT,  # a proxy's body size limit
     408: Verdict.RETRY,
     425: Verdict.RETRY,
@@ -102,13 +114,14 @@ _GRPC_STATUSES = {
     "ALREADY_EXISTS": Verdict.PERMANENT,
 }
 _TOO_LARGE = "larger than max"
-_CONN_ID_MISSING = "connection id header missing"
+_CLIENT_SIDE = "client:"
 
 
 def classify(failure: SendFailure) -> Verdict:
     """Decides what a failed request means for the client.
 
-    The most specific fact wins: a TLS failure, then the Raccoon code the
+    The most specific fact wins: an unexpected client error or a TLS
+    verification failure, then a size refusal, then the Raccoon code the
     server answered with, then the HTTP status, then the gRPC status, then
     the connection-level facts (network error, timeout, malformed answer).
 
@@ -119,7 +132,15 @@ def classify(failure: SendFailure) -> Verdict:
       RETRY, SPLIT or PERMANENT. A failure with no recognised fact is
       retried: retries are bounded, while a wrong PERMANENT loses data.
     """
-    if failure.tls_error:
+    if failure.unexpected or failure.tls_error:
+        return Verdict.PERMANENT
+    if failure.too_large:
+        return Verdict.SPLIT
+    if failure.raccoon_code == raccoon_pb2.CODE_BAD_REQUEST and (
+        failure.reason == protocol.REASON_INVALID_CONTENT_TYPE
+    ):
+        # The client sends exactly Raccoon's content types: something between
+        # them (a proxy) rewrites the header, and no split can fix that.
         return Verdict.PERMANENT
     if failure.raccoon_code in _RACCOON_CODES:
         return _RACCOON_CODES[failure.raccoon_code]
@@ -127,8 +148,9 @@ def classify(failure: SendFailure) -> Verdict:
     if status is not None and not 200 <= status < 300:
         if status in _HTTP_STATUSES:
             return _HTTP_STATUSES[status]
-        if 400 <= status < 500:
-            return Verdict.PERMANENT  # 401/403/404/405...: the endpoint or credentials are wrong
+        if 300 <= status < 500:
+            # 3xx (never followed), 401/403/404/405...: the endpoint or credentials are wrong.
+            return Verdict.PERMANENT
         return Verdict.RETRY
     grpc_status = failure.grpc_status
     if grpc_status is not None:
@@ -136,8 +158,13 @@ def classify(failure: SendFailure) -> Verdict:
             # grpc-go's receive limit ("received message larger than max"):
             # resending the same bytes can never pass. Any other exhaustion is
             # a quota or a full server, which passes with time.
-            return Verdict.SPLIT if _TOO_LARGE in failure.message.lower() else Verdict.RETRY
-        if grpc_status == "UNKNOWN" and _CONN_ID_MISSING in failure.message.lower():
+            # gRPC's own limit on the *answer* says "CLIENT: Received message
+            # larger than max": a misbehaving server, not a request too large.
+            message = failure.message.lower()
+            if _TOO_LARGE in message and _CLIENT_SIDE not in message:
+                return Verdict.SPLIT
+            return Verdict.RETRY
+        if grpc_status == "UNKNOWN" and protocol.CONN_ID_MISSING in failure.message.lower():
             return Verdict.PERMANENT
         return _GRPC_STATUSES.get(grpc_status, Verdict.RETRY)
     return Verdict.RETRY
@@ -152,11 +179,18 @@ class RetryPolicy:
     server's ``Retry-After`` when it sent one. No attempt starts whose wait
     would end after ``deadline`` seconds from the first attempt.
 
+    The defaults (10 attempts, waits bounded by 0.5 s doubling to 30 s, a
+    300 s deadline) keep a request alive through about two minutes of
+    backoff, long enough for a Raccoon restart, instead of dead-lettering
+    everything in flight.
+
     Attributes:
-      max_attempts: attempts in all, the first one included (1 = no retry).
-      initial_backoff: the first wait's upper bound, in seconds.
-      max_backoff: the largest upper bound of a wait, in seconds.
-      deadline: seconds from the first attempt after which no retry starts.
+      max_attempts: attempts in all, the first one included (1 = no retry);
+        default 10.
+      initial_backoff: the first wait's upper bound, in seconds; default 0.5.
+      max_backoff: the largest upper bound of a wait, in seconds; default 30.
+      deadline: seconds from the first attempt after which no retry starts;
+        default 300.
     """
 
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
@@ -287,14 +321,64 @@ async def send_with_retry(
         next attempt (for metrics and logs).
 
     Returns:
-      The outcome; a SendFailure is returned in it, never raised.
+      The outcome; a SendFailure is returned in it, never raised. Any other
+      exception from the transport (a bug, an unanticipated library error)
+      is logged with its traceback and returned as a PERMANENT
+      ``unexpected`` SendFailure: raised, it would fail the bundle on every
+      runner retry. Cancellation still propagates.
     """
     attempts = 0
+    failure: Optional[SendFailure] = None
     try:
         async for attempt in policy.retrying(sleep=sleep, clock=clock, on_retry=on_retry):
             with attempt:
                 attempts += 1
                 response = await transport.send(request)
-    except SendFailure as failure:
+    except SendFailure as exc:
+        failure = exc
+    except Exception as exc:  # noqa: BLE001 - the one boundary where anything is caught
+        failure = _unexpected_failure(exc, transport)
+    if failure is not None:
         return SendOutcome(response=None, failure=failure, verdict=classify(failure), attempts=attempts)
     return SendOutcome(response=response, failure=None, verdict=None, attempts=attempts)
+
+
+def _unexpected_failure(exc: Exception, transport: "Transport") -> SendFailure:
+    """Logs ``exc`` (traceback, redacted messages) and turns it into a PERMANENT SendFailure.
+
+    The traceback is formatted here rather than with ``exc_info``: a library
+    exception's message may quote a header or the URL's password, so every
+    message of the chain goes through ``redact`` first (frames show source
+    lines, never values).
+    """
+    # Imported here: transports import this module (through the client).
+    from raccoon_beam.transports.base import redact
+
+    config = getattr(transport, "config", None)
+
+    def clean(error: BaseException) -> str:
+        text = f"{type(error).__name__}: {error}"
+        return redact(text, config) if config is not None else text
+
+    where = config.parsed_endpoint.redacted if config is not None else repr(transport)
+    message = clean(exc)
+    chain = []
+    seen = set()
+    current: Optional[BaseException] = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        chain.append(
+            "".join(traceback.format_tb(current.__traceback__))
+            + clean(current)
+        )
+        current = current.__cause__ or current.__context__
+    _log.error(
+        "unexpected error sending a request to %s (not retried): %s\n%s",
+        where,
+        message,
+        "\n--- caused by ---\n".join(chain),
+    )
+    return SendFailure(
+        f"unexpected client error sending to {where}: {message}",
+        unexpected=True,
+    )

@@ -27,6 +27,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, TypeVar, Union
 
 from google.protobuf.message import DecodeError
 
+from raccoon_beam import protocol
 from raccoon_beam._proto import raccoon_pb2
 from raccoon_beam.errors import WireFormatError
 
@@ -56,8 +57,8 @@ class Wire(str, enum.Enum):
 
 
 CONTENT_TYPES: Dict[Wire, str] = {
-    Wire.PROTOBUF: "application/proto",
-    Wire.JSON: "application/json",
+    Wire.PROTOBUF: protocol.CONTENT_TYPE_PROTOBUF,
+    Wire.JSON: protocol.CONTENT_TYPE_JSON,
 }
 _WIRE_BY_CONTENT_TYPE = {value: wire for wire, value in CONTENT_TYPES.items()}
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional, Tuple
 
+from raccoon_beam import protocol
 from raccoon_beam.emulator.capture import CAPTURE_MODES, DEFAULT_TOPIC_PATTERN
+from raccoon_beam.protocol import GRPC_MAX_RECEIVE_BYTES
 
 __all__ = [
     "EmulatorConfig",
@@ -23,17 +25,17 @@ __all__ = [
 
 ACK_MODES = ("async", "sync")
 DEFAULT_HOST = "127.0.0.1"
-DEFAULT_CONN_ID_HEADER = "X-User-ID"  # SERVER_WEBSOCKET_CONN_ID_HEADER in the sample config
-DEFAULT_GROUP_HEADER = "X-User-Group"  # SERVER_WEBSOCKET_CONN_GROUP_HEADER
-DEFAULT_GROUP = "--default--"  # SERVER_WEBSOCKET_CONN_GROUP_DEFAULT
+DEFAULT_CONN_ID_HEADER = protocol.CONN_ID_HEADER  # SERVER_WEBSOCKET_CONN_ID_HEADER in the sample config
+DEFAULT_GROUP_HEADER = protocol.GROUP_HEADER  # SERVER_WEBSOCKET_CONN_GROUP_HEADER
+DEFAULT_GROUP = protocol.DEFAULT_GROUP  # SERVER_WEBSOCKET_CONN_GROUP_DEFAULT
 DEFAULT_MAX_CONNECTIONS = 30000  # SERVER_WEBSOCKET_MAX_CONN
 DEFAULT_PING_INTERVAL = 30.0  # SERVER_WEBSOCKET_PING_INTERVAL_MS
 DEFAULT_PONG_TIMEOUT = 60.0  # SERVER_WEBSOCKET_PONG_WAIT_INTERVAL_MS
 # Go's net/http and gorilla impose no body or message limit; the emulator
-# keeps one so that a runaway client cannot exhaust the test machine.
+# keeps one so that a runaway client cannot exhaust the test machine, and
+# answers it as the proxy in front of a real deployment would (REST 413,
+# WebSocket close 1009).
 DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
-# grpc-go's default receive limit, which Raccoon keeps.
-GRPC_MAX_RECEIVE_BYTES = 4 * 1024 * 1024
 
 
 @dataclasses.dataclass(frozen=True)

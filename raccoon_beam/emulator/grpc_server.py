@@ -13,16 +13,15 @@ from typing import Optional, Tuple
 import grpc
 from grpc import aio
 
-from raccoon_beam.emulator.config import GRPC_MAX_RECEIVE_BYTES, EmulatorConfig
+from raccoon_beam.emulator.config import EmulatorConfig
 from raccoon_beam.emulator.ingest import Ingest
 from raccoon_beam.emulator.outcomes import Outcome, http_to_grpc_status
 from raccoon_beam.errors import WireFormatError
+from raccoon_beam.protocol import CONN_ID_MISSING, GRPC_MAX_RECEIVE_BYTES, METHOD_NAME, SERVICE_NAME
 from raccoon_beam.wire import Wire, decode_request, encode_response
 
 __all__ = ["GrpcServer", "SERVICE_NAME", "METHOD_NAME"]
 
-SERVICE_NAME = "raystack.raccoon.v1beta1.EventService"
-METHOD_NAME = "SendEvent"
 # What grpc-go answers when the request bytes do not unmarshal.
 _UNMARSHAL_ERROR = "grpc: error unmarshalling request: proto: cannot parse invalid wire-format data"
 
@@ -93,7 +92,7 @@ class GrpcServer:
         if conn_id is None:
             ingest.bad_request("grpc")
             # Raccoon returns a plain Go error, which grpc-go sends as UNKNOWN.
-            await context.abort(grpc.StatusCode.UNKNOWN, "connection id header missing")
+            await context.abort(grpc.StatusCode.UNKNOWN, CONN_ID_MISSING)
         # grpc-go's metadata.Get returns an empty group as it is, unlike REST.
         group = self._config.default_group if group is None else group
         verdict = await ingest.handle(request, conn_id, group, "grpc")  # type: ignore[arg-type]

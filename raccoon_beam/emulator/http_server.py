@@ -13,11 +13,9 @@ from raccoon_beam.emulator.control import add_control_routes
 from raccoon_beam.emulator.ingest import Ingest
 from raccoon_beam.emulator.rest import RestHandler
 from raccoon_beam.emulator.websocket import WebSocketHandler
+from raccoon_beam.protocol import EVENTS_PATH, PING_PATH
 
 __all__ = ["HttpServer", "EVENTS_PATH", "PING_PATH"]
-
-EVENTS_PATH = "/api/v1/events"
-PING_PATH = "/ping"
 
 
 async def _ping(_: web.Request) -> web.Response:

@@ -1,4 +1,12 @@
-"""REST: ``POST /api/v1/events`` exactly as Raccoon's ``RESTAPIHandler`` answers."""
+"""REST: ``POST /api/v1/events`` exactly as Raccoon's ``RESTAPIHandler`` answers.
+
+One departure: a body over ``max_body_bytes`` gets 413 with a plain-text
+body. Raccoon itself (Go's net/http) reads any size; the limit a real
+deployment has is its proxy's (nginx ``client_max_body_size``, a cloud load
+balancer), which answers 413 before Raccoon sees the request. The emulator's
+limit stands for that proxy, so it answers as the proxy does, letting
+clients exercise the path they meet in production (split the batch).
+"""
 
 from __future__ import annotations
 
@@ -12,9 +20,13 @@ from raccoon_beam.emulator.config import EmulatorConfig
 from raccoon_beam.emulator.ingest import Ingest, Verdict, error_response
 from raccoon_beam.emulator.outcomes import Outcome, grpc_to_http_status
 from raccoon_beam.errors import WireFormatError
+from raccoon_beam.protocol import REASON_DESERIALIZATION_FAILURE, REASON_INVALID_CONTENT_TYPE
 from raccoon_beam.wire import Wire, decode_request, encode_response, wire_for_content_type
 
 __all__ = ["RestHandler"]
+
+# What nginx answers over client_max_body_size (as text, not its HTML page).
+_TOO_LARGE_TEXT = "413 Request Entity Too Large"
 
 
 class RestHandler:
@@ -39,23 +51,29 @@ class RestHandler:
         if wire is None:
             self._ingest.bad_request("rest")
             body = encode_response(
-                error_response(raccoon_pb2.CODE_BAD_REQUEST, "invalid content type"), Wire.JSON
+                error_response(raccoon_pb2.CODE_BAD_REQUEST, REASON_INVALID_CONTENT_TYPE), Wire.JSON
             )
             return web.Response(status=400, body=body, headers=headers)
         try:
             raw = await request.read()
-        except (web.HTTPRequestEntityTooLarge, ConnectionError, asyncio.IncompleteReadError, OSError):
+        except web.HTTPRequestEntityTooLarge:
+            # The proxy's size limit (see the module docstring); counted as a
+            # request received and rejected.
+            self._ingest.bad_request("rest")
+            return web.Response(status=413, text=_TOO_LARGE_TEXT, content_type="text/plain")
+        except (ConnectionError, asyncio.IncompleteReadError, OSError):
             # Go's io.ReadAll failing: 500 (with Raccoon's odd reason).
             self._ingest.bad_request("rest")
             body = encode_response(
-                error_response(raccoon_pb2.CODE_INTERNAL_ERROR, "deserialization failure"), wire
+                error_response(raccoon_pb2.CODE_INTERNAL_ERROR, REASON_DESERIALIZATION_FAILURE), wire
             )
             return web.Response(status=500, body=body, headers=headers)
         try:
             event_request = decode_request(raw, wire)
         except WireFormatError:
             self._ingest.bad_request("rest")
-            body = encode_response(error_response(raccoon_pb2.CODE_BAD_REQUEST, "deserialization failure"), wire)
+            response = error_response(raccoon_pb2.CODE_BAD_REQUEST, REASON_DESERIALIZATION_FAILURE)
+            body = encode_response(response, wire)
             return web.Response(status=400, body=body, headers=headers)
         conn_id = request.headers.get(self._config.conn_id_header, "")
         group = request.headers.get(self._config.group_header, "") or self._config.default_group

@@ -21,11 +21,11 @@ from raccoon_beam.emulator.config import EmulatorConfig
 from raccoon_beam.emulator.ingest import Ingest, Verdict, error_response
 from raccoon_beam.emulator.outcomes import Outcome
 from raccoon_beam.errors import WireFormatError
+from raccoon_beam.protocol import CLOSE_MESSAGE_TOO_BIG, CLOSE_POLICY_VIOLATION
 from raccoon_beam.wire import Wire, decode_request, encode_response
 
-__all__ = ["WebSocketHandler", "CLOSE_POLICY_VIOLATION", "CLOSE_INTERNAL_ERROR"]
+__all__ = ["WebSocketHandler", "CLOSE_POLICY_VIOLATION", "CLOSE_MESSAGE_TOO_BIG", "CLOSE_INTERNAL_ERROR"]
 
-CLOSE_POLICY_VIOLATION = 1008  # duplicate connection, server full
 CLOSE_INTERNAL_ERROR = 1011  # injected http/grpc outcomes: the server gave up on the connection
 
 
@@ -177,6 +177,13 @@ class WebSocketHandler:
             elif kind is WSMsgType.PONG:
                 connection.last_pong = loop.time()
             else:  # CLOSE, CLOSING, CLOSED, ERROR
+                # (ws.close_code is the client's closing reply by now; the
+                # error carries the code the server closed with.)
+                if kind is WSMsgType.ERROR and getattr(msg.data, "code", None) == CLOSE_MESSAGE_TOO_BIG:
+                    # A frame over max_body_bytes: aiohttp closed with 1009
+                    # (as a proxy in front of Raccoon would). It was a
+                    # request, refused: count it like any other.
+                    self._ingest.bad_request("websocket")
                 return
 
     async def _frame(self, connection: _Connection, data, wire: Wire, conn_id: str, group: str) -> None:

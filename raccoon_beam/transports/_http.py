@@ -7,11 +7,12 @@ import ssl
 from typing import Any, Dict, Optional
 
 import aiohttp
+from aiohttp.http_exceptions import HttpProcessingError
 
 from raccoon_beam.errors import SendFailure
 from raccoon_beam.transports.base import TransportConfig, redact, tls_files_failure
 
-__all__ = ["new_session", "request_options", "client_error_failure"]
+__all__ = ["new_session", "request_options", "client_error_failure", "is_certificate_failure"]
 
 
 def new_session(config: TransportConfig, *, limit: int, total_timeout: bool) -> aiohttp.ClientSession:
@@ -45,6 +46,33 @@ def new_session(config: TransportConfig, *, limit: int, total_timeout: bool) -> 
     return aiohttp.ClientSession(connector=connector, timeout=timeout, trust_env=False, auto_decompress=True)
 
 
+# Texts of OpenSSL/Python errors that mean the peer's certificate was refused.
+_CERTIFICATE_MARKERS = ("CERTIFICATE_VERIFY_FAILED", "certificate verify failed", "hostname mismatch")
+
+
+def is_certificate_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` says the server's certificate failed verification.
+
+    Untrusted certificate, host name mismatch or a pinned fingerprint that
+    does not match: a configuration problem (``tls_error``). Other TLS errors
+    are not.
+    """
+    if isinstance(exc, (aiohttp.ClientConnectorCertificateError, aiohttp.ServerFingerprintMismatch)):
+        return True
+    seen = set()
+    current: Optional[BaseException] = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return True
+        if isinstance(current, (ssl.SSLError, aiohttp.ClientSSLError)):
+            text = str(current).lower()
+            if any(marker.lower() in text for marker in _CERTIFICATE_MARKERS):
+                return True
+        current = getattr(current, "os_error", None) or current.__cause__ or current.__context__
+    return False
+
+
 def request_options(config: TransportConfig) -> Dict[str, Any]:
     """Per-request aiohttp options: the TLS name to verify, when it is not the host's."""
     if config.parsed_endpoint.tls and config.tls.server_hostname:
@@ -70,8 +98,18 @@ def client_error_failure(
     endpoint = config.parsed_endpoint.redacted
     detail = redact(str(exc) or type(exc).__name__, config)
     facts = {"http_status": http_status, "retry_after": retry_after}
-    if isinstance(exc, aiohttp.ClientSSLError):
-        return SendFailure(f"TLS handshake with {endpoint} failed: {detail}", tls_error=True, **facts)
+    if is_certificate_failure(exc):
+        return SendFailure(
+            f"TLS certificate of {endpoint} not accepted: {detail}", tls_error=True, **facts
+        )
+    if isinstance(exc, (aiohttp.ClientSSLError, ssl.SSLError)):
+        # A handshake cut short (SSLEOF, a load balancer dropping it, a
+        # plain-text answer): transient, unlike an untrusted certificate.
+        return SendFailure(f"TLS handshake with {endpoint} failed: {detail}", network=True, **facts)
+    if isinstance(exc, aiohttp.ClientResponseError) and isinstance(exc.__cause__, HttpProcessingError):
+        # aiohttp could not parse the answer (not HTTP at all) and made up a
+        # status 400 for it: that is no bad request of ours.
+        return SendFailure(f"the answer of {endpoint} is not HTTP: {detail}", malformed=True)
     if isinstance(exc, aiohttp.ClientResponseError):
         # e.g. a WebSocket upgrade answered 403 (Origin check) or 404.
         facts["http_status"] = exc.status or http_status

@@ -28,6 +28,7 @@ import urllib.parse
 import uuid
 from typing import Any, Dict, Mapping, Optional, Tuple, Union
 
+from raccoon_beam import protocol
 from raccoon_beam._proto import raccoon_pb2
 from raccoon_beam.errors import SendFailure
 from raccoon_beam.wire import EncodedRequest, Wire
@@ -64,10 +65,10 @@ KIND_WEBSOCKET = "websocket"
 # of some official clients turns a slow broker into duplicate deliveries).
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_MAX_IN_FLIGHT = 4
-DEFAULT_CONN_ID_HEADER = "X-User-ID"
-DEFAULT_GROUP_HEADER = "X-User-Group"
+DEFAULT_CONN_ID_HEADER = protocol.CONN_ID_HEADER
+DEFAULT_GROUP_HEADER = protocol.GROUP_HEADER
 DEFAULT_CONN_ID_PREFIX = "raccoon-beam"
-DEFAULT_EVENTS_PATH = "/api/v1/events"
+DEFAULT_EVENTS_PATH = protocol.EVENTS_PATH
 # Header values never shown in reprs, logs or failure messages.
 DEFAULT_SECRET_HEADERS: Tuple[str, ...] = (
     "authorization",
@@ -81,11 +82,11 @@ _REDACTED = "***"
 
 # scheme -> (kind, tls, default port)
 _SCHEMES: Dict[str, Tuple[str, bool, int]] = {
-    "grpc": (KIND_GRPC, False, 8081),
+    "grpc": (KIND_GRPC, False, protocol.GRPC_PORT),
     "grpcs": (KIND_GRPC, True, 443),
-    "http": (KIND_REST, False, 8080),
+    "http": (KIND_REST, False, protocol.HTTP_PORT),
     "https": (KIND_REST, True, 443),
-    "ws": (KIND_WEBSOCKET, False, 8080),
+    "ws": (KIND_WEBSOCKET, False, protocol.HTTP_PORT),
     "wss": (KIND_WEBSOCKET, True, 443),
 }
 _HOST_LABEL = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$")
@@ -166,8 +167,12 @@ def parse_endpoint(url: str) -> Endpoint:
     try:
         parts = urllib.parse.urlsplit(text)
         port = parts.port
-    except ValueError as exc:
-        raise ValueError(f"Raccoon endpoint {_redact_url_text(text)!r} is malformed: {exc}") from None
+    except ValueError:
+        # Not urllib's message: it quotes the part it could not read, which may be a password.
+        raise ValueError(
+            f"Raccoon endpoint {_redact_url_text(text)!r} is malformed: its port cannot be read "
+            "(percent-encode '/', '?', '#' and '@' in a user name or password)"
+        ) from None
     shown = _redact_url_text(text)
     scheme = parts.scheme.lower()
     if scheme not in _SCHEMES:
@@ -190,7 +195,7 @@ def parse_endpoint(url: str) -> Endpoint:
         if path not in ("", "/"):
             raise ValueError(
                 f"Raccoon endpoint {shown!r}: a gRPC endpoint has no path "
-                "(the method is /raystack.raccoon.v1beta1.EventService/SendEvent)"
+                f"(the method is {protocol.SEND_EVENT_METHOD})"
             )
         path = ""
     elif path in ("", "/"):
@@ -220,8 +225,9 @@ def _valid_host(host: str) -> bool:
 
 
 def _redact_url_text(text: str) -> str:
-    # Works on unparseable URLs too: hide whatever sits between "://" and "@".
-    return re.sub(r"(://)[^/@]*@", r"\1" + _REDACTED + "@", text)
+    # Works on unparseable URLs too: hide everything between "://" and the
+    # last "@", since an unencoded password may hold "/", "?" or "#".
+    return re.sub(r"(://).*@", r"\1" + _REDACTED + "@", text)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -289,7 +295,8 @@ class TransportConfig:
       endpoint: the endpoint URL (see :func:`parse_endpoint`).
       wire: ``"protobuf"`` or ``"json"`` (JSON only over REST and WebSocket).
       timeout: seconds to wait for one request's answer (gRPC deadline, HTTP
-        total timeout, WebSocket ack timeout).
+        total timeout, WebSocket deadline over the frame's send and its ack;
+        it also sets the WebSocket heartbeat, capped at 30 s).
       headers: extra headers sent with every request (gRPC metadata, lower-cased).
       conn_id_header: the header carrying the connection id
         (``SERVER_WEBSOCKET_CONN_ID_HEADER`` of the server).
@@ -304,7 +311,8 @@ class TransportConfig:
 
     Raises:
       ValueError: the endpoint is malformed, the wire is unknown, JSON is
-        asked over gRPC, or a number is out of range.
+        asked over gRPC, a number is out of range, or (gRPC) a header value,
+        the connection id, its prefix or the group is not printable ASCII.
     """
 
     endpoint: str
@@ -345,6 +353,8 @@ class TransportConfig:
                 raise ValueError(f"header name {name!r} is not a valid header name")
             if not isinstance(value, str) or "\n" in value or "\r" in value:
                 raise ValueError(f"header {name!r} must have a single-line string value")
+        if endpoint.kind == KIND_GRPC:
+            _check_grpc_metadata(headers, self.conn_id_prefix, self.conn_id, self.group)
         if endpoint.tls is False and (self.tls.ca_certs or self.tls.client_cert):
             raise ValueError(f"TLS options given for a plain-text endpoint {endpoint.redacted}")
         if endpoint.kind == KIND_GRPC and endpoint.tls and not self.tls.verify:
@@ -384,8 +394,7 @@ class TransportConfig:
         headers = dict(self.headers)
         endpoint = self.parsed_endpoint
         if endpoint.username is not None and not any(k.lower() == "authorization" for k in headers):
-            token = f"{endpoint.username}:{endpoint.password or ''}".encode("utf-8")
-            headers["Authorization"] = "Basic " + base64.b64encode(token).decode("ascii")
+            headers["Authorization"] = "Basic " + _basic_token(endpoint.username, endpoint.password)
         _set_header(headers, self.conn_id_header, conn_id)
         if self.group is not None:
             _set_header(headers, self.group_header, self.group)
@@ -410,6 +419,31 @@ class TransportConfig:
 
 
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+# What gRPC accepts in an ASCII (non "-bin") metadata value.
+_PRINTABLE_ASCII = re.compile(r"[\x20-\x7e]*")
+
+
+def _check_grpc_metadata(
+    headers: Mapping[str, str], conn_id_prefix: str, conn_id: Optional[str], group: Optional[str]
+) -> None:
+    """Rejects values gRPC cannot send as metadata, at construction.
+
+    gRPC refuses a metadata value outside printable ASCII (unless its key
+    ends in ``-bin``) with an error raised from deep inside the call; caught
+    here it is a clear configuration error instead of a failure per request.
+    The offending value is never quoted (it may be a credential).
+    """
+    for name, value in headers.items():
+        if name.lower().endswith("-bin"):
+            continue
+        if not _PRINTABLE_ASCII.fullmatch(value):
+            raise ValueError(
+                f"header {name!r}: gRPC metadata values must be printable ASCII "
+                "(or the key must end in '-bin'); the value has other characters"
+            )
+    for field, value in (("conn_id_prefix", conn_id_prefix), ("conn_id", conn_id), ("group", group)):
+        if value is not None and (not isinstance(value, str) or not _PRINTABLE_ASCII.fullmatch(value)):
+            raise ValueError(f"{field} {value!r} cannot be sent as gRPC metadata: it must be printable ASCII")
 
 
 def _is_token(name: str) -> bool:
@@ -480,6 +514,7 @@ def check_response(
     http_status: Optional[int] = None,
     retry_after: Optional[float] = None,
     reconnect: bool = False,
+    config: Optional[TransportConfig] = None,
 ) -> raccoon_pb2.SendEventResponse:
     """Returns a successful response for ``request``; raises SendFailure otherwise.
 
@@ -494,6 +529,8 @@ def check_response(
       http_status: the HTTP status it came with (REST).
       retry_after: the server's Retry-After, in seconds, if any.
       reconnect: the connection carrying it must be replaced.
+      config: the transport's configuration; the server's reason text is
+        redacted with it.
     """
     facts: Dict[str, Any] = {"http_status": http_status, "retry_after": retry_after, "reconnect": reconnect}
     echoed = response.data.get("req_guid")
@@ -518,11 +555,13 @@ def check_response(
         if response.code in raccoon_pb2.Code.values()
         else str(response.code)
     )
-    reason = f": {response.reason}" if response.reason else ""
+    shown = redact(response.reason, config) if config is not None else response.reason
+    reason = f": {shown}" if shown else ""
     raccoon_code = response.code if response.code != raccoon_pb2.CODE_UNSPECIFIED else None
     raise SendFailure(
         f"Raccoon answered {code_name}{reason}{_http_suffix(http_status)}",
         raccoon_code=raccoon_code,
+        reason=response.reason or None,
         **facts,
     )
 
@@ -539,37 +578,69 @@ def parse_retry_after(value: Optional[str], *, now: Optional[float] = None) -> O
       now: the current Unix time (for tests); defaults to ``time.time()``.
 
     Returns:
-      A non-negative number of seconds, or None when absent or unreadable.
+      A non-negative number of seconds, or None when absent or unreadable;
+      it never raises.
     """
     if value is None:
         return None
     text = value.strip()
     if not text:
         return None
-    if text.isdigit():
-        return float(text)
+    if _DELTA_SECONDS.fullmatch(text):
+        # Decimals are not RFC 9110, but some servers send them; harmless.
+        seconds = float(text)
+        return seconds if math.isfinite(seconds) else None
     try:
         when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when is None or when.tzinfo is None:
+        if when is None or when.tzinfo is None:
+            return None
+        timestamp = when.timestamp()
+    except (TypeError, ValueError, IndexError, OverflowError, OSError):
         return None
     current = time.time() if now is None else now
-    return max(0.0, when.timestamp() - current)
+    return max(0.0, timestamp - current)
+
+
+# delta-seconds, as ASCII digits only (str.isdigit would accept "²" or "٣").
+_DELTA_SECONDS = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 
 
 def redact(text: str, config: TransportConfig) -> str:
-    """``text`` without the endpoint's password or secret header values.
+    """``text`` without the endpoint's credentials or the user's header values.
 
-    Library exceptions may quote a URL or a header; failure messages end up
-    in dead letters and logs, so they pass through here first.
+    Removed: the URL's password (plain and percent-encoded), the Basic
+    authorization token built from the URL's ``user:password`` (whole and
+    its base64 part), the values of secret headers, and the value of every
+    other header given in ``config.headers`` that is at least
+    :data:`_MIN_REDACTED_VALUE` characters long (shorter ones, such as
+    ``"1"``, would mangle the text and cannot be credentials). The connection
+    id and group are not secrets: messages name them on purpose.
+
+    Library exceptions and servers' bodies may quote a URL or a header;
+    failure messages end up in dead letters and logs, so they pass through
+    here first.
     """
     endpoint = config.parsed_endpoint
-    secrets = [value for name, value in config.headers.items() if name.lower() in config.secret_headers]
+    secrets = []
+    for name, value in config.headers.items():
+        if name.lower() in config.secret_headers or len(value) >= _MIN_REDACTED_VALUE:
+            secrets.append(value)
+    if endpoint.username is not None:
+        token = _basic_token(endpoint.username, endpoint.password)
+        secrets.extend(("Basic " + token, token))
     if endpoint.password:
         secrets.append(endpoint.password)
         secrets.append(urllib.parse.quote(endpoint.password, safe=""))
-    for secret in secrets:
+    # Longest first: a value that contains another is replaced whole.
+    for secret in sorted(set(secrets), key=len, reverse=True):
         if secret:
             text = text.replace(secret, _REDACTED)
     return _redact_url_text(text)
+
+
+# Header values shorter than this are left in messages (see redact).
+_MIN_REDACTED_VALUE = 6
+
+
+def _basic_token(username: str, password: Optional[str]) -> str:
+    return base64.b64encode(f"{username}:{password or ''}".encode("utf-8")).decode("ascii")

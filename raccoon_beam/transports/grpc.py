@@ -16,6 +16,7 @@ from typing import Any, List, Optional, Sequence, Tuple
 import grpc
 import grpc.aio
 
+from raccoon_beam import protocol
 from raccoon_beam._proto import raccoon_pb2
 from raccoon_beam.errors import SendFailure, WireFormatError
 from raccoon_beam.transports.base import (
@@ -30,7 +31,7 @@ from raccoon_beam.wire import EncodedRequest, Wire, decode_response
 
 __all__ = ["GrpcTransport", "SEND_EVENT_METHOD", "DEFAULT_CHANNEL_OPTIONS"]
 
-SEND_EVENT_METHOD = "/raystack.raccoon.v1beta1.EventService/SendEvent"
+SEND_EVENT_METHOD = protocol.SEND_EVENT_METHOD
 
 DEFAULT_CHANNEL_OPTIONS: Tuple[Tuple[str, Any], ...] = (
     # gRPC's own reconnect backoff grows to 120 s by default, during which
@@ -45,12 +46,17 @@ DEFAULT_CHANNEL_OPTIONS: Tuple[Tuple[str, Any], ...] = (
     # the server's 4 MiB limit answers (RESOURCE_EXHAUSTED) for itself.
 )
 
-# Details of an UNAVAILABLE status that mean the TLS handshake failed.
-_TLS_MARKERS = (
+# Details of an UNAVAILABLE status that mean the server's certificate was
+# refused (untrusted, or not for the host name). A handshake that merely
+# failed ("Ssl/Tls handshake failed" with another cause: dropped by a load
+# balancer, a plain-text answer) is transient; note that gRPC appends
+# "Invalid certificate verification context" to some of those, which is
+# why the markers are OpenSSL's exact texts.
+_CERTIFICATE_MARKERS = (
     "CERTIFICATE_VERIFY_FAILED",
     "certificate verify failed",
-    "Ssl handshake failed",
     "Hostname Verification Check failed",
+    "not in peer certificate",
 )
 
 
@@ -138,12 +144,14 @@ class GrpcTransport(Transport):
             )
         if failure is not None:
             raise failure
-        return check_response(decoded, request)
+        return check_response(decoded, request, config=self.config)
 
     def _failure(self, exc: grpc.aio.AioRpcError) -> SendFailure:
         code = exc.code()
         details = redact(exc.details() or "", self.config)
-        tls_error = code == grpc.StatusCode.UNAVAILABLE and any(marker in details for marker in _TLS_MARKERS)
+        tls_error = code == grpc.StatusCode.UNAVAILABLE and any(
+            marker.lower() in details.lower() for marker in _CERTIFICATE_MARKERS
+        )
         return SendFailure(
             f"gRPC {code.name} from {self.endpoint.redacted}: {details}",
             grpc_status=code.name,

@@ -4,9 +4,9 @@ One ``aiohttp.ClientSession`` per transport, whose connector keeps at most
 ``max_in_flight`` keep-alive connections. The Content-Type is exactly
 ``application/json`` or ``application/proto`` (Raccoon rejects anything
 else, even with a charset), and the answer is decoded in the request's wire
-type. Bodies that are not Raccoon's (a proxy's HTML 502, an empty or
-truncated body, another content type) become malformed failures with their
-HTTP status, never an exception of another kind.
+type. Bodies that are not Raccoon's (a proxy's HTML 502, an empty,
+truncated or oversized body, another content type) become malformed
+failures with their HTTP status, never an exception of another kind.
 """
 
 from __future__ import annotations
@@ -24,11 +24,21 @@ from raccoon_beam.transports.base import (
     check_response,
     closed_failure,
     parse_retry_after,
+    redact,
 )
 from raccoon_beam.transports._http import client_error_failure, new_session, request_options
 from raccoon_beam.wire import CONTENT_TYPES, EncodedRequest, decode_response, wire_for_content_type
 
-__all__ = ["RestTransport"]
+__all__ = ["RestTransport", "MAX_RESPONSE_BYTES"]
+
+# A Raccoon response is a few hundred bytes; a body past this is not one
+# (a misrouted download, an endless stream) and is not read further.
+MAX_RESPONSE_BYTES = 1024 * 1024
+_CHUNK_BYTES = 64 * 1024
+
+
+class _TooLarge(Exception):
+    """The response body exceeded MAX_RESPONSE_BYTES."""
 
 
 class RestTransport(Transport):
@@ -63,13 +73,23 @@ class RestTransport(Transport):
         # library's exception (and the connection it references) alive.
         failure: Optional[SendFailure] = None
         try:
+            # No redirects: following one would hand the body and the user's
+            # headers to another origin; Raccoon never redirects.
             async with session.post(
-                self.endpoint.url, data=request.body, headers=headers, **self._options
+                self.endpoint.url, data=request.body, headers=headers, allow_redirects=False, **self._options
             ) as answer:
                 status = answer.status
                 retry_after = parse_retry_after(answer.headers.get("Retry-After"))
                 content_type = answer.headers.get("Content-Type")
-                body = await answer.read()
+                body = await _read_capped(answer)
+        except _TooLarge:
+            failure = SendFailure(
+                f"HTTP {status} from {self.endpoint.redacted} with a body over {MAX_RESPONSE_BYTES} bytes: "
+                "not a Raccoon response",
+                http_status=status,
+                retry_after=retry_after,
+                malformed=True,
+            )
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
             failure = client_error_failure(exc, self.config, http_status=status, retry_after=retry_after)
         except RuntimeError:
@@ -84,6 +104,7 @@ class RestTransport(Transport):
             request,
             http_status=status,
             retry_after=retry_after,
+            config=self.config,
         )
 
     def _decode(
@@ -102,7 +123,7 @@ class RestTransport(Transport):
         if media_type is not None and wire_for_content_type(media_type) is not request.wire:
             raise SendFailure(
                 f"HTTP {status} from {self.endpoint.redacted} with Content-Type {content_type!r}: "
-                f"not a Raccoon response{_preview(body)}",
+                f"not a Raccoon response{self._preview(body)}",
                 **facts,
             )
         if not body:
@@ -112,9 +133,21 @@ class RestTransport(Transport):
         except WireFormatError as exc:
             reason = str(exc)
         raise SendFailure(
-            f"HTTP {status} from {self.endpoint.redacted}: not a Raccoon response ({reason}){_preview(body)}",
+            f"HTTP {status} from {self.endpoint.redacted}: not a Raccoon response ({reason})"
+            f"{self._preview(body)}",
             **facts,
         )
+
+    def _preview(self, body: bytes, limit: int = 80) -> str:
+        """The start of a body for a failure message, redacted.
+
+        A proxy's error page may echo the request's headers: the whole body
+        is redacted before it is cut, so that no secret shows half cut.
+        """
+        if not body:
+            return ""
+        text = redact(body.decode("utf-8", "replace"), self.config)
+        return f": {text[:limit]!r}{'...' if len(text) > limit else ''}"
 
     async def close(self) -> None:
         self._closed = True
@@ -123,8 +156,13 @@ class RestTransport(Transport):
             await session.close()
 
 
-def _preview(body: bytes, limit: int = 80) -> str:
-    if not body:
-        return ""
-    text = body[:limit].decode("utf-8", "replace")
-    return f": {text!r}{'...' if len(body) > limit else ''}"
+async def _read_capped(answer: aiohttp.ClientResponse) -> bytes:
+    """The response body, or _TooLarge as soon as it exceeds MAX_RESPONSE_BYTES."""
+    if answer.content_length is not None and answer.content_length > MAX_RESPONSE_BYTES:
+        raise _TooLarge()
+    body = bytearray()
+    async for chunk in answer.content.iter_chunked(_CHUNK_BYTES):
+        body += chunk
+        if len(body) > MAX_RESPONSE_BYTES:
+            raise _TooLarge()
+    return bytes(body)

@@ -10,53 +10,102 @@ as a retryable network failure, and the next send reconnects: connections
 are opened only by send attempts, so the retry policy's backoff spaces the
 reconnects. After a duplicate-id rejection (code 5, close 1008) the next
 connection uses a fresh id.
+
+Frames go out through one writer task per connection, which alone waits
+for room in a full socket: aiohttp makes every writer of a connection wait
+on one shared future, so a sender that gave up (its wait cancelled) would
+cancel the wait of all the others. A sender waits only on futures of its
+own. One deadline (the configured timeout) covers a request's send and its
+ack. When it passes, the connection is retired: closed at once, its other
+pending requests failed as retryable network failures, and the next send
+opens a fresh connection with a fresh id. A connection that swallowed a
+frame without acking it cannot be trusted with the resend: with server
+dedup and sync acks, a resend on the same connection could get a dedup
+success while the original failed to publish. Heartbeat pings detect a dead
+connection while idle. A close 1009 (message too big) fails the largest
+pending request(s) as ``too_large`` (it is certainly over the limit, since
+the frame that hit it was no larger) and the others as network failures.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import uuid
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, NamedTuple, Optional
 
 import aiohttp
 
 from raccoon_beam._proto import raccoon_pb2
 from raccoon_beam.errors import SendFailure, WireFormatError
+from raccoon_beam.protocol import CLOSE_MESSAGE_TOO_BIG, CLOSE_POLICY_VIOLATION
 from raccoon_beam.transports._http import client_error_failure, new_session, request_options
-from raccoon_beam.transports.base import Transport, TransportConfig, check_response, closed_failure
+from raccoon_beam.transports.base import Transport, TransportConfig, check_response, closed_failure, redact
 from raccoon_beam.wire import EncodedRequest, Wire, decode_response
 
-__all__ = ["WebSocketTransport", "DEFAULT_CLOSE_TIMEOUT", "CLOSE_POLICY_VIOLATION"]
+__all__ = [
+    "WebSocketTransport",
+    "DEFAULT_CLOSE_TIMEOUT",
+    "MAX_HEARTBEAT",
+    "CLOSE_POLICY_VIOLATION",
+    "CLOSE_MESSAGE_TOO_BIG",
+]
 
 # How long close() waits for the server's closing handshake.
 DEFAULT_CLOSE_TIMEOUT = 5.0
-# Raccoon closes a rejected connection (duplicate id, server full) with 1008.
-CLOSE_POLICY_VIOLATION = 1008
+# The client pings after this long without a frame (or after the timeout,
+# when shorter) and drops the connection if no pong follows within half of
+# it. Raccoon pings every 30 s itself, but only drops after 60 s, and a
+# half-open connection would otherwise go unnoticed until a send times out.
+MAX_HEARTBEAT = 30.0
 
 _REJECTIONS = (raccoon_pb2.CODE_MAX_USER_LIMIT_REACHED, raccoon_pb2.CODE_MAX_CONNECTION_LIMIT_REACHED)
 
 _log = logging.getLogger(__name__)
 
 
+class _Pending(NamedTuple):
+    """A request waiting for its ack: the future the reader resolves, and its size."""
+
+    future: "asyncio.Future[raccoon_pb2.SendEventResponse]"
+    size: int
+
+
+class _Outgoing(NamedTuple):
+    """A frame for the writer task, and the future it resolves once the frame is written."""
+
+    request: EncodedRequest
+    written: "asyncio.Future[None]"
+
+
 class _Connection:
-    """One WebSocket connection, its reader and the requests pending on it."""
+    """One WebSocket connection, its reader, its writer and the requests pending on it."""
 
     def __init__(self, ws: aiohttp.ClientWebSocketResponse, conn_id: str) -> None:
         self.ws = ws
         self.conn_id = conn_id
-        self.pending: Dict[str, "asyncio.Future[raccoon_pb2.SendEventResponse]"] = {}
+        self.pending: Dict[str, _Pending] = {}
         self.reader: Optional["asyncio.Task[None]"] = None
+        self.writer: Optional["asyncio.Task[None]"] = None
+        # Frames to write; None wakes the writer to notice the connection is lost.
+        self.outbox: "asyncio.Queue[Optional[_Outgoing]]" = asyncio.Queue()
+        self.writing = False  # the writer is inside a write (maybe waiting for room)
+        self.stopping = False  # close() is cancelling the writer
         # Set once the connection is gone; sends must not register on it then.
         self.lost: Optional[SendFailure] = None
+        # The socket, kept so that close() can wait for it even once aiohttp
+        # has let go of the connection.
+        self.sock: Any = ws.get_extra_info("socket")
 
 
 class WebSocketTransport(Transport):
     """Sends requests as frames on one WebSocket connection.
 
     Args:
-      config: the transport configuration; ``timeout`` bounds connecting and
-        each request's wait for its ack.
+      config: the transport configuration; ``timeout`` bounds connecting,
+        and each request's send and ack together; it is also the heartbeat
+        interval (at most :data:`MAX_HEARTBEAT`).
     """
 
     def __init__(self, config: TransportConfig) -> None:
@@ -65,6 +114,8 @@ class WebSocketTransport(Transport):
         self._session: Optional[aiohttp.ClientSession] = None
         self._connection: Optional[_Connection] = None
         self._connecting: Optional["asyncio.Task[_Connection]"] = None
+        # Connections retired (or lost) whose socket close() must still wait for.
+        self._retired: List[_Connection] = []
         self._closed = False
         self.connections_opened = 0
 
@@ -75,35 +126,90 @@ class WebSocketTransport(Transport):
         guid = request.req_guid
         if guid in connection.pending:
             raise RuntimeError(f"request {guid!r} is already in flight")
-        future: "asyncio.Future[raccoon_pb2.SendEventResponse]" = asyncio.get_running_loop().create_future()
-        connection.pending[guid] = future
+        loop = asyncio.get_running_loop()
+        timeout = self.config.timeout
+        deadline = loop.time() + timeout
+        future: "asyncio.Future[raccoon_pb2.SendEventResponse]" = loop.create_future()
+        connection.pending[guid] = _Pending(future, len(request.body))
         # Failures are raised outside except clauses so that they do not
         # keep the library's exception (and its connection) alive.
         failure: Optional[SendFailure] = None
+        written: "asyncio.Future[None]" = loop.create_future()
         try:
+            connection.outbox.put_nowait(_Outgoing(request, written))
             try:
-                if request.wire is Wire.JSON:
-                    await connection.ws.send_str(request.body.decode("ascii"))  # JSON wire: a text frame
-                else:
-                    await connection.ws.send_bytes(request.body)
-            except (aiohttp.ClientError, ConnectionError, OSError, RuntimeError) as exc:
-                failure = client_error_failure(exc, self.config)
-            if failure is not None:
-                raise failure
-            try:
-                response = await asyncio.wait_for(future, self.config.timeout)
+                # Bounded: a server that stops reading fills the socket
+                # buffers, and the write would wait for room forever. The
+                # future is this sender's own: giving up on it disturbs no
+                # other sender (the writer skips or finishes the frame).
+                await asyncio.wait_for(written, timeout)
             except asyncio.TimeoutError:
                 failure = SendFailure(
-                    f"no ack for request {guid!r} from {self.endpoint.redacted} "
-                    f"within {self.config.timeout:g} s",
+                    f"request {guid!r} could not be sent to {self.endpoint.redacted} within {timeout:g} s",
+                    timeout=True,
+                )
+            except SendFailure as exc:  # set by the writer
+                failure = exc
+            if failure is not None:
+                if failure.timeout:
+                    self._retire(connection, f"request {guid!r} could not be sent within {timeout:g} s")
+                else:
+                    # The connection broke under the send; the reader may
+                    # know why (e.g. close 1009 for this very frame).
+                    failure = await self._reason_for(connection, future, deadline) or failure
+                raise failure
+            try:
+                response = await asyncio.wait_for(future, max(0.0, deadline - loop.time()))
+            except asyncio.TimeoutError:
+                failure = SendFailure(
+                    f"no ack for request {guid!r} from {self.endpoint.redacted} within {timeout:g} s",
                     timeout=True,
                 )
             if failure is not None:
+                self._retire(connection, f"request {guid!r} got no ack within {timeout:g} s")
                 raise failure
         finally:
-            if connection.pending.get(guid) is future:
+            pending = connection.pending.get(guid)
+            if pending is not None and pending.future is future:
                 del connection.pending[guid]
-        return check_response(response, request)
+            for own in (written, future):
+                if not own.done():
+                    own.cancel()  # the writer skips a frame whose sender is gone
+                elif not own.cancelled():
+                    own.exception()  # retrieved: no "never retrieved" warning
+        return check_response(response, request, config=self.config)
+
+    async def _reason_for(
+        self,
+        connection: _Connection,
+        future: "asyncio.Future[raccoon_pb2.SendEventResponse]",
+        deadline: float,
+    ) -> Optional[SendFailure]:
+        """The failure the reader assigns to a request whose send failed, if it does so in time."""
+        reader = connection.reader
+        if reader is not None and not future.done():
+            loop = asyncio.get_running_loop()
+            wait = max(0.0, min(deadline - loop.time(), DEFAULT_CLOSE_TIMEOUT))
+            await asyncio.wait([future, reader], timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+        if future.done() and not future.cancelled():
+            exc = future.exception()
+            if isinstance(exc, SendFailure):
+                return _copy(exc)
+        return None
+
+    def _retire(self, connection: _Connection, why: str) -> None:
+        """Stops using ``connection``: closes it now and fails what is pending on it.
+
+        The pending requests fail as retryable network failures, so they are
+        resent on a fresh connection (with a fresh id: the server may not
+        have noticed yet that this one is gone).
+        """
+        failure = SendFailure(
+            f"connection to {self.endpoint.redacted} retired: {why}", network=True, reconnect=True
+        )
+        if connection.lost is None and connection.conn_id == self.conn_id:
+            self.conn_id = self._fresh_conn_id()
+        self._lost(connection, None, None, failure=failure)
 
     async def _connect(self) -> _Connection:
         """The open connection, opening one if needed (one attempt shared by all senders)."""
@@ -133,6 +239,7 @@ class WebSocketTransport(Transport):
                     headers=self.config.request_headers(conn_id),
                     autoping=True,  # pongs go out while the reader reads
                     autoclose=True,
+                    heartbeat=min(self.config.timeout, MAX_HEARTBEAT),
                     timeout=aiohttp.ClientWSTimeout(ws_close=min(self.config.timeout, DEFAULT_CLOSE_TIMEOUT)),
                     **request_options(self.config),
                     # origin left unset: Raccoon's Origin check refuses a
@@ -151,9 +258,54 @@ class WebSocketTransport(Transport):
             await ws.close()
             raise closed_failure(self.endpoint)
         connection.reader = asyncio.create_task(self._read(connection), name=f"raccoon-ws-reader-{conn_id}")
+        connection.writer = asyncio.create_task(self._write(connection), name=f"raccoon-ws-writer-{conn_id}")
         self._connection = connection
         self.connections_opened += 1
         return connection
+
+    async def _write(self, connection: _Connection) -> None:
+        """Writes the queued frames one at a time until the connection is lost."""
+        item: Optional[_Outgoing] = None
+        try:
+            while connection.lost is None:
+                item = await connection.outbox.get()
+                if item is None or item.written.done():  # a wake-up, or its sender gave up
+                    continue
+                failure: Optional[SendFailure] = None
+                connection.writing = True
+                try:
+                    await _send_frame(connection.ws, item.request)
+                except asyncio.CancelledError:
+                    if connection.stopping:
+                        raise
+                    # Not ours: aiohttp's shared wait for room was cancelled
+                    # by another writer (its heartbeat ping, a close). The
+                    # connection cannot be trusted any more.
+                    failure = SendFailure(
+                        f"writing to {self.endpoint.redacted} was interrupted", network=True, reconnect=True
+                    )
+                except (aiohttp.ClientError, ConnectionError, OSError, RuntimeError) as exc:
+                    failure = client_error_failure(exc, self.config)
+                finally:
+                    connection.writing = False
+                if failure is not None:
+                    if not item.written.done():
+                        item.written.set_exception(failure)
+                    if failure.reconnect:
+                        self._retire(connection, failure.message)
+                elif not item.written.done():
+                    item.written.set_result(None)
+                item = None
+        finally:
+            # What is still queued can no longer go out on this connection.
+            rest = [item] if item is not None else []
+            while not connection.outbox.empty():
+                rest.append(connection.outbox.get_nowait())
+            lost = connection.lost or closed_failure(self.endpoint)
+            for entry in rest:
+                if entry is not None and not entry.written.done():
+                    entry.written.set_exception(_copy(lost))
+                    entry.written.exception()  # its sender may be gone: mark it retrieved
 
     async def _read(self, connection: _Connection) -> None:
         rejection: Optional[raccoon_pb2.SendEventResponse] = None
@@ -175,10 +327,10 @@ class WebSocketTransport(Transport):
                     _log.warning("ignoring a frame from %s that is not a response: %s", self.endpoint, exc)
                     continue
                 guid = response.data.get("req_guid", "")
-                future = connection.pending.pop(guid, None) if guid else None
-                if future is not None:
-                    if not future.done():
-                        future.set_result(response)
+                pending = connection.pending.pop(guid, None) if guid else None
+                if pending is not None:
+                    if not pending.future.done():
+                        pending.future.set_result(response)
                 elif response.code in _REJECTIONS:
                     rejection = response  # the close follows
                 else:
@@ -198,14 +350,31 @@ class WebSocketTransport(Transport):
         connection: _Connection,
         rejection: Optional[raccoon_pb2.SendEventResponse],
         error: Optional[BaseException],
+        *,
+        failure: Optional[SendFailure] = None,
     ) -> None:
-        """Marks ``connection`` gone and fails every request pending on it."""
+        """Marks ``connection`` gone, closes it and fails every request pending on it.
+
+        Args:
+          connection: the connection.
+          rejection: the server's refusal (code 4 or 5) read before the close.
+          error: what ended the reader, if an exception did.
+          failure: the failure of the pending requests, when the caller
+            decided it (retirement); otherwise derived from the above.
+        """
         if connection.lost is not None:
             return
         close_code = connection.ws.close_code
-        if rejection is not None or close_code == CLOSE_POLICY_VIOLATION:
+        too_large: Optional[SendFailure] = None
+        if failure is not None:
+            pass
+        elif rejection is not None or close_code == CLOSE_POLICY_VIOLATION:
             code = rejection.code if rejection is not None else None
-            reason = f": {rejection.reason}" if rejection is not None and rejection.reason else ""
+            reason = (
+                f": {redact(rejection.reason, self.config)}"
+                if rejection is not None and rejection.reason
+                else ""
+            )
             name = raccoon_pb2.Code.Name(code) if code is not None else "rejected"
             failure = SendFailure(
                 f"{self.endpoint.redacted} refused connection {connection.conn_id!r} "
@@ -220,19 +389,39 @@ class WebSocketTransport(Transport):
         elif self._closed:
             failure = closed_failure(self.endpoint)
         else:
-            cause = f": {type(error).__name__}: {error}" if error is not None else ""
+            cause = redact(f": {type(error).__name__}: {error}", self.config) if error is not None else ""
             failure = SendFailure(
                 f"connection to {self.endpoint.redacted} closed (code {close_code}){cause}",
                 network=True,
                 reconnect=True,
             )
+            if close_code == CLOSE_MESSAGE_TOO_BIG:
+                too_large = SendFailure(
+                    f"{self.endpoint.redacted} closed the connection with {CLOSE_MESSAGE_TOO_BIG} "
+                    "(message too big): the request is over the server's message size limit",
+                    too_large=True,
+                    reconnect=True,
+                )
         connection.lost = failure
         if self._connection is connection:
             self._connection = None
+        connection.outbox.put_nowait(None)  # the writer ends
+        # Kept until close() (which waits for their sockets), except those
+        # already finished, so that a long-lived transport does not pile them up.
+        self._retired = [old for old in self._retired if not _finished(old)]
+        self._retired.append(connection)
+        if not connection.ws.closed:
+            # Nobody else will close it: the reader failed, or the connection
+            # is retired (and may be stuck, so no closing handshake).
+            _abort(connection)
         pending, connection.pending = connection.pending, {}
-        for future in pending.values():
-            if not future.done():
-                future.set_exception(_copy(failure))
+        # The frame that hit the limit is among the pending ones, and the
+        # largest of them is no smaller: that one is certainly too large.
+        largest = max((p.size for p in pending.values()), default=0)
+        for entry in pending.values():
+            if not entry.future.done():
+                chosen = too_large if too_large is not None and entry.size == largest else failure
+                entry.future.set_exception(_copy(chosen))
 
     def _fresh_conn_id(self) -> str:
         if self.config.conn_id is not None:
@@ -246,24 +435,77 @@ class WebSocketTransport(Transport):
             connecting.cancel()
             await asyncio.gather(connecting, return_exceptions=True)
         connection, self._connection = self._connection, None
+        bound = min(self.config.timeout, DEFAULT_CLOSE_TIMEOUT)
         if connection is not None:
-            sock = connection.ws.get_extra_info("socket")
-            await _close_quietly(connection.ws)
-            await _wait_closed(sock, min(self.config.timeout, DEFAULT_CLOSE_TIMEOUT))
-            if connection.reader is not None:
-                connection.reader.cancel()
-                await asyncio.gather(connection.reader, return_exceptions=True)
+            if connection.writing:
+                _abort(connection)  # a write waits for room: no closing frame would get through
+            else:
+                await _close_quietly(connection.ws, bound)
+            await _wait_closed(connection.sock, bound)
+            await _stop_tasks(connection)
             self._lost(connection, None, None)
+        retired, self._retired = self._retired, []
+        for old in retired:
+            await _stop_tasks(old)
+            if not old.ws.closed:
+                _abort(old)
+            await _wait_closed(old.sock, bound)
         session, self._session = self._session, None
         if session is not None:
             await session.close()
 
 
-async def _close_quietly(ws: aiohttp.ClientWebSocketResponse) -> None:
+async def _stop_tasks(connection: _Connection) -> None:
+    """Cancels the reader and the writer of ``connection`` and waits for them."""
+    connection.stopping = True
+    tasks = [task for task in (connection.reader, connection.writer) if task is not None]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _send_frame(ws: aiohttp.ClientWebSocketResponse, request: EncodedRequest) -> None:
+    if request.wire is Wire.JSON:
+        await ws.send_str(request.body.decode("ascii"))  # JSON wire: a text frame
+    else:
+        await ws.send_bytes(request.body)
+
+
+async def _close_quietly(ws: aiohttp.ClientWebSocketResponse, timeout: float) -> None:
+    """Closes ``ws`` with a closing handshake, within ``timeout`` (then drops it)."""
     try:
-        await ws.close()
+        await asyncio.wait_for(ws.close(), timeout)
     except (aiohttp.ClientError, ConnectionError, OSError, asyncio.TimeoutError) as exc:
         _log.debug("closing a WebSocket failed: %s", exc)
+        sock = ws.get_extra_info("socket")
+        if sock is not None:
+            _shutdown(sock)
+
+
+def _abort(connection: _Connection) -> None:
+    """Drops ``connection`` at once, without a closing handshake.
+
+    ``ws.close()`` cannot be trusted with a stuck connection: its closing
+    frame queues behind unsent data, and the transport's close waits for that
+    data to drain. aiohttp has no public abort for a client WebSocket, so the
+    socket is shut down; the transport then sees the end of the connection
+    and closes it, and the reader ends.
+    """
+    if connection.sock is not None:
+        _shutdown(connection.sock)
+
+
+def _finished(connection: _Connection) -> bool:
+    """Whether ``connection``'s reader and writer have ended and its socket is closed."""
+    tasks_done = all(task is None or task.done() for task in (connection.reader, connection.writer))
+    return tasks_done and (connection.sock is None or connection.sock.fileno() == -1)
+
+
+def _shutdown(sock: Any) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass  # already closed or not connected
 
 
 async def _wait_closed(sock: Any, timeout: float) -> None:

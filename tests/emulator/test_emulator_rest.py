@@ -127,11 +127,16 @@ def test_get_without_upgrade_is_400_plain_text(kit, emulator):
 
 
 @pytest.mark.emulator(max_body_bytes=1024)
-def test_body_over_the_read_limit_is_500_internal_error(kit, emulator):
-    resp = kit.post(b"x" * 4096, content_type=JSON)
-    assert resp.status_code == 500
-    decoded = decode_response(resp.content, Wire.JSON)
-    assert decoded.code == raccoon_pb2.CODE_INTERNAL_ERROR
+@pytest.mark.parametrize("content_type", [JSON, "application/proto"])
+def test_body_over_the_read_limit_is_413_as_a_proxy_answers(kit, emulator, content_type):
+    """E1: the limit stands for a proxy's (Raccoon has none), so the proxy's 413 it is."""
+    resp = kit.post(b"x" * 4096, content_type=content_type)
+    assert resp.status_code == 413
+    assert resp.headers["Content-Type"].startswith("text/plain")
+    assert "Too Large" in resp.text
+    counters = emulator.counters()
+    assert counters.received("rest") == 1 and counters.rejected("rest") == 1
+    assert counters.accepted("rest") == 0 and emulator.events() == []
     assert kit.ping() == "pong"
 
 

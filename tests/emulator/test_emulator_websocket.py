@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import aiohttp
 import pytest
@@ -225,3 +226,28 @@ def test_stop_closes_open_connections(emulator, kit):
             assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR)
 
     kit.run(scenario)
+
+
+@pytest.mark.emulator(max_body_bytes=1024)
+@pytest.mark.parametrize("wire", [Wire.PROTOBUF, Wire.JSON])
+def test_oversized_frame_is_closed_1009_and_counted(kit, emulator, wire):
+    """E2: the refused frame is a request received and rejected, like an oversized REST body."""
+
+    async def scenario(session):
+        async with kit.connect(session, "u-1") as ws:
+            body = kit.request([("click", b"x" * 4096)], wire).body
+            if wire is Wire.PROTOBUF:
+                await ws.send_bytes(body)
+            else:
+                await ws.send_str(body.decode("utf-8"))
+            msg = await ws.receive(timeout=10)
+            assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED), msg
+            return ws.close_code
+
+    assert kit.run(scenario) == 1009
+    deadline = time.monotonic() + 10  # the server counts once its closing handshake ends
+    while emulator.counters().received("websocket") == 0 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    counters = emulator.counters()
+    assert counters.received("websocket") == 1 and counters.rejected("websocket") == 1
+    assert counters.accepted("websocket") == 0 and emulator.events() == []

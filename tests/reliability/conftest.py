@@ -123,7 +123,7 @@ def run_pipeline(
             source = source | "Prepare" >> beam.Map(prepare)
         result = source | WriteToRaccoon(**write_kwargs)
         _ = result.failed | "RecordDeadLetters" >> beam.ParDo(RecordDeadLetters(letters_path))
-    return read_dead_letters(letters_path) if read_letters else []
+    return read_dead_letters(letters_path)
 
 
 def run_generated_pipeline(

@@ -260,14 +260,6 @@ def test_construction_errors_never_show_the_password(url):
     assert_no_secret([str(raised.value)], "the construction error")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: transports/base.py parse_endpoint() quotes urllib's own error, which names the part of an "
-        "unencoded password before '/', '?' or '#' as the 'port', and _redact_url_text() stops at '/', "
-        "so a password typed with such characters is shown in the ValueError"
-    ),
-)
 @pytest.mark.parametrize(
     "url",
     ["https://alice:pw-URL-0004/x@host/api", "https://alice:pw-URL-0004#x@host", "https://alice:pw-URL-0004?x@host"],
@@ -328,14 +320,6 @@ def test_basic_token_from_the_url_is_redacted():
     assert BASIC not in redact(f"server said: Authorization: {sent}", config)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: transports/rest.py posts with aiohttp's default allow_redirects=True: a 307 to another "
-        "origin re-sends the body and the X-Api-Key / secret_headers values (aiohttp only strips "
-        "Authorization) to a host the user never configured; redirects should not be followed"
-    ),
-)
 def test_redirect_to_another_origin_receives_no_secret(letters_path):
     from aiohttp import web
 

@@ -181,15 +181,6 @@ def test_raw_misbehaving_server_is_bounded_and_dead_lettered(letters_path, name,
     _all_retried_then_dead(letters, fragments[scheme])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: transports/_http.py client_error_failure() maps aiohttp's ClientResponseError for an "
-        "unparseable answer (status line 'SSH-2.0...', synthesized status 400) to http_status=400, which "
-        "retry.classify reads as Raccoon's bad request (SPLIT): every batch is bisected down to single "
-        "events (2n-1 requests) and every event dead-lettered as 'rejected by the server', never retried"
-    ),
-)
 @pytest.mark.parametrize("scheme", ["http", "ws"])
 def test_peer_that_does_not_speak_http_is_retried_not_bisected(letters_path, scheme):
     with TinyServer(on_connect=_speak_nonsense) as server:
@@ -347,15 +338,6 @@ def test_server_that_stops_reading_does_not_hang_the_sink(letters_path, scheme, 
     assert len(outcome["letters"]) == len(elements)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: a gRPC answer over the client's receive limit fails with RESOURCE_EXHAUSTED 'CLIENT: Received "
-        "message larger than max', and retry.classify (fed by transports/grpc.py _failure) reads "
-        "'larger than max' as grpc-go's *request* limit: Verdict.SPLIT bisects every batch to single events "
-        "(2n-1 requests) and dead-letters them all as 'rejected by the server', never retried"
-    ),
-)
 def test_grpc_answer_over_the_receive_limit_is_not_taken_for_a_request_too_large(emulator, letters_path):
     emulator.faults.fail_next(10**6, Outcome.garbage(body=b"\x0a" + b"x" * (17 * 1024 * 1024)), transport="grpc")
     letters = _run(emulator.grpc_endpoint, letters_path)
@@ -383,18 +365,6 @@ def test_retry_after_beyond_the_deadline_is_not_waited_for(emulator, letters_pat
     assert all(letter["stage"] == "send" and "gave up" in letter["error"] for letter in letters), letters[0]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG (crash): transports/websocket.py bounds each send with asyncio.wait_for(_send_frame(...)); "
-        "aiohttp's BaseProtocol._drain_helper shares ONE waiter future among all senders blocked on a "
-        "full socket and awaits it unshielded, so the first send that times out cancels the waiter and "
-        "every other blocked send gets a CancelledError that is not its own; it escapes send(), "
-        "send_with_retry and deliver, the delivery future is cancelled and Dispatcher raises "
-        "concurrent.futures.CancelledError in the bundle (pipeline fails, ~1 run in 3 in "
-        "test_server_that_stops_reading_does_not_hang_the_sink[ws])"
-    ),
-)
 def test_concurrent_sends_to_a_peer_that_stops_reading_fail_cleanly():
     """16 concurrent 2 MB requests on one blocked WebSocket: each ends in a SendFailure outcome.
 

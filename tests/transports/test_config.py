@@ -191,6 +191,31 @@ def test_parse_retry_after():
     assert parse_retry_after("Tue, 14 Nov 2023 22:00:00 GMT", now=now) == 0.0
 
 
+@pytest.mark.parametrize(
+    "value", ["\u00b2", "\u0663", "\uff17", "1e3", "inf", "nan", "0x10", "1.", ".5", "9" * 400,
+              "Mon, 01 Jan 99999 00:00:00 GMT"]
+)
+def test_parse_retry_after_never_raises(value):
+    assert parse_retry_after(value) is None
+
+
+def test_parse_retry_after_decimals():
+    assert parse_retry_after("1.5") == 1.5
+
+
+def test_redact_removes_url_credentials_and_the_basic_token_built_from_them():
+    import base64
+
+    config = TransportConfig("https://svc:pa%3Ass@h", headers={"X-Team-Token": "team-token-42", "X-V": "1"})
+    token = base64.b64encode(b"svc:pa:ss").decode()
+    assert config.request_headers("c")["Authorization"] == "Basic " + token
+    text = f"Authorization: Basic {token}; raw {token}; pa:ss pa%3Ass team-token-42 version 1"
+    shown = redact(text, config)
+    assert token not in shown and "pa:ss" not in shown and "pa%3Ass" not in shown
+    assert "team-token-42" not in shown
+    assert shown.endswith("version 1")  # short values cannot be secrets and are left alone
+
+
 def _response(status, code, guid=None, reason=""):
     response = raccoon_pb2.SendEventResponse(status=status, code=code, reason=reason)
     if guid is not None:

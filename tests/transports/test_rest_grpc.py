@@ -7,6 +7,7 @@ import email.utils
 import json
 import re
 import socket
+import threading
 import time
 
 import pytest
@@ -290,3 +291,212 @@ def test_grpc_no_thread_per_request(emulator, make_client):
     assert added == {"raccoon-beam-grpc-client"}, added
     client.close()
     assert all(f.cancelled() for f in futures)
+
+
+# ------------------------------------------------------------------ what a proxy may answer
+
+
+@pytest.mark.parametrize("wire", [Wire.PROTOBUF, Wire.JSON])
+def test_rest_proxy_400_is_permanent_not_bisected(wire, emulator, make_client):
+    """M2: a 400 that is not Raccoon's says nothing about the events."""
+    client = make_client(emulator.rest_endpoint, wire=wire)
+    emulator.faults.fail_next(
+        5, Outcome.http(400, body=b"<html>400 Bad Request</html>", content_type="text/html"), transport="rest"
+    )
+    outcome = client.submit(make_request(wire)).result(30)
+    assert outcome.failure.http_status == 400 and outcome.failure.malformed
+    assert outcome.verdict is Verdict.PERMANENT and outcome.attempts == 1
+
+
+def test_rest_invalid_content_type_is_permanent_not_bisected(emulator, make_client):
+    """M2: the client sends Raccoon's exact types; this 400 means a proxy rewrote the header."""
+    client = make_client(emulator.rest_endpoint, wire=Wire.JSON)
+    emulator.faults.fail_next(5, Outcome.raccoon("CODE_BAD_REQUEST", "invalid content type"), transport="rest")
+    outcome = client.submit(make_request(Wire.JSON)).result(30)
+    assert outcome.failure.raccoon_code == raccoon_pb2.CODE_BAD_REQUEST
+    assert outcome.failure.reason == "invalid content type"
+    assert outcome.verdict is Verdict.PERMANENT and outcome.attempts == 1
+
+
+def test_rest_endless_body_is_cut_at_the_cap(make_client):
+    """L2: the response body is read up to 1 MiB, not until the timeout (or memory) runs out."""
+
+    async def handler(request):
+        await request.read()
+        response = web.StreamResponse(status=200, headers={"Content-Type": "application/proto"})
+        await response.prepare(request)
+        chunk = b"\x00" * 65536
+        while True:
+            await response.write(chunk)
+
+    with RawServer([("POST", "/api/v1/events", handler)]) as server:
+        client = make_client(f"http://{server.base_url}", policy=NO_RETRY, timeout=30.0)
+        started = time.monotonic()
+        outcome = client.submit(make_request(Wire.PROTOBUF)).result(20)
+        assert time.monotonic() - started < 15
+        assert outcome.failure.malformed and not outcome.failure.timeout, outcome.failure
+        assert outcome.failure.http_status == 200
+        assert outcome.verdict is Verdict.RETRY
+        client.close()
+
+
+def test_rest_declared_oversized_body_is_not_read(make_client):
+    async def handler(request):
+        await request.read()
+        return web.Response(status=502, body=b"<" * (2 * 1024 * 1024), content_type="text/html")
+
+    with RawServer([("POST", "/api/v1/events", handler)]) as server:
+        client = make_client(f"http://{server.base_url}", policy=NO_RETRY)
+        outcome = client.submit(make_request(Wire.PROTOBUF)).result(30)
+        assert outcome.failure.malformed and outcome.failure.http_status == 502
+        assert "over 1048576 bytes" in outcome.failure.message
+        client.close()
+
+
+@pytest.mark.parametrize("value", ["\u00b2", "\u0663", "1e3", "-5", "", "  "])
+def test_rest_unreadable_retry_after_is_ignored_never_raised(value, make_client):
+    """M6: str.isdigit accepts "²", which float() then refuses."""
+
+    async def handler(request):
+        await request.read()
+        response = web.Response(status=503, text="busy")
+        response.headers["Retry-After"] = value
+        return response
+
+    with RawServer([("POST", "/api/v1/events", handler)]) as server:
+        client = make_client(f"http://{server.base_url}", policy=NO_RETRY)
+        outcome = client.submit(make_request(Wire.PROTOBUF)).result(30)
+        assert outcome.failure.http_status == 503 and outcome.failure.retry_after is None, outcome.failure
+        assert outcome.verdict is Verdict.RETRY
+        client.close()
+
+
+def test_rest_failure_messages_never_show_credentials_or_header_values(make_client):
+    """A proxy's error page echoing the request headers: the message shows none of them."""
+
+    async def handler(request):
+        await request.read()
+        echoed = " ".join(f"{k}: {v}" for k, v in request.headers.items())
+        return web.Response(status=502, text=f"<html>{echoed}</html>", content_type="text/html")
+
+    token = base64.b64encode(b"svc:s3cr3t-pass").decode()
+    with RawServer([("POST", "/api/v1/events", handler)]) as server:
+        client = make_client(
+            f"http://svc:s3cr3t-pass@{server.base_url}",
+            policy=NO_RETRY,
+            headers={"X-Team-Token": "team-token-42"},
+        )
+        outcome = client.submit(make_request(Wire.PROTOBUF)).result(30)
+        message = outcome.failure.message
+        assert "Authorization" in message  # the page is shown, redacted
+        for secret in (token, "s3cr3t-pass", "team-token-42"):
+            assert secret not in message, message
+        client.close()
+
+
+# ------------------------------------------------------------------ gRPC metadata and TLS markers
+
+
+def test_grpc_non_ascii_header_is_a_construction_error(emulator):
+    """H4: gRPC refused it from deep inside each call, with an exception of its own."""
+    from raccoon_beam.transports import TransportConfig
+
+    with pytest.raises(ValueError, match="X-Team"):
+        TransportConfig(emulator.grpc_endpoint, headers={"X-Team": "caf\u00e9"})
+    for field in ("conn_id", "conn_id_prefix", "group"):
+        with pytest.raises(ValueError, match=field):
+            TransportConfig(emulator.grpc_endpoint, **{field: "gr\u00fcppe"})
+    with pytest.raises(ValueError):
+        TransportConfig(emulator.grpc_endpoint, headers={"X-Team": "tab\there"})
+    # Binary metadata keys may carry anything; REST headers are not gRPC metadata.
+    TransportConfig(emulator.grpc_endpoint, headers={"x-trace-bin": "caf\u00e9"})
+    TransportConfig(emulator.rest_endpoint, headers={"X-Team": "caf\u00e9"})
+
+
+def test_grpc_printable_ascii_headers_are_sent(emulator, make_client):
+    client = make_client(emulator.grpc_endpoint, headers={"X-Team": "cafe ~!@#"}, group="g-1")
+    assert client.submit(make_request(Wire.PROTOBUF)).result(30).ok
+    assert emulator.events()[0].group == "g-1"
+
+
+@pytest.mark.parametrize(
+    "details, tls_error",
+    [
+        ("failed to connect to all addresses; last error: UNKNOWN: ipv4:10.0.0.1:443: "
+         "Ssl handshake failed: SSL_ERROR_SYSCALL", False),
+        ("Ssl handshake failed (TSI_PROTOCOL_FAILURE): SSL_ERROR_SSL: error:1000007d:SSL "
+         "routines:OPENSSL_internal:CERTIFICATE_VERIFY_FAILED", True),
+        ("Tls handshake failed (TSI_PROTOCOL_FAILURE): SSL_ERROR_SSL: WRONG_VERSION_NUMBER: "
+         "Invalid certificate verification context", False),
+        ("Peer name raccoon.example is not in peer certificate", True),
+    ],
+)
+def test_grpc_only_certificate_verification_is_a_tls_error(details, tls_error):
+    """M4: a handshake dropped by a load balancer is transient."""
+    import grpc
+    import grpc.aio
+
+    from raccoon_beam.retry import classify
+    from raccoon_beam.transports import TransportConfig
+    from raccoon_beam.transports.grpc import GrpcTransport
+
+    transport = GrpcTransport(TransportConfig("grpcs://raccoon.example:443"))
+    error = grpc.aio.AioRpcError(
+        grpc.StatusCode.UNAVAILABLE, grpc.aio.Metadata(), grpc.aio.Metadata(), details=details
+    )
+    failure = transport._failure(error)
+    assert failure.tls_error is tls_error
+    assert classify(failure) is (Verdict.PERMANENT if tls_error else Verdict.RETRY)
+
+
+def test_grpc_handshake_answered_by_a_plain_text_server_is_retried(make_client):
+    """M4 over a socket: a TLS client meeting a plain HTTP listener (a misrouted LB)."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        port = listener.getsockname()[1]
+        stop = threading.Event()
+
+        def serve():
+            listener.settimeout(0.1)
+            while not stop.is_set():
+                try:
+                    conn, _ = listener.accept()
+                except OSError:
+                    continue
+                with conn:
+                    try:
+                        conn.recv(1024)
+                        conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+                    except OSError:
+                        pass
+
+        thread = threading.Thread(target=serve, name="raw-test-server-tls", daemon=True)
+        thread.start()
+        try:
+            for scheme in ("grpcs", "https", "wss"):
+                client = make_client(f"{scheme}://127.0.0.1:{port}", policy=NO_RETRY, timeout=5.0)
+                outcome = client.submit(make_request(Wire.PROTOBUF)).result(30)
+                assert not outcome.failure.tls_error, (scheme, outcome.failure)
+                assert outcome.verdict is Verdict.RETRY, (scheme, outcome.failure)
+                client.close()
+        finally:
+            stop.set()
+            thread.join(5)
+
+
+def test_rest_body_over_the_proxy_limit_is_split_not_retried():
+    """E1 seen from the client: the emulator's limit answers 413, as a proxy does."""
+    from tests.transports.conftest import ClientFactory
+
+    with RaccoonEmulator(max_body_bytes=1024) as emulator:
+        factory = ClientFactory()
+        try:
+            client = factory(emulator.rest_endpoint)
+            big = encode_request([("click", b"x" * 4096)], wire=Wire.PROTOBUF)
+            outcome = client.submit(big).result(30)
+            assert outcome.failure.http_status == 413 and outcome.verdict is Verdict.SPLIT
+            assert outcome.attempts == 1
+            assert emulator.counters().rejected("rest") == 1
+        finally:
+            factory.close_and_check()

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from raccoon_beam._proto import raccoon_pb2
+from raccoon_beam.emulator import RaccoonEmulator
 from raccoon_beam.errors import SendFailure
 from raccoon_beam.retry import RetryPolicy, SendOutcome, Verdict, classify, send_with_retry
 from raccoon_beam.transports.base import Transport, TransportConfig
@@ -29,7 +30,21 @@ CLASSIFY_TABLE = [
     ("WS code 5 duplicate id", dict(raccoon_code=5, network=True, reconnect=True), R),
     ("WS close 1008 without response", dict(network=True, reconnect=True), R),
     # HTTP statuses
-    ("HTTP 400 not Raccoon's body", dict(http_status=400, malformed=True), S),
+    # A proxy's 400 says nothing about the events: no bisection storm.
+    ("HTTP 400 not Raccoon's body", dict(http_status=400, malformed=True), P),
+    ("HTTP 400 without a Raccoon code", dict(http_status=400), P),
+    (
+        "CODE_BAD_REQUEST invalid content type (a proxy rewrote it)",
+        dict(raccoon_code=2, http_status=400, reason="invalid content type"),
+        P,
+    ),
+    (
+        "CODE_BAD_REQUEST deserialization failure",
+        dict(raccoon_code=2, http_status=400, reason="deserialization failure"),
+        S,
+    ),
+    ("WS close 1009 message too big", dict(too_large=True, reconnect=True), S),
+    ("unexpected client error", dict(unexpected=True), P),
     ("HTTP 413", dict(http_status=413, malformed=True), S),
     ("HTTP 500", dict(http_status=500, malformed=True), R),
     ("HTTP 429", dict(http_status=429, retry_after=3.0, malformed=True), R),
@@ -271,9 +286,75 @@ def test_policy_defaults_and_pickles():
 
     policy = RetryPolicy()
     assert (policy.max_attempts, policy.initial_backoff, policy.max_backoff, policy.deadline) == (
-        5,
-        0.1,
-        10.0,
+        10,
+        0.5,
+        30.0,
         300.0,
     )
     assert pickle.loads(pickle.dumps(policy)) == policy
+
+
+# ------------------------------------------------------------------ over real sockets
+
+
+def test_unexpected_transport_exception_is_a_permanent_failure_not_a_crash(emulator, caplog):
+    """H5: an exception that is not a SendFailure used to escape and fail the bundle.
+
+    The real case: gRPC raising its own ExecuteBatchError for a metadata value
+    it refuses (TransportConfig now refuses it at construction, so the check
+    is bypassed here to reach gRPC).
+    """
+    import logging
+
+    from raccoon_beam.transports import RaccoonClient
+
+    config = TransportConfig(emulator.grpc_endpoint, headers={"X-Team": "plain"})
+    object.__setattr__(config, "headers", {"X-Team": "caf\u00e9-team-value"})
+    client = RaccoonClient(config, RetryPolicy(max_attempts=5), sleep=RecordingSleep())
+    try:
+        with caplog.at_level(logging.ERROR, logger="raccoon_beam.retry"):
+            outcome = client.submit(encode_request([("click", b"{}")], wire=Wire.PROTOBUF)).result(30)
+    finally:
+        client.close()
+    failure = outcome.failure
+    assert isinstance(failure, SendFailure) and failure.unexpected, failure
+    assert outcome.verdict is Verdict.PERMANENT and outcome.attempts == 1
+    assert "ExecuteBatchError" in failure.message
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert "ExecuteBatchError" in logged and 'File "' in logged  # with its traceback
+    assert "caf\u00e9-team-value" not in failure.message + logged
+    assert emulator.events() == []
+
+
+def test_default_policy_outlasts_a_raccoon_restart(make_client):
+    """H6: the old defaults gave up after about 1.5 s of backoff and dead-lettered everything.
+
+    The server is down for 5 s of virtual time (the waits are recorded and
+    added to a fake clock, not slept), then comes back on the same port.
+    """
+    from raccoon_beam.transports import RaccoonClient
+
+    emulator = RaccoonEmulator().start()
+    try:
+        endpoint = emulator.rest_endpoint
+        emulator.stop()
+        clock = FakeClock()
+        restarted = []
+
+        async def virtual_sleep(seconds):
+            clock.now += seconds
+            if clock.now - 1000.0 >= 5.0 and not restarted:
+                restarted.append(clock.now)
+                await asyncio.get_running_loop().run_in_executor(None, emulator.start)
+            await asyncio.sleep(0)
+
+        client = RaccoonClient(TransportConfig(endpoint), RetryPolicy(), sleep=virtual_sleep, clock=clock)
+        try:
+            outcome = client.submit(encode_request([("click", b"{}")], wire=Wire.PROTOBUF)).result(60)
+        finally:
+            client.close()
+        assert outcome.ok and outcome.attempts >= 2, outcome.failure
+        assert restarted
+        assert len(emulator.events()) == 1
+    finally:
+        emulator.stop()
