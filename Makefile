@@ -31,6 +31,10 @@ bench: install
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	$(BIN)/python -m benchmarks.run $(ARGS)
 
+lint: install
+	$(BIN)/python -m pip install --quiet ruff
+	$(BIN)/ruff check .
+
 # Regenerate raccoon_beam/_proto from proto/ (tests fail when it is stale).
 proto: install
 	$(BIN)/python proto/generate.py

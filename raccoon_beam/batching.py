@@ -11,7 +11,6 @@ import dataclasses
 from typing import Generic, List, Optional, Tuple, TypeVar
 
 from raccoon_beam import wire as wire_lib
-from raccoon_beam.protocol import GRPC_MAX_RECEIVE_BYTES
 from raccoon_beam.wire import Wire
 
 __all__ = [

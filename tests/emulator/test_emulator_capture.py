@@ -61,7 +61,7 @@ def test_restart_reuses_the_ports_and_keeps_captures(kit, emulator):
     endpoints = (emulator.grpc_endpoint, emulator.rest_endpoint, emulator.ws_endpoint)
     kit.post(kit.request(EVENTS[:1]).body, "application/proto")
     emulator.stop()
-    with pytest.raises(Exception):
+    with pytest.raises(RuntimeError):  # a stopped emulator has no endpoints
         kit.post(b"", "application/proto", timeout=2)
     emulator.start()
     assert (emulator.grpc_endpoint, emulator.rest_endpoint, emulator.ws_endpoint) == endpoints
@@ -73,7 +73,7 @@ def test_restart_reuses_the_ports_and_keeps_captures(kit, emulator):
 def test_endpoints_need_a_running_emulator():
     emu = RaccoonEmulator()
     with pytest.raises(RuntimeError):
-        emu.grpc_endpoint
+        _ = emu.grpc_endpoint
     emu.stop()  # harmless
 
 

@@ -13,6 +13,7 @@ import pytest
 import requests
 
 from raccoon_beam._proto import raccoon_pb2
+from raccoon_beam.errors import WireFormatError
 from raccoon_beam.emulator import Outcome
 from raccoon_beam.wire import Wire, decode_response
 
@@ -131,7 +132,7 @@ def test_garbage_outcome(kit, emulator, transport):
         assert observed["headers"]["Content-Type"] == "application/proto"
     elif transport == "websocket":
         assert observed["type"] == aiohttp.WSMsgType.BINARY
-    with pytest.raises(Exception):
+    with pytest.raises(WireFormatError):
         _response(observed)
     assert emulator.events() == []
 

@@ -249,7 +249,7 @@ def test_websocket_that_acks_someone_else_forever_times_out(letters_path):
     async def handler(request):
         ws = web.WebSocketResponse()
         await ws.prepare(request)
-        async for message in ws:
+        async for _ in ws:
             await ws.send_bytes(encode_response(success_response("not-yours"), Wire.PROTOBUF))
         return ws
 
