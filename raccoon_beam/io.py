@@ -103,7 +103,8 @@ class WriteToRaccoon(beam.PTransform):
       retry: retry policy for failures that can succeed later.
       timeout: seconds to wait for a request's answer. Raccoon in sync-ack
         mode answers only after publishing, so keep it generous.
-      max_in_flight: the most requests in flight per worker thread.
+      max_in_flight: the most batches in flight per DoFn instance (Beam runs
+        one per worker thread), and the most requests its connection carries at once.
       headers: extra headers sent with every request (auth, ...).
       conn_id_header: the header with the connection id that Raccoon
         requires (``SERVER_WEBSOCKET_CONN_ID_HEADER``).
