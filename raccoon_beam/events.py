@@ -8,7 +8,9 @@ reason for anything that cannot be sent.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, Set, Tuple, Union
+import functools
+
+from typing import Any, Callable, Optional, Tuple, Union
 
 from raccoon_beam import wire as wire_lib
 from raccoon_beam.errors import STAGE_SERIALIZE, STAGE_VALIDATE, RaccoonError
@@ -80,8 +82,6 @@ class EventBuilder:
         self._wire = wire
         self._max_event_bytes = max_event_bytes
         self._max_batch_bytes = max_batch_bytes
-        # Types a callable returned that passed the checks: a pipeline has few.
-        self._valid_types: Set[str] = set()
 
     def __call__(self, element: Any) -> Tuple[str, bytes, int]:
         """Returns the event of ``element`` and its encoded size; raises :class:`EventRejected`."""
@@ -120,19 +120,14 @@ class EventBuilder:
                 STAGE_SERIALIZE,
                 f"event_type callable returned {type(event_type).__name__} {event_type!r:.80}, expected str",
             )
-        if event_type in self._valid_types:
-            return event_type
         problem = _type_problem(event_type)
         if problem:
             raise EventRejected(STAGE_VALIDATE, f"event_type {event_type!r:.80} {problem}")
-        if len(self._valid_types) < _MAX_REMEMBERED_TYPES:
-            self._valid_types.add(event_type)
         return event_type
 
 
-_MAX_REMEMBERED_TYPES = 10_000
-
-
+# Cached: it runs per event, and a pipeline has few distinct event types.
+@functools.lru_cache(maxsize=10_000)
 def _type_problem(event_type: str) -> Optional[str]:
     """Why ``event_type`` cannot route an event, or None."""
     if not event_type:

@@ -268,14 +268,21 @@ class _SenderSpec:
     fail_on_error: bool
 
 
+_EVENTS_DEAD_LETTERED = "events_dead_lettered"
+
+
+def _counter(name: str) -> Any:
+    return Metrics.counter(METRICS_NAMESPACE, name)
+
+
 class _Metrics:
     """The sink's Beam metrics, updated on the bundle's thread only."""
 
     def __init__(self) -> None:
-        counter = lambda name: Metrics.counter(METRICS_NAMESPACE, name)  # noqa: E731
+        counter = _counter
         self.events_sent = counter("events_sent")
         self.events_acknowledged = counter("events_acknowledged")
-        self.events_dead_lettered = counter("events_dead_lettered")
+        self.events_dead_lettered = counter(_EVENTS_DEAD_LETTERED)
         self.batches = counter("batches")
         self.requests = counter("requests")
         self.retries = counter("retries")
@@ -368,6 +375,10 @@ class _Sender:
         if closed is not None:
             self._record(self._dispatcher.dispatch(closed))
 
+    @property
+    def has_dead_letters(self) -> bool:
+        return bool(self._dead_letters)
+
     def take_dead_letters(self) -> List[WindowedValue]:
         """The dead letters of the deliveries that finished so far, handed over once."""
         dead, self._dead_letters = self._dead_letters, []
@@ -423,13 +434,15 @@ def _send_error(failed: FailedEvents) -> str:
     return f"not retryable: {failed.failure.message}"
 
 
-def _dead_letter_outputs(sender: _Sender) -> Tuple[TaggedOutput, ...]:
+def _dead_letter_outputs(sender: _Sender) -> Optional[Tuple[TaggedOutput, ...]]:
     """Dead letters ready now, as outputs of ``process``.
 
     Emitting them as soon as their batch finishes, rather than at the end of
     the bundle, keeps memory bounded when a bundle is large and the server
     rejects everything. Only valid while the input element is in one window.
     """
+    if not sender.has_dead_letters:  # the common case, once per event: no allocation
+        return None
     return tuple(TaggedOutput(FAILED_TAG, letter) for letter in sender.take_dead_letters())
 
 
@@ -480,7 +493,7 @@ class _WriteEventsFn(_SendingFn):
     def __init__(self, builder: EventBuilder, spec: _SenderSpec) -> None:
         super().__init__(spec)
         self._builder = builder
-        self._rejected = Metrics.counter(METRICS_NAMESPACE, "events_dead_lettered")
+        self._rejected = _counter(_EVENTS_DEAD_LETTERED)
 
     # Not a generator: this runs once per element and most elements output
     # nothing, which Beam takes as None at less cost than an empty generator.
@@ -504,7 +517,7 @@ class _BuildEventsFn(beam.DoFn):
     def __init__(self, builder: EventBuilder, fail_on_error: bool) -> None:
         self._builder = builder
         self._fail_on_error = fail_on_error
-        self._rejected = Metrics.counter(METRICS_NAMESPACE, "events_dead_lettered")
+        self._rejected = _counter(_EVENTS_DEAD_LETTERED)
 
     def process(self, element: Any, timestamp=beam.DoFn.TimestampParam) -> Iterable[Any]:
         try:
@@ -523,7 +536,7 @@ class _WriteBatchesFn(_SendingFn):
 
     def process(
         self, keyed_batch: Tuple[Any, Iterable[Any]], window=beam.DoFn.WindowParam
-    ) -> Tuple[TaggedOutput, ...]:
+    ) -> Optional[Tuple[TaggedOutput, ...]]:
         assert self._sender is not None
         windows = (window,)
         for event_type, payload, encoded_size, element, timestamp in keyed_batch[1]:

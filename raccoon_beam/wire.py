@@ -19,6 +19,7 @@ from __future__ import annotations
 import binascii
 import dataclasses
 import enum
+import functools
 import json
 import re
 import time
@@ -151,17 +152,14 @@ def _encode_protobuf_request(
     return request.SerializeToString()
 
 
-# json.dumps of an event type, cached: a pipeline has few distinct types.
-_json_string_cache: Dict[str, str] = {}
+# Per-type work is cached: it runs once or twice per event, and a pipeline
+# has few distinct event types (the bound keeps a pathological one in check).
+_PER_TYPE_CACHE_SIZE = 10_000
 
 
+@functools.lru_cache(maxsize=_PER_TYPE_CACHE_SIZE)
 def _json_string(value: str) -> str:
-    encoded = _json_string_cache.get(value)
-    if encoded is None:
-        encoded = json.dumps(value)
-        if len(_json_string_cache) < 10_000:
-            _json_string_cache[value] = encoded
-    return encoded
+    return json.dumps(value)
 
 
 def _encode_json_request(
@@ -198,19 +196,11 @@ def encoded_event_size(event_type: str, payload_size: int, wire: Wire) -> int:
     return len(_json_string(event_type)) + b64_size + 28
 
 
-# Bytes of an Event's ``type`` field (tag, length, UTF-8), cached per type
-# like _json_string: this runs once or twice per event.
-_type_field_size_cache: Dict[str, int] = {}
-
-
+@functools.lru_cache(maxsize=_PER_TYPE_CACHE_SIZE)
 def _protobuf_type_field_size(event_type: str) -> int:
-    size = _type_field_size_cache.get(event_type)
-    if size is None:
-        length = len(event_type.encode("utf-8"))
-        size = 1 + _varint_size(length) + length if length else 0
-        if len(_type_field_size_cache) < 10_000:
-            _type_field_size_cache[event_type] = size
-    return size
+    """Bytes of an Event's ``type`` field: tag, length and UTF-8."""
+    length = len(event_type.encode("utf-8"))
+    return 1 + _varint_size(length) + length if length else 0
 
 
 def _varint_size(value: int) -> int:
