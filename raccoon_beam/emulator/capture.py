@@ -236,6 +236,19 @@ class Capture:
         with self._cond:
             return list(self._events)
 
+    def tail(self, start: int, limit: int) -> Tuple[List[CapturedEvent], int]:
+        """The kept events from index ``start`` on, at most the last ``limit`` of them, and the count kept.
+
+        What the console reads at its update rate: O(``limit``), whatever the
+        number of events kept. A ``start`` past the end (after a reset) reads
+        from the beginning.
+        """
+        with self._cond:
+            kept = len(self._events)
+            if start > kept:
+                start = 0
+            return self._events[max(start, kept - limit):], kept
+
     def digest(self) -> Dict[str, TypeDigest]:
         """Per event type: count, total bytes and digest of what was captured."""
         with self._cond:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional, Tuple
+from typing import Mapping, Optional, Tuple
 
 from raccoon_beam import protocol
 from raccoon_beam.emulator.capture import CAPTURE_MODES, DEFAULT_TOPIC_PATTERN
@@ -59,6 +59,15 @@ class EmulatorConfig:
     pong_timeout: float = DEFAULT_PONG_TIMEOUT
     tls: Optional[Tuple[str, str]] = None
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    # The token every /_emulator route (console, control) requires; None: none on
+    # loopback, generated at start otherwise (see raccoon_beam.emulator.access).
+    console_token: Optional[str] = None
+    # How the console shows payloads, per event type or topic: "json", "hex",
+    # "proto:<full message name>" (needs descriptor_set) or "avro:<schema file or JSON>";
+    # unlisted types: JSON when they parse as JSON, else hex.
+    decoders: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    # A FileDescriptorSet (protoc --include_imports --descriptor_set_out) for "proto:" decoders.
+    descriptor_set: Optional[str] = None
 
     def __post_init__(self) -> None:
         if self.ack not in ACK_MODES:

@@ -6,6 +6,7 @@ read and steer an emulator running as a server:
 - ``GET  /_emulator/counters``: the counters snapshot as JSON.
 - ``GET  /_emulator/digest``: ``{type: {"count", "total_bytes", "digest"}}``.
 - ``GET  /_emulator/events``: the captured events as JSON (bytes in base64).
+- ``GET  /_emulator/faults``: the fault rules in force (``Faults.describe()``).
 - ``POST /_emulator/reset``: clears captures, counters and faults.
 - ``POST /_emulator/faults``: ``{"method": "fail_next", "args": {...}}`` calls
   that method of :class:`~raccoon_beam.emulator.faults.Faults`; an ``outcome``
@@ -36,6 +37,8 @@ _FAULT_METHODS = (
     "drop_connection",
     "reject_event_type",
     "fail_publish",
+    "clear_fraction",
+    "stop_publish_failures",
     "clear",
 )
 
@@ -56,6 +59,9 @@ def add_control_routes(
             record["event_bytes"] = base64.b64encode(event.event_bytes).decode("ascii")
             events.append(record)
         return web.json_response(events)
+
+    async def get_faults(_: web.Request) -> web.Response:
+        return web.json_response(faults.describe())
 
     async def post_reset(_: web.Request) -> web.Response:
         reset()
@@ -78,5 +84,6 @@ def add_control_routes(
     app.router.add_route("GET", f"{CONTROL_PREFIX}/counters", get_counters)
     app.router.add_route("GET", f"{CONTROL_PREFIX}/digest", get_digest)
     app.router.add_route("GET", f"{CONTROL_PREFIX}/events", get_events)
+    app.router.add_route("GET", f"{CONTROL_PREFIX}/faults", get_faults)
     app.router.add_route("POST", f"{CONTROL_PREFIX}/reset", post_reset)
     app.router.add_route("POST", f"{CONTROL_PREFIX}/faults", post_faults)

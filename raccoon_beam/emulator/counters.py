@@ -9,11 +9,31 @@ flight, ``received == accepted + rejected + deduplicated``.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import threading
-from typing import Any, Dict, Optional, Tuple
+import time
+from typing import Any, Deque, Dict, List, NamedTuple, Optional, Tuple
 
-__all__ = ["Counters", "CountersSnapshot"]
+__all__ = ["Counters", "CountersSnapshot", "Rejection", "DEFAULT_MAX_CONNECTION_KEYS", "DEFAULT_RECENT_REJECTIONS"]
+
+# Per-connection request counts are kept for this many (transport, conn_id)
+# pairs; later ones are counted under conn_id OTHER_CONNECTIONS, so that a
+# client minting a connection id per request cannot grow the emulator's memory.
+DEFAULT_MAX_CONNECTION_KEYS = 1000
+OTHER_CONNECTIONS = "(other)"
+# The last rejections kept with their reasons (what the console lists).
+DEFAULT_RECENT_REJECTIONS = 50
+
+
+class Rejection(NamedTuple):
+    """One rejected request, as the console lists it."""
+
+    at: float  # Unix seconds
+    transport: str
+    conn_id: str
+    kind: str  # a fault kind, or "bad_request"
+    reason: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,6 +50,8 @@ class CountersSnapshot:
       faults: per fault kind, per transport, how many requests it hit.
       connections_open: WebSocket connections open now.
       connections_refused: WebSocket connections refused (duplicate, limit).
+      requests_by_connection: per transport, per connection id, requests received
+        (the first ``DEFAULT_MAX_CONNECTION_KEYS`` pairs; the rest under ``"(other)"``).
     """
 
     requests_received: Dict[str, int]
@@ -41,6 +63,7 @@ class CountersSnapshot:
     faults: Dict[str, Dict[str, int]]
     connections_open: int
     connections_refused: int
+    requests_by_connection: Dict[str, Dict[str, int]] = dataclasses.field(default_factory=dict)
 
     @property
     def total_events_accepted(self) -> int:
@@ -99,24 +122,41 @@ class Counters:
             self._events_deduplicated = 0
             self._faults: Dict[Tuple[str, str], int] = {}
             self._refused = 0
+            self._by_connection: Dict[Tuple[str, str], int] = {}
+            self._recent: Deque[Rejection] = collections.deque(maxlen=DEFAULT_RECENT_REJECTIONS)
         # Open connections are a state, not a count since reset: kept.
         if not hasattr(self, "connections_open"):
             self.connections_open = 0
 
-    def received(self, transport: str) -> None:
+    def received(self, transport: str, conn_id: str = "") -> None:
+        key = (transport, conn_id)
         with self._lock:
             self._received[transport] = self._received.get(transport, 0) + 1
+            by_connection = self._by_connection
+            count = by_connection.get(key)
+            if count is None and len(by_connection) >= DEFAULT_MAX_CONNECTION_KEYS:
+                key = (transport, OTHER_CONNECTIONS)
+                count = by_connection.get(key)
+            by_connection[key] = (count or 0) + 1
 
     def accepted(self, transport: str, events: int) -> None:
         with self._lock:
             self._accepted[transport] = self._accepted.get(transport, 0) + 1
             self._events[transport] = self._events.get(transport, 0) + events
 
-    def rejected(self, transport: str, fault: Optional[str] = None) -> None:
+    def rejected(self, transport: str, fault: Optional[str] = None, reason: str = "", conn_id: str = "") -> None:
+        """Counts a rejected request; ``fault`` is the fault kind that rejected it, if any."""
+        rejection = Rejection(time.time(), transport, conn_id, fault or "bad_request", reason)
         with self._lock:
             self._rejected[transport] = self._rejected.get(transport, 0) + 1
             if fault is not None:
                 self._faults[(fault, transport)] = self._faults.get((fault, transport), 0) + 1
+            self._recent.append(rejection)
+
+    def recent_rejections(self) -> List[Rejection]:
+        """The last rejected requests with their reasons, oldest first."""
+        with self._lock:
+            return list(self._recent)
 
     def deduplicated(self, transport: str, events: int) -> None:
         with self._lock:
@@ -136,6 +176,9 @@ class Counters:
             faults: Dict[str, Dict[str, int]] = {}
             for (kind, transport), value in self._faults.items():
                 faults.setdefault(kind, {})[transport] = value
+            by_connection: Dict[str, Dict[str, int]] = {}
+            for (transport, conn_id), value in self._by_connection.items():
+                by_connection.setdefault(transport, {})[conn_id] = value
             return CountersSnapshot(
                 requests_received=dict(self._received),
                 requests_accepted=dict(self._accepted),
@@ -146,4 +189,5 @@ class Counters:
                 faults=faults,
                 connections_open=self.connections_open,
                 connections_refused=self._refused,
+                requests_by_connection=by_connection,
             )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 import threading
-from typing import Dict, Iterable, List, NamedTuple, Optional
+from typing import Any, Dict, Iterable, List, NamedTuple, Optional
 
 from raccoon_beam.emulator.outcomes import Outcome
 
@@ -174,6 +174,59 @@ class Faults:
             else:
                 self._publish_always = True
             self._refresh()
+
+    def clear_fraction(self, outcome: Outcome, transport: Optional[str] = None) -> None:
+        """Removes the ``fail_fraction`` rules of exactly this ``outcome`` and scope."""
+        _check_transport(transport)
+        with self._lock:
+            self._fractions = [
+                rule for rule in self._fractions if not (rule.outcome == outcome and rule.transport == transport)
+            ]
+            self._refresh()
+
+    def stop_publish_failures(self) -> None:
+        """Removes what ``fail_publish`` set (countdown, fraction or always)."""
+        with self._lock:
+            self._publish_next = 0
+            self._publish_always = False
+            self._publish_rng = None
+            self._publish_fraction = 0.0
+            self._refresh()
+
+    def describe(self) -> Dict[str, Any]:
+        """The rules in force, JSON-friendly (what the console shows); ``None`` scope is ``"all"``."""
+
+        def scope(transport: Optional[str]) -> str:
+            return transport or "all"
+
+        with self._lock:
+            return {
+                "fractions": [
+                    {
+                        "transport": scope(rule.transport),
+                        "fraction": rule.fraction,
+                        "outcome": rule.outcome.to_dict(),
+                        "describe": rule.outcome.describe(),
+                    }
+                    for rule in self._fractions
+                ],
+                "next": [
+                    {"transport": scope(rule.transport), "remaining": rule.remaining,
+                     "describe": rule.value.describe()}  # type: ignore[attr-defined]
+                    for rule in self._next
+                ],
+                "drops": [
+                    {"transport": scope(rule.transport), "remaining": rule.remaining, "kind": rule.value}
+                    for rule in self._drops
+                ],
+                "latency": {scope(transport): seconds for transport, seconds in self._latency.items()},
+                "rejected_types": sorted(self._rejected_types),
+                "publish": {
+                    "next": self._publish_next,
+                    "always": self._publish_always,
+                    "fraction": self._publish_fraction if self._publish_rng is not None else 0.0,
+                },
+            }
 
     def clear(self) -> None:
         """Removes every fault."""

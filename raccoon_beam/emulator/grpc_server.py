@@ -85,12 +85,12 @@ class GrpcServer:
         ingest = self._ingest
         try:
             request = decode_request(body, Wire.PROTOBUF)
-        except WireFormatError:
-            ingest.bad_request("grpc")
+        except WireFormatError as exc:
+            ingest.bad_request("grpc", f"{_UNMARSHAL_ERROR}: {exc}")
             await context.abort(grpc.StatusCode.INTERNAL, _UNMARSHAL_ERROR)
         conn_id, group = self._metadata(context)
         if conn_id is None:
-            ingest.bad_request("grpc")
+            ingest.bad_request("grpc", CONN_ID_MISSING)
             # Raccoon returns a plain Go error, which grpc-go sends as UNKNOWN.
             await context.abort(grpc.StatusCode.UNKNOWN, CONN_ID_MISSING)
         # grpc-go's metadata.Get returns an empty group as it is, unlike REST.

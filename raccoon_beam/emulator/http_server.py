@@ -1,4 +1,4 @@
-"""The HTTP port: REST, WebSocket, ``/ping`` and the control endpoints, on aiohttp."""
+"""The HTTP port: REST, WebSocket, ``/ping``, the control endpoints and the console, on aiohttp."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ from typing import Callable, Optional
 
 from aiohttp import web
 
+from raccoon_beam.emulator.access import token_middleware
 from raccoon_beam.emulator.config import EmulatorConfig
+from raccoon_beam.emulator.console import Console
 from raccoon_beam.emulator.control import add_control_routes
 from raccoon_beam.emulator.ingest import Ingest
 from raccoon_beam.emulator.rest import RestHandler
@@ -37,12 +39,18 @@ class HttpServer:
     ) -> None:
         self._config = config
         self._websockets = WebSocketHandler(config, ingest)
-        app = web.Application(client_max_size=config.max_body_bytes, handler_args={"access_log": None})
+        # The token check only when a token is required: otherwise ingest pays nothing for it.
+        middlewares = [token_middleware(config.console_token)] if config.console_token else []
+        app = web.Application(
+            client_max_size=config.max_body_bytes, handler_args={"access_log": None}, middlewares=middlewares
+        )
         # add_route, not add_get: Raccoon's router answers HEAD with 405.
         app.router.add_route("POST", EVENTS_PATH, RestHandler(config, ingest, stopping).handle)
         app.router.add_route("GET", EVENTS_PATH, self._websockets.handle)
         app.router.add_route("GET", PING_PATH, _ping)
         add_control_routes(app, ingest.capture, ingest.counters, ingest.faults, reset)
+        self.console = Console(config, ingest.capture, ingest.counters, ingest.faults)
+        self.console.add_routes(app)
         self._app = app
         self._runner: Optional[web.AppRunner] = None
 
@@ -57,11 +65,13 @@ class HttpServer:
         site = web.TCPSite(runner, self._config.host, port, ssl_context=ssl_context, reuse_address=True)
         await site.start()
         self._runner = runner
+        self.console.start()
         server = site._server  # the asyncio server: the only way to learn an ephemeral port
         assert server is not None and server.sockets
         return server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
+        await self.console.stop()
         await self._websockets.close_all()
         if self._runner is not None:
             await self._runner.cleanup()

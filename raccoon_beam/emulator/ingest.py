@@ -75,10 +75,16 @@ class Ingest:
         self.faults = faults
         self.counters = counters
 
-    def bad_request(self, transport: str) -> None:
-        """Counts a request that did not decode (or lacked its connection id)."""
-        self.counters.received(transport)
-        self.counters.rejected(transport)
+    def bad_request(self, transport: str, reason: str = "bad request", conn_id: str = "") -> None:
+        """Counts a request that did not decode (or lacked its connection id).
+
+        Args:
+          transport: "grpc", "rest" or "websocket".
+          reason: what was wrong, as the console lists it.
+          conn_id: the connection id, when known.
+        """
+        self.counters.received(transport, conn_id)
+        self.counters.rejected(transport, reason=reason, conn_id=conn_id)
 
     async def handle(
         self,
@@ -98,18 +104,18 @@ class Ingest:
           seen: the req_guids of this WebSocket connection, when dedup is on.
         """
         counters = self.counters
-        counters.received(transport)
+        counters.received(transport, conn_id)
         guid = request.req_guid
         decision = self.faults.decide(transport)
         if decision.latency:
             counters.fault(LATENCY, transport)
             await asyncio.sleep(decision.latency)
         if decision.drop == DROP_BEFORE_CAPTURE:
-            counters.rejected(transport, DROP_BEFORE_CAPTURE)
+            counters.rejected(transport, DROP_BEFORE_CAPTURE, "connection dropped", conn_id)
             return Verdict(drop=True)
         outcome = decision.outcome
         if outcome is not None:
-            counters.rejected(transport, outcome.kind)
+            counters.rejected(transport, outcome.kind, outcome.describe(), conn_id)
             if outcome.kind == "raccoon":
                 response = error_response(outcome.code, outcome.reason, guid)
                 return Verdict(response, raccoon_http_status(outcome.code))
@@ -119,8 +125,8 @@ class Ingest:
 
         rejected_type = self.faults.rejected_type(e.type for e in request.events)
         if rejected_type is not None:
-            counters.rejected(transport, REJECT_EVENT_TYPE)
             reason = f"event type rejected: {rejected_type}"
+            counters.rejected(transport, REJECT_EVENT_TYPE, reason, conn_id)
             return Verdict(error_response(raccoon_pb2.CODE_BAD_REQUEST, reason, guid), 400)
 
         if seen is not None:
@@ -133,7 +139,7 @@ class Ingest:
             # The ack waits for the publisher; let other requests run meanwhile.
             await asyncio.sleep(0)
         if self.faults.publish_fails():
-            counters.rejected(transport, PUBLISH_FAILURE)
+            counters.rejected(transport, PUBLISH_FAILURE, f"cannot publish events: {PUBLISH_ERROR}", conn_id)
             if seen is not None:
                 seen.discard(guid)  # Raccoon forgets a batch whose publish failed.
             if not self.config.sync_ack:

@@ -172,6 +172,19 @@ class Outcome:
         """The request is read and never answered."""
         return cls(kind="no_answer")
 
+    def describe(self) -> str:
+        """A short readable form, e.g. ``http 429 (Retry-After 1)`` (the console's reason column)."""
+        if self.kind == "raccoon":
+            name = raccoon_pb2.Code.Name(self.code) if self.code in raccoon_pb2.Code.values() else str(self.code)
+            return f"raccoon {name}" + (f": {self.reason}" if self.reason else "")
+        if self.kind == "http":
+            retry = f" (Retry-After {self.retry_after:g})" if self.retry_after is not None else ""
+            return f"http {self.status}{retry}"
+        if self.kind == "grpc":
+            assert self.grpc_status is not None
+            return f"grpc {self.grpc_status.name}" + (f": {self.details}" if self.details else "")
+        return self.kind.replace("_", " ")
+
     def to_dict(self) -> Dict[str, object]:
         """A JSON-friendly form (for the CLI and the control endpoint)."""
         return {

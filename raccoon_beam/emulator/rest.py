@@ -49,7 +49,7 @@ class RestHandler:
         headers = {"Content-Type": content_type}
         wire = wire_for_content_type(content_type)
         if wire is None:
-            self._ingest.bad_request("rest")
+            self._ingest.bad_request("rest", f"{REASON_INVALID_CONTENT_TYPE} ({content_type or 'none'})")
             body = encode_response(
                 error_response(raccoon_pb2.CODE_BAD_REQUEST, REASON_INVALID_CONTENT_TYPE), Wire.JSON
             )
@@ -59,19 +59,19 @@ class RestHandler:
         except web.HTTPRequestEntityTooLarge:
             # The proxy's size limit (see the module docstring); counted as a
             # request received and rejected.
-            self._ingest.bad_request("rest")
+            self._ingest.bad_request("rest", _TOO_LARGE_TEXT)
             return web.Response(status=413, text=_TOO_LARGE_TEXT, content_type="text/plain")
         except (ConnectionError, asyncio.IncompleteReadError, OSError):
             # Go's io.ReadAll failing: 500 (with Raccoon's odd reason).
-            self._ingest.bad_request("rest")
+            self._ingest.bad_request("rest", "body not read in full")
             body = encode_response(
                 error_response(raccoon_pb2.CODE_INTERNAL_ERROR, REASON_DESERIALIZATION_FAILURE), wire
             )
             return web.Response(status=500, body=body, headers=headers)
         try:
             event_request = decode_request(raw, wire)
-        except WireFormatError:
-            self._ingest.bad_request("rest")
+        except WireFormatError as exc:
+            self._ingest.bad_request("rest", f"{REASON_DESERIALIZATION_FAILURE}: {exc}")
             response = error_response(raccoon_pb2.CODE_BAD_REQUEST, REASON_DESERIALIZATION_FAILURE)
             body = encode_response(response, wire)
             return web.Response(status=400, body=body, headers=headers)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Mapping, Optional, Tuple
 
 from raccoon_beam._loop import EventLoopThread
+from raccoon_beam.emulator.access import TOKEN_QUERY, with_console_token
 from raccoon_beam.emulator.capture import DEFAULT_TOPIC_PATTERN, Capture, CapturedEvent, TypeDigest
+from raccoon_beam.emulator.console import CONSOLE_PATH
 from raccoon_beam.emulator.config import (
     DEFAULT_CONN_ID_HEADER,
     DEFAULT_GROUP,
@@ -54,6 +56,11 @@ class RaccoonEmulator:
       pong_timeout: seconds without a pong before the connection is dropped.
       tls: ``(certfile, keyfile)`` to serve grpcs/https/wss.
       max_body_bytes: the largest REST body or WebSocket message read.
+      console_token: the token ``/_emulator/*`` requires; by default none on loopback,
+        generated when ``host`` is another address (see :attr:`console_token`).
+      decoders: how the console shows payloads, per event type or topic
+        (``"json"``, ``"hex"``, ``"proto:<message>"``, ``"avro:<schema>"``).
+      descriptor_set: a FileDescriptorSet file for ``proto:`` decoders.
     """
 
     def __init__(
@@ -76,6 +83,9 @@ class RaccoonEmulator:
         pong_timeout: float = DEFAULT_PONG_TIMEOUT,
         tls: Optional[Tuple[str, str]] = None,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        console_token: Optional[str] = None,
+        decoders: Optional[Mapping[str, str]] = None,
+        descriptor_set: Optional[str] = None,
     ) -> None:
         self.config = EmulatorConfig(
             host=host,
@@ -95,7 +105,11 @@ class RaccoonEmulator:
             pong_timeout=pong_timeout,
             tls=tuple(tls) if tls is not None else None,  # type: ignore[arg-type]
             max_body_bytes=max_body_bytes,
+            console_token=console_token,
+            decoders=dict(decoders or {}),
+            descriptor_set=descriptor_set,
         )
+        self.config = with_console_token(self.config)
         self.faults = Faults()
         self._capture = Capture(capture, topic_pattern, output)
         self._counters = Counters()
@@ -208,6 +222,18 @@ class RaccoonEmulator:
         self._require_running()
         scheme = "https" if self.config.tls else "http"
         return f"{scheme}://{self._url_host}:{self._http_port}"
+
+    @property
+    def console_token(self) -> Optional[str]:
+        """The token ``/_emulator/*`` requires (``None``: none required, on loopback)."""
+        return self.config.console_token
+
+    @property
+    def console_url(self) -> str:
+        """The console page, with the token in its query when one is required."""
+        url = f"{self.http_base_url}{CONSOLE_PATH}"
+        token = self.config.console_token
+        return f"{url}?{TOKEN_QUERY}={token}" if token else url
 
     # ------------------------------------------------------------ results
 

@@ -183,7 +183,7 @@ class WebSocketHandler:
                     # A frame over max_body_bytes: aiohttp closed with 1009
                     # (as a proxy in front of Raccoon would). It was a
                     # request, refused: count it like any other.
-                    self._ingest.bad_request("websocket")
+                    self._ingest.bad_request("websocket", "message too big (close 1009)", conn_id)
                 return
 
     async def _frame(self, connection: _Connection, data, wire: Wire, conn_id: str, group: str) -> None:
@@ -191,7 +191,7 @@ class WebSocketHandler:
         try:
             request = decode_request(data, wire)
         except WireFormatError as exc:
-            ingest.bad_request("websocket")
+            ingest.bad_request("websocket", f"cannot deserialize request: {exc}", conn_id)
             detail = "proto: cannot parse invalid wire-format data" if wire is Wire.PROTOBUF else str(exc)
             response = error_response(raccoon_pb2.CODE_BAD_REQUEST, f"cannot deserialize request: {detail}", "")
             await _send(connection.ws, encode_response(response, wire), wire)

@@ -1,0 +1,203 @@
+"""The console in a real browser: Debian's chromium, driven by Selenium through chromedriver.
+
+A pipeline (WriteToRaccoon) writes to the emulator while the page is open;
+the page must show what the emulator counted and captured, and a fault
+switched on from the page must reach the pipeline's requests. The browser
+is not optional: without /usr/bin/chromium and /usr/bin/chromedriver (`make
+browser-deps` installs them) these tests fail.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import shutil
+import tempfile
+import time
+from typing import Callable, Iterator, List
+
+import apache_beam as beam
+import pytest
+from apache_beam.testing.util import assert_that, equal_to
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+from raccoon_beam import RetryPolicy, WriteToRaccoon
+from raccoon_beam.emulator import RaccoonEmulator
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+CHROMIUM_FLAGS = (
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--window-size=1400,1800",
+)
+# Where the screenshots go (gitignored); CI keeps them as artifacts.
+ARTIFACTS = pathlib.Path(__file__).resolve().parents[2] / "test-artifacts"
+# Many requests, so that a share of them meets the fault; retried fast.
+FAST_RETRY = RetryPolicy(max_attempts=10, initial_backoff=0.001, max_backoff=0.01)
+WAIT = 30.0
+
+
+def _processes_using(marker: str) -> List[int]:
+    """Pids whose command line contains ``marker`` (this test's user-data-dir)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as file:
+                    if marker.encode() in file.read():
+                        pids.append(int(entry))
+            except OSError:
+                pass
+    return pids
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[webdriver.Chrome]:
+    for path in (CHROMIUM, CHROMEDRIVER):
+        assert os.path.exists(path), f"{path} is missing: run `make browser-deps` (apt-get install chromium chromium-driver)"
+    profile = tempfile.mkdtemp(prefix="raccoon-console-chromium-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in CHROMIUM_FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={profile}")
+    service = Service(executable_path=CHROMEDRIVER)
+    driver = webdriver.Chrome(service=service, options=options)
+    driver_pid = service.process.pid
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        deadline = time.monotonic() + 10
+        while (_processes_using(profile) or _alive(driver_pid)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        left = _processes_using(profile)
+        shutil.rmtree(profile, ignore_errors=True)
+        assert not left and not _alive(driver_pid), f"browser processes left: {left}, driver {driver_pid}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _wait(driver: webdriver.Chrome, condition: Callable[[], object], what: str) -> object:
+    def check(_: object) -> object:
+        try:
+            return condition()
+        except Exception:  # an element not rendered yet
+            return False
+
+    return WebDriverWait(driver, WAIT, poll_frequency=0.1).until(check, message=f"the page never showed {what}")
+
+
+def _text(driver: webdriver.Chrome, element_id: str) -> str:
+    return driver.find_element(By.ID, element_id).text
+
+
+def _events(start: int, n: int) -> List[dict]:
+    # Two types, 2:1, so that the per-topic counts differ.
+    return [{"id": i, "event_name": "click" if i % 3 else "page_view", "page": f"/p/{i}"} for i in range(start, start + n)]
+
+
+def _write(endpoint: str, events: List[dict], **kwargs: object) -> None:
+    with beam.Pipeline() as pipeline:
+        result = (
+            pipeline
+            | beam.Create(events, reshuffle=False)
+            | WriteToRaccoon(endpoint, event_type=lambda e: e["event_name"], **kwargs)
+        )
+        assert_that(result.failed, equal_to([]), label="NoDeadLetters")
+
+
+def _screenshot(driver: webdriver.Chrome, name: str) -> pathlib.Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / name
+    # The whole page: as tall as its content.
+    height = driver.execute_script("return document.documentElement.scrollHeight")
+    driver.set_window_size(1400, max(900, int(height) + 40))
+    assert driver.save_screenshot(str(path)), "no screenshot"
+    return path
+
+
+def test_console_shows_a_pipeline_and_switches_a_fault(browser: webdriver.Chrome) -> None:
+    with RaccoonEmulator() as emulator:
+        browser.get(emulator.console_url)
+        _wait(browser, lambda: _text(browser, "status") == "live", "the stream connected")
+
+        sent = _events(0, 300)
+        _write(emulator.rest_endpoint, sent, max_batch_size=50)
+        _wait(browser, lambda: _text(browser, "count-click") == "200", "200 click events")
+        assert _text(browser, "count-page_view") == "100"
+        assert _text(browser, "accepted-rest") == str(emulator.counters().accepted("rest"))
+
+        # The latest click event, decoded: pretty-printed JSON of one event that was sent.
+        table = browser.find_element(By.CSS_SELECTOR, 'table.latest[data-type="click"]')
+        first_row = table.find_element(By.CSS_SELECTOR, "tbody tr")
+        cells = first_row.find_elements(By.TAG_NAME, "td")
+        payload = first_row.find_element(By.CSS_SELECTOR, "pre.payload").text
+        assert "\n" in payload and json.loads(payload) in sent
+        captured = {e.req_guid: e for e in emulator.events()}
+        assert cells[2].text in captured and captured[cells[2].text].type == "click"
+        assert cells[3].text == captured[cells[2].text].conn_id and cells[1].text == "rest"
+        assert cells[5].text == "json"
+
+        # A 503 share on REST, switched on by a click.
+        assert emulator.counters().injected("http", "rest") == 0
+        browser.find_element(By.ID, "fault-rest-503").click()
+        _wait(browser, lambda: "on" in browser.find_element(By.ID, "switch-rest-503").get_attribute("class"),
+              "the 503 switch on")
+        rules = emulator.faults.describe()["fractions"]
+        assert [(r["transport"], r["fraction"], r["outcome"]["status"]) for r in rules] == [("rest", 0.5, 503)]
+
+        more = _events(300, 150)
+        _write(emulator.rest_endpoint, more, max_batch_size=10, retry=FAST_RETRY)
+        injected = emulator.counters().injected("http", "rest")
+        assert injected > 0, "the pipeline's requests never met the fault"
+        assert emulator.wait_for_events(450, timeout=10)  # every event got through, retried
+        _wait(browser, lambda: _text(browser, "faultcount-http-rest") == str(injected), f"{injected} 503s")
+        _wait(browser, lambda: _text(browser, "rejectedcount-http-rest") == str(injected), "the rejections")
+        assert "http 503" in browser.find_element(By.ID, "rejections").text
+        _wait(browser, lambda: _text(browser, "count-click") == "300", "300 click events")
+        path = _screenshot(browser, "console.png")
+        assert path.stat().st_size > 10_000
+
+        # Switched off again from the page.
+        browser.find_element(By.ID, "fault-rest-503").click()
+        _wait(browser, lambda: not emulator.faults.describe()["fractions"], "the switch off taking effect")
+
+
+def test_console_in_digest_mode_shows_counts_only(browser: webdriver.Chrome) -> None:
+    with RaccoonEmulator(capture="digest") as emulator:
+        browser.get(emulator.console_url)
+        _wait(browser, lambda: _text(browser, "status") == "live", "the stream connected")
+        _write(emulator.grpc_endpoint, _events(0, 90))
+        _wait(browser, lambda: _text(browser, "count-click") == "60", "60 click events")
+        assert _text(browser, "count-page_view") == "30"
+        assert "events are not kept" in _text(browser, "events-note")
+        assert not browser.find_elements(By.CSS_SELECTOR, "table.latest")
+        _screenshot(browser, "console-digest.png")
+
+
+def test_console_opened_with_its_token_keeps_working(browser: webdriver.Chrome) -> None:
+    with RaccoonEmulator(host="0.0.0.0") as emulator:
+        token = emulator.console_token
+        assert token
+        url = emulator.console_url.replace("0.0.0.0", "127.0.0.1")
+        browser.get(url.split("?")[0])  # without the token: refused
+        assert "token" in browser.find_element(By.TAG_NAME, "body").text
+        browser.get(url)
+        _wait(browser, lambda: _text(browser, "status") == "live", "the stream connected with the token")
+        browser.find_element(By.ID, "fault-grpc-slow").click()
+        _wait(browser, lambda: emulator.faults.describe()["latency"] == {"grpc": 0.2}, "the latency switch applied")
+        _wait(browser, lambda: "on" in browser.find_element(By.ID, "switch-grpc-slow").get_attribute("class"),
+              "the latency switch on")
+        assert _text(browser, "fault-error") == ""
