@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: install test test-fast sample bench proto lint
+.PHONY: install test test-fast sample bench proto lint browser-deps
 
 install: $(VENV)/.installed
 
@@ -15,8 +15,16 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 # The whole suite, slow reliability tests included (what CI runs).
-test: install
+test: install browser-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Debian's chromium and chromedriver, for the console's browser test
+# (tests/emulator/test_console_browser.py, which fails without them). Installed
+# only when missing and when root can install them (a CI machine).
+browser-deps:
+	@if [ ! -x /usr/bin/chromedriver ] && [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && apt-get install -y -qq chromium chromium-driver; \
+	fi
 
 # Everything but the tests marked slow.
 test-fast: install

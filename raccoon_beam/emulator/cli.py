@@ -30,6 +30,7 @@ from raccoon_beam.emulator.config import (
 from raccoon_beam.emulator.control import CONTROL_PREFIX
 from raccoon_beam.emulator.faults import TRANSPORTS
 from raccoon_beam.emulator.outcomes import Outcome
+from raccoon_beam.emulator.payloads import PayloadDecoders
 from raccoon_beam.emulator.server import RaccoonEmulator
 
 __all__ = ["main", "build_parser", "DEFAULT_GRPC_PORT", "DEFAULT_HTTP_PORT", "DEFAULT_STATS_INTERVAL"]
@@ -79,6 +80,15 @@ def build_parser() -> argparse.ArgumentParser:
     faults.add_argument("--latency", type=float, default=0.0, help="seconds added to every answer")
     faults.add_argument("--reject-event-type", action="append", default=[], metavar="TYPE")
     faults.add_argument("--fail-publish-fraction", type=float, default=0.0)
+    console = parser.add_argument_group("console")
+    console.add_argument(
+        "--console-token", help="token for /_emulator/* (console, control); default: generated unless on loopback"
+    )
+    console.add_argument(
+        "--decode", action="append", default=[], metavar="TYPE=SPEC",
+        help="how the console shows a type's (or topic's) payloads: json, hex, proto:<message>, avro:<schema file>",
+    )
+    console.add_argument("--descriptor-set", help="FileDescriptorSet file for proto: decoders")
     output = parser.add_argument_group("output")
     output.add_argument(
         "--stats-interval", type=float, default=DEFAULT_STATS_INTERVAL, help="seconds between count lines; 0: none"
@@ -127,6 +137,14 @@ def main(argv: Optional[Sequence[str]] = None, stdout: TextIO = sys.stdout) -> i
     if bool(args.tls_cert) != bool(args.tls_key):
         print("--tls-cert and --tls-key go together", file=sys.stderr)
         return 2
+    decoders = dict(spec.split("=", 1) for spec in args.decode if "=" in spec)
+    try:
+        if len(decoders) != len(args.decode):
+            raise ValueError("--decode takes TYPE=SPEC, e.g. click=proto:shop.Click")
+        PayloadDecoders(decoders, args.descriptor_set)
+    except ValueError as exc:
+        print(f"raccoon-emulator: {exc}", file=sys.stderr)
+        return 2
     emu = RaccoonEmulator(
         host=args.host,
         grpc_port=args.grpc_port,
@@ -145,6 +163,9 @@ def main(argv: Optional[Sequence[str]] = None, stdout: TextIO = sys.stdout) -> i
         pong_timeout=args.pong_timeout,
         tls=(args.tls_cert, args.tls_key) if args.tls_cert else None,
         max_body_bytes=args.max_body_bytes,
+        console_token=args.console_token,
+        decoders=decoders,
+        descriptor_set=args.descriptor_set,
     )
     _configure_faults(emu, args)
     stop = threading.Event()
@@ -156,6 +177,9 @@ def main(argv: Optional[Sequence[str]] = None, stdout: TextIO = sys.stdout) -> i
         print(f"rest_endpoint={emu.rest_endpoint}", file=stdout)
         print(f"ws_endpoint={emu.ws_endpoint}", file=stdout)
         print(f"control_url={emu.http_base_url}{CONTROL_PREFIX}", file=stdout)
+        print(f"console_url={emu.console_url}", file=stdout)
+        if emu.console_token:
+            print(f"console_token={emu.console_token}", file=stdout)
         print("ready", file=stdout, flush=True)
         interactive = stdout.isatty()
         last = [0, 0]

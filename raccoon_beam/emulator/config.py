@@ -78,6 +78,10 @@ class EmulatorConfig:
             raise ValueError("max_connections must be >= 0")
         if self.ping_interval <= 0 or self.pong_timeout <= 0:
             raise ValueError("ping_interval and pong_timeout must be > 0")
+        if self.decoders:
+            from raccoon_beam.emulator.payloads import PayloadDecoders
+
+            PayloadDecoders(self.decoders, self.descriptor_set)  # a bad spec fails here, not at start
 
     @property
     def sync_ack(self) -> bool:

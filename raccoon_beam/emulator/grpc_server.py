@@ -86,7 +86,7 @@ class GrpcServer:
         try:
             request = decode_request(body, Wire.PROTOBUF)
         except WireFormatError as exc:
-            ingest.bad_request("grpc", f"{_UNMARSHAL_ERROR}: {exc}")
+            ingest.bad_request("grpc", f"{_UNMARSHAL_ERROR}: {exc}", self._metadata(context)[0] or "")
             await context.abort(grpc.StatusCode.INTERNAL, _UNMARSHAL_ERROR)
         conn_id, group = self._metadata(context)
         if conn_id is None:

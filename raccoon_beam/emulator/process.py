@@ -18,6 +18,7 @@ import time
 import urllib.request
 from typing import Any, Dict, List, Optional, Sequence
 
+from raccoon_beam.emulator.access import TOKEN_HEADER
 from raccoon_beam.emulator.capture import CapturedEvent, TypeDigest
 from raccoon_beam.emulator.counters import CountersSnapshot
 from raccoon_beam.emulator.outcomes import Outcome
@@ -119,15 +120,20 @@ class EmulatorProcess:
     def ws_endpoint(self) -> str:
         return self.endpoints["ws_endpoint"]
 
+    @property
+    def console_url(self) -> str:
+        """The console page (with its token when one is required)."""
+        return self.endpoints["console_url"]
+
     # ------------------------------------------------------------ control
 
     def _call(self, method: str, path: str, payload: Optional[Dict[str, Any]] = None) -> Any:
         data = json.dumps(payload).encode("utf-8") if payload is not None else None
+        headers = {"Content-Type": "application/json"}
+        if "console_token" in self.endpoints:  # printed when the emulator listens beyond loopback
+            headers[TOKEN_HEADER] = self.endpoints["console_token"]
         request = urllib.request.Request(
-            self.endpoints["control_url"] + path,
-            data=data,
-            method=method,
-            headers={"Content-Type": "application/json"},
+            self.endpoints["control_url"] + path, data=data, method=method, headers=headers
         )
         with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 (loopback)
             return json.loads(response.read())

@@ -48,8 +48,9 @@ class RestHandler:
         content_type = request.headers.get("Content-Type", "")
         headers = {"Content-Type": content_type}
         wire = wire_for_content_type(content_type)
+        conn_id = request.headers.get(self._config.conn_id_header, "")
         if wire is None:
-            self._ingest.bad_request("rest", f"{REASON_INVALID_CONTENT_TYPE} ({content_type or 'none'})")
+            self._ingest.bad_request("rest", f"{REASON_INVALID_CONTENT_TYPE} ({content_type or 'none'})", conn_id)
             body = encode_response(
                 error_response(raccoon_pb2.CODE_BAD_REQUEST, REASON_INVALID_CONTENT_TYPE), Wire.JSON
             )
@@ -59,11 +60,11 @@ class RestHandler:
         except web.HTTPRequestEntityTooLarge:
             # The proxy's size limit (see the module docstring); counted as a
             # request received and rejected.
-            self._ingest.bad_request("rest", _TOO_LARGE_TEXT)
+            self._ingest.bad_request("rest", _TOO_LARGE_TEXT, conn_id)
             return web.Response(status=413, text=_TOO_LARGE_TEXT, content_type="text/plain")
         except (ConnectionError, asyncio.IncompleteReadError, OSError):
             # Go's io.ReadAll failing: 500 (with Raccoon's odd reason).
-            self._ingest.bad_request("rest", "body not read in full")
+            self._ingest.bad_request("rest", "body not read in full", conn_id)
             body = encode_response(
                 error_response(raccoon_pb2.CODE_INTERNAL_ERROR, REASON_DESERIALIZATION_FAILURE), wire
             )
@@ -71,11 +72,10 @@ class RestHandler:
         try:
             event_request = decode_request(raw, wire)
         except WireFormatError as exc:
-            self._ingest.bad_request("rest", f"{REASON_DESERIALIZATION_FAILURE}: {exc}")
+            self._ingest.bad_request("rest", f"{REASON_DESERIALIZATION_FAILURE}: {exc}", conn_id)
             response = error_response(raccoon_pb2.CODE_BAD_REQUEST, REASON_DESERIALIZATION_FAILURE)
             body = encode_response(response, wire)
             return web.Response(status=400, body=body, headers=headers)
-        conn_id = request.headers.get(self._config.conn_id_header, "")
         group = request.headers.get(self._config.group_header, "") or self._config.default_group
         verdict = await self._ingest.handle(event_request, conn_id, group, "rest")
         return await self._render(verdict, request, wire, headers)

@@ -139,16 +139,17 @@ def test_console_shows_a_pipeline_and_switches_a_fault(browser: webdriver.Chrome
         assert _text(browser, "count-page_view") == "100"
         assert _text(browser, "accepted-rest") == str(emulator.counters().accepted("rest"))
 
-        # The latest click event, decoded: pretty-printed JSON of one event that was sent.
-        table = browser.find_element(By.CSS_SELECTOR, 'table.latest[data-type="click"]')
-        first_row = table.find_element(By.CSS_SELECTOR, "tbody tr")
-        cells = first_row.find_elements(By.TAG_NAME, "td")
-        payload = first_row.find_element(By.CSS_SELECTOR, "pre.payload").text
+        # The latest click event, decoded: pretty-printed JSON of one event that was sent. Read in one
+        # script: the page re-renders the table a few times a second.
+        cells, payload = browser.execute_script(
+            'const row = document.querySelector(\'table.latest[data-type="click"] tbody tr\');'
+            "return [Array.from(row.cells, (c) => c.textContent), row.querySelector('pre.payload').textContent];"
+        )
         assert "\n" in payload and json.loads(payload) in sent
         captured = {e.req_guid: e for e in emulator.events()}
-        assert cells[2].text in captured and captured[cells[2].text].type == "click"
-        assert cells[3].text == captured[cells[2].text].conn_id and cells[1].text == "rest"
-        assert cells[5].text == "json"
+        assert cells[2] in captured and captured[cells[2]].type == "click"
+        assert cells[3] == captured[cells[2]].conn_id and cells[1] == "rest"
+        assert cells[5] == "json"
 
         # A 503 share on REST, switched on by a click.
         assert emulator.counters().injected("http", "rest") == 0
