@@ -8,6 +8,17 @@ generator saw them acknowledged, and checks through the emulator's digest
 that exactly the acknowledged events were captured.
 
     python benchmarks/emulator_ingest.py [--duration 5] [--in-flight 8] [--batch 500]
+    python benchmarks/emulator_ingest.py --console [--rounds 3] [--capture events]
+
+With ``--console`` each transport runs ``--rounds`` times without and with
+the console open, alternating (off, on, off, on, ...), in one emulator
+process: "open" is a client subscribed to the console's event stream that
+parses every update, as the page does (``ConsoleReader``). The script
+reports, per transport, the median of the paired ratios (open / closed) of
+events/s and of the emulator's CPU per event, and, with nothing sent, the
+emulator's CPU with the console closed and open: the console's own cost,
+the number least disturbed by other load on a shared machine (issue 14: an
+open page may not slow ingest by more than 5 %).
 
 The generator pre-encodes a few distinct batches and cycles through them, so
 that it spends its CPU on sending, not encoding; the expected digest is then
@@ -22,10 +33,13 @@ import json
 import os
 import platform
 import random
+import statistics
 import subprocess
 import sys
+import threading
 import time
-from typing import Dict, List, Tuple
+import urllib.request
+from typing import Dict, List, Optional, Tuple
 
 DEFAULT_DURATION = 5.0
 DEFAULT_IN_FLIGHT = 8
@@ -140,6 +154,110 @@ def _run_generator(transport: str, endpoint: str, args: argparse.Namespace) -> D
     return json.loads(out.strip().splitlines()[-1])
 
 
+class ConsoleReader(threading.Thread):
+    """A console page's load on the emulator: reads and parses every update of the stream."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(name="console-reader", daemon=True)
+        self._url = url
+        self._stopping = threading.Event()
+        self.updates = 0
+        self.bytes = 0
+        self.error: Optional[BaseException] = None
+
+    def run(self) -> None:
+        try:
+            with urllib.request.urlopen(self._url, timeout=30) as stream:  # noqa: S310 (loopback)
+                for line in stream:
+                    if line.startswith(b"data: "):
+                        json.loads(line[6:])
+                        self.updates += 1
+                        self.bytes += len(line)
+                    if self._stopping.is_set():  # updates come every 0.25 s: a prompt check
+                        return
+        except BaseException as exc:  # reported by the main thread
+            self.error = exc
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.join(timeout=10)
+        if self.error is not None:
+            raise RuntimeError(f"the console stream failed: {self.error!r}")
+
+
+def _run_once(emu, transport: str, args: argparse.Namespace, console: bool) -> Dict:
+    emu.reset()
+    endpoint = emu.grpc_endpoint if transport == "grpc" else emu.rest_endpoint
+    reader = None
+    if console:
+        reader = ConsoleReader(emu.console_url.replace("/_emulator/ui", "/_emulator/ui/stream", 1))
+        reader.start()
+    cpu_before = _cpu_seconds(emu.pid)
+    started = time.monotonic()
+    result = _run_generator(transport, endpoint, args)
+    cpu = _cpu_seconds(emu.pid) - cpu_before
+    result["emulator_cpu"] = cpu / result["elapsed"]
+    result["emulator_us_per_event"] = cpu * 1e6 / max(1, result["requests"] * args.batch)
+    if reader is not None:
+        reader.stop()
+        result["updates_per_second"] = reader.updates / (time.monotonic() - started)
+        result["update_bytes"] = reader.bytes / max(1, reader.updates)
+    digest = {t: [d.count, d.total_bytes, d.digest] for t, d in emu.digest().items()}
+    result["verified"] = digest == result["expected"] and result["failed"] == 0
+    return result
+
+
+def _idle_cost(emu, seconds: float) -> Tuple[float, float, float]:
+    """The emulator's CPU (share of a core) idle with the console closed, then open; and updates/s."""
+    emu.reset()
+    before = _cpu_seconds(emu.pid)
+    time.sleep(seconds)
+    closed = (_cpu_seconds(emu.pid) - before) / seconds
+    reader = ConsoleReader(emu.console_url.replace("/_emulator/ui", "/_emulator/ui/stream", 1))
+    reader.start()
+    time.sleep(1.0)  # connected and streaming
+    before, updates = _cpu_seconds(emu.pid), reader.updates
+    time.sleep(seconds)
+    opened = (_cpu_seconds(emu.pid) - before) / seconds
+    rate = (reader.updates - updates) / seconds
+    reader.stop()
+    return closed, opened, rate
+
+
+def _console_comparison(emu, args: argparse.Namespace) -> bool:
+    ok = True
+    closed, opened, rate = _idle_cost(emu, args.duration * 2)
+    print(f"idle: emulator CPU {closed:.2%} of a core with the console closed, {opened:.2%} open "
+          f"({rate:.1f} updates/s)")
+    for transport in args.transports.split(","):
+        runs: Dict[bool, List[Dict]] = {False: [], True: []}
+        for _ in range(args.rounds):
+            for console in (False, True):
+                runs[console].append(_run_once(emu, transport, args, console))
+        closed = statistics.mean(r["events_per_second"] for r in runs[False])
+        opened = statistics.mean(r["events_per_second"] for r in runs[True])
+        paired = statistics.median(
+            on["events_per_second"] / off["events_per_second"] for off, on in zip(runs[False], runs[True])
+        )
+        cpu_paired = statistics.median(
+            on["emulator_us_per_event"] / off["emulator_us_per_event"] for off, on in zip(runs[False], runs[True])
+        )
+        us = [statistics.median(r["emulator_us_per_event"] for r in runs[c]) for c in (False, True)]
+        verified = all(r["verified"] for rs in runs.values() for r in rs)
+        ok = ok and verified
+        updates = statistics.mean(r["updates_per_second"] for r in runs[True])
+        size = statistics.mean(r["update_bytes"] for r in runs[True])
+        cpu = [statistics.mean(r["emulator_cpu"] for r in runs[c]) for c in (False, True)]
+        print(f"{transport}: console closed {closed:,.0f} events/s, open {opened:,.0f} events/s (means); "
+              f"median paired ratio open/closed: events/s {paired:.3f}, emulator CPU per event {cpu_paired:.3f} "
+              f"({us[0]:.2f} / {us[1]:.2f} us/event); {args.rounds} alternating rounds of {args.duration:g} s; "
+              f"runs closed {[round(r['events_per_second']) for r in runs[False]]}, "
+              f"open {[round(r['events_per_second']) for r in runs[True]]}; "
+              f"{updates:.1f} updates/s of {size:,.0f} bytes; emulator CPU {cpu[0]:.0%} / {cpu[1]:.0%} of a core; "
+              f"digest {'verified' if verified else 'MISMATCH'}")
+    return ok
+
+
 def _cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of a process (Linux; 0 elsewhere)."""
     try:
@@ -167,6 +285,9 @@ def main(argv=None) -> int:
     parser.add_argument("--batch", type=int, default=DEFAULT_BATCH)
     parser.add_argument("--event-bytes", type=int, default=DEFAULT_EVENT_BYTES)
     parser.add_argument("--transports", default="grpc,rest")
+    parser.add_argument("--console", action="store_true", help="compare with and without the console open")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per transport with --console")
+    parser.add_argument("--capture", choices=("digest", "events"), default="digest")
     parser.add_argument("--generate", help=argparse.SUPPRESS)
     parser.add_argument("--endpoint", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -181,7 +302,9 @@ def main(argv=None) -> int:
 
     print(json.dumps(_machine()))
     ok = True
-    with EmulatorProcess() as emu:
+    with EmulatorProcess(["--capture", args.capture]) as emu:
+        if args.console:
+            return 0 if _console_comparison(emu, args) else 1
         for transport in args.transports.split(","):
             emu.reset()
             endpoint = emu.grpc_endpoint if transport == "grpc" else emu.rest_endpoint

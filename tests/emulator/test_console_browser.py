@@ -10,31 +10,20 @@ browser-deps` installs them) these tests fail.
 from __future__ import annotations
 
 import json
-import os
 import pathlib
-import shutil
-import tempfile
-import time
 from typing import Callable, Iterator, List
 
 import apache_beam as beam
 import pytest
 from apache_beam.testing.util import assert_that, equal_to
 from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from raccoon_beam import RetryPolicy, WriteToRaccoon
 from raccoon_beam.emulator import RaccoonEmulator
+from tests.emulator.chromium import chromium
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
-CHROMIUM_FLAGS = (
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--window-size=1400,1800",
-)
 # Where the screenshots go (gitignored); CI keeps them as artifacts.
 ARTIFACTS = pathlib.Path(__file__).resolve().parents[2] / "test-artifacts"
 # Many requests, so that a share of them meets the fault; retried fast.
@@ -42,51 +31,10 @@ FAST_RETRY = RetryPolicy(max_attempts=10, initial_backoff=0.001, max_backoff=0.0
 WAIT = 30.0
 
 
-def _processes_using(marker: str) -> List[int]:
-    """Pids whose command line contains ``marker`` (this test's user-data-dir)."""
-    pids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/cmdline", "rb") as file:
-                    if marker.encode() in file.read():
-                        pids.append(int(entry))
-            except OSError:
-                pass
-    return pids
-
-
 @pytest.fixture(scope="module")
 def browser() -> Iterator[webdriver.Chrome]:
-    for path in (CHROMIUM, CHROMEDRIVER):
-        assert os.path.exists(path), f"{path} is missing: run `make browser-deps` (apt-get install chromium chromium-driver)"
-    profile = tempfile.mkdtemp(prefix="raccoon-console-chromium-")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in CHROMIUM_FLAGS:
-        options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={profile}")
-    service = Service(executable_path=CHROMEDRIVER)
-    driver = webdriver.Chrome(service=service, options=options)
-    driver_pid = service.process.pid
-    try:
+    with chromium() as driver:
         yield driver
-    finally:
-        driver.quit()
-        deadline = time.monotonic() + 10
-        while (_processes_using(profile) or _alive(driver_pid)) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        left = _processes_using(profile)
-        shutil.rmtree(profile, ignore_errors=True)
-        assert not left and not _alive(driver_pid), f"browser processes left: {left}, driver {driver_pid}"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def _wait(driver: webdriver.Chrome, condition: Callable[[], object], what: str) -> object:
