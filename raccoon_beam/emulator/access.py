@@ -20,9 +20,10 @@ import dataclasses
 import hmac
 import ipaddress
 import secrets
-from typing import Awaitable, Callable, Optional
+from typing import Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from raccoon_beam.emulator.config import EmulatorConfig
 
@@ -66,7 +67,7 @@ def with_console_token(config: EmulatorConfig) -> EmulatorConfig:
 
 def request_token(request: web.Request) -> str:
     """The token a request carries (query parameter, header or bearer), or ""."""
-    token = request.query.get(TOKEN_QUERY) or request.headers.get(TOKEN_HEADER, "")
+    token = request.query.get(TOKEN_QUERY) or request.headers.get(TOKEN_HEADER) or ""
     if not token:
         authorization = request.headers.get("Authorization", "")
         if authorization.lower().startswith("bearer "):
@@ -74,7 +75,7 @@ def request_token(request: web.Request) -> str:
     return token
 
 
-def token_middleware(token: str) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+def token_middleware(token: str) -> Middleware:
     """An aiohttp middleware answering 401 to ``/_emulator`` requests without ``token``.
 
     Installed only when a token is required, so that the ingest routes pay

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import logging
 import time
 from importlib import resources
 from typing import Any, Deque, Dict, List, Optional, Tuple
@@ -65,10 +66,11 @@ DEFAULT_TOP_CONNECTIONS = 50
 # Fault kinds counted that are not rejections (the request still went through).
 _NOT_REJECTIONS = (LATENCY, DROP_AFTER_CAPTURE)
 _STATIC_FILES = {"console.js": "text/javascript", "console.css": "text/css"}
+_log = logging.getLogger(__name__)
 
 
 def _static(name: str) -> bytes:
-    return resources.files("raccoon_beam.emulator").joinpath("static", name).read_bytes()
+    return (resources.files("raccoon_beam.emulator") / "static" / name).read_bytes()
 
 
 class _Latest:
@@ -174,9 +176,13 @@ class Console:
                 self._add_point(now)
                 next_point = now + 1.0
             if self._subscribers:
-                self._payload = b"data: " + orjson.dumps(self.state()) + b"\n\n"
-                tick, self._tick = self._tick, asyncio.Event()
-                tick.set()
+                try:
+                    self._payload = b"data: " + orjson.dumps(self.state()) + b"\n\n"
+                except Exception:  # a bug here must not stop the page for good
+                    _log.exception("the console's update failed")
+                else:
+                    tick, self._tick = self._tick, asyncio.Event()
+                    tick.set()
             await asyncio.sleep(DEFAULT_UPDATE_INTERVAL)
 
     def _add_point(self, now: float) -> None:
@@ -197,7 +203,7 @@ class Console:
         if keep:
             self._latest.update(self._capture)
         transports = sorted(set(snapshot.requests_received) | set(snapshot.events_accepted))
-        connections = [
+        connections: List[Dict[str, Any]] = [
             {"transport": transport, "conn_id": conn_id, "requests": count}
             for transport, per_connection in snapshot.requests_by_connection.items()
             for conn_id, count in per_connection.items()

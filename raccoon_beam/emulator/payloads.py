@@ -64,7 +64,7 @@ class PayloadDecoders:
 
     def __init__(self, decoders: Mapping[str, str], descriptor_set: Optional[str] = None) -> None:
         self._by_key: Dict[str, Callable[[bytes], DecodedPayload]] = {}
-        self._pool = None
+        self._pool: Optional[Any] = None  # the descriptor pool, loaded by the first proto: spec
         for key, spec in decoders.items():
             self._by_key[key] = self._build(spec, descriptor_set)
 
@@ -81,7 +81,12 @@ class PayloadDecoders:
         raise ValueError(f"decoder {spec!r}: expected json, hex, proto:<message name> or avro:<schema>")
 
     def _proto(self, message_name: str, descriptor_set: Optional[str]) -> Callable[[bytes], DecodedPayload]:
-        from google.protobuf import descriptor_pb2, descriptor_pool, json_format, message_factory
+        from google.protobuf import (  # type: ignore[import-untyped, unused-ignore]
+            descriptor_pb2,
+            descriptor_pool,
+            json_format,
+            message_factory,
+        )
 
         if descriptor_set is None:
             raise ValueError(f"decoder proto:{message_name} needs a descriptor set (--descriptor-set)")
