@@ -224,8 +224,57 @@ def _idle_cost(emu, seconds: float) -> Tuple[float, float, float]:
     return closed, opened, rate
 
 
+def _update_cost(updates: int = 200) -> Tuple[float, int]:
+    """Mean microseconds of one console update (sample + encode), with a busy state; and its size.
+
+    An in-process emulator (events capture) with 50 event types, 1,000
+    connection ids and 50 recent rejections, and 2,000 new events before
+    each update; the latest events (250 decoded payloads) are refreshed every
+    ``DEFAULT_EVENTS_INTERVAL / DEFAULT_UPDATE_INTERVAL``-th update, as on a
+    live page: an upper bound on what the sampler costs the emulator at any
+    ingest rate.
+    """
+    import orjson
+
+    from raccoon_beam._proto import raccoon_pb2
+    from raccoon_beam.emulator import RaccoonEmulator
+    from raccoon_beam.emulator.console import DEFAULT_EVENTS_INTERVAL, DEFAULT_UPDATE_INTERVAL
+
+    every = round(DEFAULT_EVENTS_INTERVAL / DEFAULT_UPDATE_INTERVAL)
+    with RaccoonEmulator() as emu:
+        console = emu._http.console  # the benchmark measures the internals directly
+        ingest = emu._ingest
+        for i in range(1000):
+            ingest.counters.received("rest", f"conn-{i}")
+            if i < 50:
+                ingest.counters.rejected("rest", "http", "http 503", f"conn-{i}")
+        payload = json.dumps({"id": 1, "event_name": "click", "page": "/p/1", "user": "u-1"}).encode()
+        batch = raccoon_pb2.SendEventRequest(req_guid="g", events=[
+            raccoon_pb2.Event(type=f"type-{i % 50}", event_bytes=payload) for i in range(2000)])
+
+        async def measure() -> Tuple[float, int]:
+            size = 0
+            spent = 0.0
+            for n in range(updates):
+                ingest.capture.add(batch, "conn-1", "g", "rest")
+                if n % every == 0:
+                    console._latest_at = float("-inf")  # as if a second had passed
+                start = time.perf_counter()
+                size = len(orjson.dumps(console.state()))
+                spent += time.perf_counter() - start
+            return spent / updates * 1e6, size
+
+        return emu._loop.run(measure(), timeout=300)
+
+
 def _console_comparison(emu, args: argparse.Namespace) -> bool:
     ok = True
+    from raccoon_beam.emulator.console import DEFAULT_UPDATE_INTERVAL
+
+    cost, size = _update_cost()
+    print(f"update cost: {cost:,.0f} us per update ({size:,} bytes) with 50 types, 1,000 connections, "
+          f"2,000 new events per update; at {1 / DEFAULT_UPDATE_INTERVAL:g} updates/s: "
+          f"{cost / DEFAULT_UPDATE_INTERVAL / 1e4:.2f}% of a core")
     closed, opened, rate = _idle_cost(emu, args.duration * 2)
     print(f"idle: emulator CPU {closed:.2%} of a core with the console closed, {opened:.2%} open "
           f"({rate:.1f} updates/s)")

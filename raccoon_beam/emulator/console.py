@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import heapq
 import logging
 import time
 from importlib import resources
@@ -45,6 +46,7 @@ __all__ = [
     "DEFAULT_HISTORY_SECONDS",
     "DEFAULT_LATEST_PER_TYPE",
     "DEFAULT_TAIL_LIMIT",
+    "DEFAULT_EVENTS_INTERVAL",
     "DEFAULT_TOP_CONNECTIONS",
 ]
 
@@ -58,9 +60,13 @@ DEFAULT_UPDATE_INTERVAL = 0.25
 DEFAULT_HISTORY_SECONDS = 300
 # Latest events shown per event type.
 DEFAULT_LATEST_PER_TYPE = 5
-# Captured events read per update at most (the newest); bounds an update's
-# cost when millions arrive between two updates.
-DEFAULT_TAIL_LIMIT = 2000
+# Captured events read per refresh of the latest events at most (the newest);
+# bounds its cost when millions arrive in between. Types rarer than that keep
+# the events shown before.
+DEFAULT_TAIL_LIMIT = 500
+# Seconds between refreshes of the latest events (decoding is the costly part
+# of an update, and nobody reads payloads faster); counts refresh every update.
+DEFAULT_EVENTS_INTERVAL = 1.0
 # Connections listed (the busiest); the page stays readable and the update small.
 DEFAULT_TOP_CONNECTIONS = 50
 # Fault kinds counted that are not rejections (the request still went through).
@@ -133,6 +139,7 @@ class Console:
         self._counters = counters
         self._faults = faults
         self._latest = _Latest(PayloadDecoders(config.decoders, config.descriptor_set))
+        self._latest_at = float("-inf")
         self._history: Deque[Tuple[float, float]] = collections.deque(maxlen=DEFAULT_HISTORY_SECONDS)
         self._last_point: Optional[Tuple[float, int]] = None
         self._payload = b""
@@ -200,15 +207,17 @@ class Console:
         snapshot = self._counters.snapshot()
         digest = self._capture.digest()
         keep = self._capture.mode == "events"
-        if keep:
+        now = time.monotonic()
+        if keep and now - self._latest_at >= DEFAULT_EVENTS_INTERVAL:
             self._latest.update(self._capture)
+            self._latest_at = now
         transports = sorted(set(snapshot.requests_received) | set(snapshot.events_accepted))
-        connections: List[Dict[str, Any]] = [
-            {"transport": transport, "conn_id": conn_id, "requests": count}
+        by_connection = [
+            (count, transport, conn_id)
             for transport, per_connection in snapshot.requests_by_connection.items()
             for conn_id, count in per_connection.items()
         ]
-        connections.sort(key=lambda c: -c["requests"])
+        busiest = heapq.nlargest(DEFAULT_TOP_CONNECTIONS, by_connection, key=lambda c: c[0])
         rejected_by_kind: Dict[str, Dict[str, int]] = {}
         for transport in transports:
             by_fault = 0
@@ -240,8 +249,8 @@ class Console:
                 }
                 for t in transports
             },
-            "connections": connections[:DEFAULT_TOP_CONNECTIONS],
-            "connection_count": len(connections),
+            "connections": [{"transport": t, "conn_id": c, "requests": n} for n, t, c in busiest],
+            "connection_count": len(by_connection),
             "connections_open": snapshot.connections_open,
             "connections_refused": snapshot.connections_refused,
             "rejected_by_kind": rejected_by_kind,
