@@ -73,7 +73,7 @@ def main() -> int:
             # Between ~200 and ~2,000 events/s: the chart has a shape.
             rate = 1100 + 900 * math.sin(elapsed / 25)
             for k in range(2):
-                body = encode_request(_batch(i, 50)).body
+                body = encode_request(_batch(i, 50), wire=Wire.PROTOBUF).body
                 i += 1
                 try:
                     call(body, metadata=(("x-user-id", f"web-{k}"),), timeout=10)

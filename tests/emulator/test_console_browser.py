@@ -89,10 +89,11 @@ def test_console_shows_a_pipeline_and_switches_a_fault(browser: webdriver.Chrome
 
         # The latest click event, decoded: pretty-printed JSON of one event that was sent. Read in one
         # script: the page re-renders the table a few times a second.
-        cells, payload = browser.execute_script(
+        # (The latest events refresh once a second, the counts four times.)
+        cells, payload = _wait(browser, lambda: browser.execute_script(
             'const row = document.querySelector(\'table.latest[data-type="click"] tbody tr\');'
-            "return [Array.from(row.cells, (c) => c.textContent), row.querySelector('pre.payload').textContent];"
-        )
+            "return row && [Array.from(row.cells, (c) => c.textContent), row.querySelector('pre.payload').textContent];"
+        ), "the latest click events")
         assert "\n" in payload and json.loads(payload) in sent
         captured = {e.req_guid: e for e in emulator.events()}
         assert cells[2] in captured and captured[cells[2]].type == "click"
