@@ -117,6 +117,7 @@ class Capture:
         self._sums: Dict[str, List[int]] = {}  # type -> [count, total bytes, hash sum]
         self._count = 0
         self._batches = 0
+        self._resets = 0
         self._topics: Dict[str, str] = {}
 
     # ------------------------------------------------------------ lifecycle
@@ -140,6 +141,7 @@ class Capture:
             self._sums = {}
             self._count = 0
             self._batches = 0
+            self._resets += 1
 
     # ------------------------------------------------------------ writing
 
@@ -227,6 +229,11 @@ class Capture:
         return self._count
 
     @property
+    def resets(self) -> int:
+        """How many times :meth:`reset` ran (readers of :meth:`tail` start over when it changes)."""
+        return self._resets
+
+    @property
     def batches(self) -> int:
         """Batches captured since the last reset."""
         return self._batches
@@ -245,7 +252,7 @@ class Capture:
         """
         with self._cond:
             kept = len(self._events)
-            if start > kept:
+            if start > kept:  # a reset since: everything kept is new
                 start = 0
             return self._events[max(start, kept - limit):], kept
 

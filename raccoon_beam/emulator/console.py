@@ -85,14 +85,14 @@ class _Latest:
     def __init__(self, decoders: PayloadDecoders) -> None:
         self._decoders = decoders
         self._cursor = 0
-        self._batches_seen = 0
+        self._resets_seen = 0
         self._by_type: Dict[str, Deque[Tuple[CapturedEvent, Dict[str, Any]]]] = {}
 
     def update(self, capture: Capture) -> None:
-        if capture.batches < self._batches_seen:  # reset since the last update
+        if capture.resets != self._resets_seen:  # what is shown was cleared
             self._by_type.clear()
             self._cursor = 0
-        self._batches_seen = capture.batches
+            self._resets_seen = capture.resets
         events, self._cursor = capture.tail(self._cursor, DEFAULT_TAIL_LIMIT)
         fresh: Dict[str, List[CapturedEvent]] = {}
         for event in events[::-1]:  # newest first; stop filling a type at the limit

@@ -239,3 +239,14 @@ def test_cli_prints_the_console_url_and_token_and_process_control_uses_it() -> N
     bad = subprocess.run([sys.executable, "-m", "raccoon_beam.emulator", "--decode", "a=proto:x.Y"],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "needs a descriptor set" in bad.stderr
+
+
+def test_reset_clears_what_the_console_shows() -> None:
+    with RaccoonEmulator() as emu:
+        kit = Kit(emu)
+        kit.grpc(kit.request([("old", b"{}")]).body)
+        _state_when(emu, lambda s: "old" in s["latest"])
+        emu.reset()
+        kit.grpc(kit.request([("new", b"{}")]).body)
+        state = _state_when(emu, lambda s: "new" in s["latest"])
+        assert list(state["latest"]) == ["new"] and [t["type"] for t in state["topics"]] == ["new"]
