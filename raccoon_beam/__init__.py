@@ -8,6 +8,8 @@ output: every element ends acknowledged or in ``result.failed``.
 
 from raccoon_beam.errors import (
     DeliveryError,
+    Failure,
+    FailureKind,
     RaccoonDeadLetter,
     RaccoonError,
     SendFailure,
@@ -16,7 +18,7 @@ from raccoon_beam.errors import (
 )
 from raccoon_beam.io import WriteToRaccoon, WriteToRaccoonResult
 from raccoon_beam.retry import RetryPolicy
-from raccoon_beam.transports.base import TlsOptions
+from raccoon_beam.transports import TlsOptions
 
 __all__ = [
     "WriteToRaccoon",
@@ -28,6 +30,8 @@ __all__ = [
     "SerializationError",
     "WireFormatError",
     "SendFailure",
+    "Failure",
+    "FailureKind",
     "DeliveryError",
 ]
 
