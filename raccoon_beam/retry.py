@@ -28,7 +28,7 @@ import dataclasses
 import enum
 import math
 import time
-from typing import Any, Awaitable, Callable, Optional
+from typing import Any, Awaitable, Callable, Dict, Optional
 
 import tenacity
 
@@ -65,7 +65,7 @@ class Verdict(enum.Enum):
 # Raccoon codes. CODE_MAX_CONNECTION_LIMIT_REACHED / CODE_MAX_USER_LIMIT_REACHED
 # come with a WebSocket close: the server is full or the id is taken, and a
 # new connection (with a new id) later may succeed.
-_RACCOON_CODES = {
+_RACCOON_CODES: Dict[int, Verdict] = {
     raccoon_pb2.CODE_BAD_REQUEST: Verdict.SPLIT,
     raccoon_pb2.CODE_INTERNAL_ERROR: Verdict.RETRY,
     raccoon_pb2.CODE_MAX_CONNECTION_LIMIT_REACHED: Verdict.RETRY,
@@ -241,13 +241,7 @@ class RetryPolicy:
           clock: a monotonic clock in seconds, for the deadline.
           on_retry: called with the failure and the wait before each retry.
         """
-        started = clock()
-
-        def past_deadline(retry_state: tenacity.RetryCallState) -> bool:
-            # tenacity computes the wait (upcoming_sleep) before asking stop:
-            # give up now rather than sleep past the deadline.
-            upcoming = retry_state.upcoming_sleep or 0.0
-            return clock() - started + upcoming > self.deadline
+        past_deadline = _PastDeadline(self.deadline, clock)
 
         def before_sleep(retry_state: tenacity.RetryCallState) -> None:
             if on_retry is not None and retry_state.outcome is not None:
@@ -256,7 +250,7 @@ class RetryPolicy:
                     on_retry(error.failure, retry_state.upcoming_sleep)
 
         return tenacity.AsyncRetrying(
-            stop=tenacity.stop_after_attempt(self.max_attempts) | past_deadline,
+            stop=tenacity.stop_any(tenacity.stop_after_attempt(self.max_attempts), past_deadline),
             wait=self._wait(),
             retry=tenacity.retry_if_exception(
                 lambda exc: isinstance(exc, SendFailure) and classify(exc.failure) is Verdict.RETRY
@@ -265,3 +259,18 @@ class RetryPolicy:
             before_sleep=before_sleep,
             reraise=True,
         )
+
+
+class _PastDeadline(tenacity.stop.stop_base):
+    """Stops when the next wait would end past the deadline, counted from now."""
+
+    def __init__(self, deadline: float, clock: Callable[[], float]) -> None:
+        self._deadline = deadline
+        self._clock = clock
+        self._started = clock()
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
+        # tenacity computes the wait (upcoming_sleep) before asking stop:
+        # give up now rather than sleep past the deadline.
+        upcoming = retry_state.upcoming_sleep or 0.0
+        return self._clock() - self._started + upcoming > self._deadline

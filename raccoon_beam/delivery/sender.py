@@ -33,7 +33,7 @@ from raccoon_beam.errors import Failure, FailureKind, SendFailure
 from raccoon_beam.retry import RetryPolicy, classify
 from raccoon_beam.transports import Transport, TransportConfig, open_transport
 from raccoon_beam.transports import redact
-from raccoon_beam.wire import EncodedRequest
+from raccoon_beam.wire import EncodedRequest, Wire
 
 __all__ = ["Sender", "send_with_retry", "DEFAULT_CLOSE_TIMEOUT"]
 
@@ -160,7 +160,7 @@ class Sender:
         self._clock = clock
         self._slots = threading.BoundedSemaphore(config.max_in_flight)
         self._transport = transport_factory(config)  # opens nothing until its first send
-        self._wire = self._transport.config.wire
+        self._wire = Wire(config.wire)
         self._active: Set["asyncio.Task[Any]"] = set()
         self._closed = False
         self._close_lock = threading.Lock()

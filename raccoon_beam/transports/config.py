@@ -258,9 +258,14 @@ def _check_grpc_metadata(
                 f"header {name!r}: gRPC metadata values must be printable ASCII "
                 "(or the key must end in '-bin'); the value has other characters"
             )
-    for field, value in (("conn_id_prefix", conn_id_prefix), ("conn_id", conn_id), ("group", group)):
-        if value is not None and (not isinstance(value, str) or not _PRINTABLE_ASCII.fullmatch(value)):
-            raise ValueError(f"{field} {value!r} cannot be sent as gRPC metadata: it must be printable ASCII")
+    checked: Tuple[Tuple[str, Optional[str]], ...] = (
+        ("conn_id_prefix", conn_id_prefix),
+        ("conn_id", conn_id),
+        ("group", group),
+    )
+    for field, setting in checked:
+        if setting is not None and (not isinstance(setting, str) or not _PRINTABLE_ASCII.fullmatch(setting)):
+            raise ValueError(f"{field} {setting!r} cannot be sent as gRPC metadata: it must be printable ASCII")
 
 
 def _is_token(name: str) -> bool:

@@ -99,6 +99,7 @@ class RestTransport(Transport):
             failure = closed_failure(self.endpoint)
         if failure is not None:
             raise failure
+        assert status is not None  # set with the body, before anything can fail
         return check_response(
             self._decode(body, status, content_type, request, retry_after),
             request,

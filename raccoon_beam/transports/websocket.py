@@ -83,7 +83,7 @@ class _Outgoing(NamedTuple):
 class _Connection:
     """One WebSocket connection, its reader, its writer and the requests pending on it."""
 
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse, conn_id: str) -> None:
+    def __init__(self, ws: "aiohttp.ClientWebSocketResponse[Any]", conn_id: str) -> None:
         self.ws = ws
         self.conn_id = conn_id
         self.pending: Dict[str, _Pending] = {}
@@ -191,7 +191,8 @@ class WebSocketTransport(Transport):
         if reader is not None and not future.done():
             loop = asyncio.get_running_loop()
             wait = max(0.0, min(deadline - loop.time(), DEFAULT_CLOSE_TIMEOUT))
-            await asyncio.wait([future, reader], timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+            waited: List["asyncio.Future[Any]"] = [future, reader]
+            await asyncio.wait(waited, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
         if future.done() and not future.cancelled():
             exc = future.exception()
             if isinstance(exc, SendFailure):
@@ -297,7 +298,7 @@ class WebSocketTransport(Transport):
                 item = None
         finally:
             # What is still queued can no longer go out on this connection.
-            rest = [item] if item is not None else []
+            rest: List[Optional[_Outgoing]] = [item] if item is not None else []
             while not connection.outbox.empty():
                 rest.append(connection.outbox.get_nowait())
             lost = connection.lost or closed_failure(self.endpoint)

@@ -148,9 +148,9 @@ def decode_response(body: Body, wire: Wire) -> raccoon_pb2.SendEventResponse:
             if value is None:
                 continue
             if name == "status":
-                response.status = _enum_value(raccoon_pb2.Status, value)
+                response.status = _enum_value(raccoon_pb2.Status, value)  # type: ignore[assignment]
             elif name == "code":
-                response.code = _enum_value(raccoon_pb2.Code, value)
+                response.code = _enum_value(raccoon_pb2.Code, value)  # type: ignore[assignment]
             elif name == "sent_time":
                 response.sent_time = _go_int(value, _INT64, "SendEventResponse.sent_time")
             elif name == "reason":

@@ -374,7 +374,7 @@ def test_concurrent_sends_to_a_peer_that_stops_reading_fail_cleanly():
     import concurrent.futures
 
     from raccoon_beam.delivery import Sender
-from raccoon_beam.transports import TransportConfig
+    from raccoon_beam.transports import TransportConfig
     from raccoon_beam.wire import encode_request
 
     for _ in range(20):
