@@ -187,7 +187,9 @@ class EmulatorConfig:
             object.__setattr__(self, "tls", tls)
 
     @classmethod
-    def build(cls, config: Optional["EmulatorConfig"] = None, overrides: Mapping[str, Any] = ()) -> "EmulatorConfig":
+    def build(
+        cls, config: Optional["EmulatorConfig"] = None, overrides: Optional[Mapping[str, Any]] = None
+    ) -> "EmulatorConfig":
         """``config`` (default: the defaults) with some fields replaced.
 
         Args:
@@ -199,7 +201,7 @@ class EmulatorConfig:
         """
         if config is not None and not isinstance(config, cls):
             raise TypeError(f"config must be an EmulatorConfig, not {type(config).__name__}; settings go by keyword")
-        overrides = dict(overrides)
+        overrides = dict(overrides or {})
         names = [f.name for f in dataclasses.fields(cls)]
         for name in overrides:
             if name not in names:
