@@ -25,7 +25,7 @@ import sys
 import threading
 import time
 import typing
-from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence, TextIO, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, TextIO, Tuple
 
 from raccoon_beam.emulator.config import TRANSPORTS, EmulatorConfig, setting_help
 
@@ -37,6 +37,7 @@ __all__ = [
     "main",
     "build_parser",
     "config_from_args",
+    "config_to_argv",
     "DEFAULT_STATS_INTERVAL",
     "DEFAULT_LOG_STATS_INTERVAL",
     "DEFAULT_FAIL_STATUS",
@@ -153,6 +154,28 @@ def build_parser() -> argparse.ArgumentParser:
 def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
     """The EmulatorConfig of parsed arguments (each field from its flag)."""
     return EmulatorConfig(**{field.name: getattr(args, field.name) for field in dataclasses.fields(EmulatorConfig)})
+
+
+def config_to_argv(settings: Mapping[str, Any]) -> List[str]:
+    """The flags that set these EmulatorConfig fields: the inverse of :func:`config_from_args`.
+
+    Args:
+      settings: field name -> value, e.g. ``{"ack": "sync", "dedup": True}``.
+
+    Raises:
+      TypeError: a name is not a field (the message names the closest one).
+      ValueError: a value is invalid.
+    """
+    EmulatorConfig.build(None, settings)  # the same checks, and errors, as RaccoonEmulator(**settings)
+    argv: List[str] = []
+    for name, value in settings.items():
+        if isinstance(value, bool):
+            argv.append(_flag(name) if value else "--no-" + _flag(name)[2:])
+        elif isinstance(value, (tuple, list)):
+            argv += [_flag(name), *(str(v) for v in value)]
+        elif value is not None:  # None: the default of the Optional fields
+            argv += [_flag(name), str(value)]
+    return argv
 
 
 def _outcome(args: argparse.Namespace) -> "Outcome":
