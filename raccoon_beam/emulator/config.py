@@ -102,7 +102,8 @@ class EmulatorConfig:
 
     The defaults make a stock Raccoon with ``X-User-ID`` as the connection-id
     header and async acks, on ephemeral loopback ports. Each field's help
-    text and Raccoon setting are in its metadata: ``setting_help(field)``.
+    text and Raccoon setting are in its metadata: ``setting_help(field)``
+    (the Attributes below are generated from it).
     """
 
     host: str = _setting(DEFAULT_HOST, "address to listen on")
@@ -225,3 +226,15 @@ def setting_help(field: "dataclasses.Field[Any]") -> str:
     raccoon = field.metadata.get("raccoon")
     text: str = field.metadata["help"]
     return f"{text} [Raccoon: {raccoon}]" if raccoon else text
+
+
+def _attributes_doc() -> str:
+    lines = ["", "    Attributes:"]
+    for field in dataclasses.fields(EmulatorConfig):
+        cli = f"; command line: {field.metadata['cli_default']!r}" if "cli_default" in field.metadata else ""
+        lines.append(f"      {field.name}: {setting_help(field)} (default: {field.default!r}{cli}).")
+    return "\n".join(lines) + "\n"
+
+
+# The field list documented from the fields themselves, never written out by hand.
+EmulatorConfig.__doc__ = (EmulatorConfig.__doc__ or "").rstrip() + "\n" + _attributes_doc()
