@@ -211,7 +211,7 @@ class EventSizer:
     """What one event adds to a request, cheaply enough for every event.
 
     Exact for the JSON wire (as :func:`encoded_event_size`); for the protobuf
-    wire an upper bound at most 8 bytes over, which costs one addition
+    wire an upper bound at most 10 bytes over, which costs one addition
     instead of two varint sizes.
 
     Args:

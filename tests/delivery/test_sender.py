@@ -1,4 +1,4 @@
-"""Sender: back-pressure, run(), close() leaving no thread or socket."""
+"""Sender: the one bound, retries counted and logged, close() leaving no thread or socket."""
 
 from __future__ import annotations
 
@@ -10,12 +10,9 @@ import pytest
 from raccoon_beam._proto import raccoon_pb2
 from raccoon_beam.batching import Batch
 from raccoon_beam.errors import FailureKind, SendFailure
-from raccoon_beam.retry import RetryPolicy
 from raccoon_beam.delivery import Sender
+from raccoon_beam.retry import RetryPolicy
 from raccoon_beam.transports import Transport, TransportConfig, open_transport
-from raccoon_beam.transports.grpc import GrpcTransport
-from raccoon_beam.transports.rest import RestTransport
-from raccoon_beam.transports.websocket import WebSocketTransport
 from raccoon_beam.wire import Wire
 
 from tests.transports.helpers import (
@@ -67,15 +64,6 @@ def _gated_client(max_in_flight=2):
 
     client = Sender(config, RetryPolicy(), transport_factory=factory)
     return client, holder
-
-
-def test_open_transport_picks_by_scheme():
-    assert isinstance(open_transport(TransportConfig("grpc://h")), GrpcTransport)
-    assert isinstance(open_transport(TransportConfig("grpcs://h")), GrpcTransport)
-    assert isinstance(open_transport(TransportConfig("http://h")), RestTransport)
-    assert isinstance(open_transport(TransportConfig("https://h")), RestTransport)
-    assert isinstance(open_transport(TransportConfig("ws://h")), WebSocketTransport)
-    assert isinstance(open_transport(TransportConfig("wss://h")), WebSocketTransport)
 
 
 def test_submit_blocks_while_max_in_flight_are_pending():
