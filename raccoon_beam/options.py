@@ -111,6 +111,11 @@ class WriteOptions:
         object.__setattr__(self, "wire_type", wire_type)
         object.__setattr__(self, "builder", builder)
 
+    def __repr__(self) -> str:
+        # The endpoint's password and the headers' values may be credentials:
+        # shown as the transport configuration shows them, redacted.
+        return f"WriteOptions(event_type={self.event_type_name!r}, serializer={self.serializer_name!r}, transport={self.transport!r})"
+
     @property
     def serializer_name(self) -> str:
         """The serializer, for display data."""
