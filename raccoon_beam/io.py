@@ -27,7 +27,7 @@ from apache_beam.pvalue import PCollection, TaggedOutput
 from apache_beam.transforms.display import DisplayDataItem
 from apache_beam.utils.windowed_value import WindowedValue
 
-from raccoon_beam.batching import DEFAULT_MAX_BATCH_BYTES, DEFAULT_MAX_BATCH_SIZE, Batcher
+from raccoon_beam.batching import DEFAULT_MAX_BATCH_BYTES, DEFAULT_MAX_BATCH_SIZE
 from raccoon_beam.delivery import BundleWriter, DeliveryReport, Sender, acquire_sender, release_sender
 from raccoon_beam.errors import STAGE_SEND, DeliveryError, RaccoonDeadLetter
 from raccoon_beam.events import EventRejected, EventTypeSpec
@@ -289,9 +289,7 @@ class _SendingFn(beam.DoFn):
     def setup(self) -> None:
         options = self._options
         self._sender = acquire_sender(options.transport, options.retry)
-        self._writer = BundleWriter(
-            self._sender, Batcher(options.wire_type, options.max_batch_size, options.max_batch_bytes)
-        )
+        self._writer = BundleWriter(self._sender, options.wire_type, options.max_batch_size, options.max_batch_bytes)
         self._metrics = _Metrics()
         self._dead_letters = []
 
@@ -330,7 +328,7 @@ class _SendingFn(beam.DoFn):
         one window.
         """
         assert self._writer is not None
-        if self._writer.has_finished:
+        if self._writer.finished:
             self._record(self._writer.take_finished())
         if not self._dead_letters:
             return None
@@ -389,8 +387,8 @@ class _WriteEventsFn(_SendingFn):
             return (TaggedOutput(FAILED_TAG, letter),)  # inherits the element's windowing
         writer = self._writer
         assert writer is not None
-        writer.add(event_type, payload, encoded_size, windowed)
-        if writer.has_finished and len(windowed.windows) == 1:
+        writer.add(event_type, payload, windowed, encoded_size)
+        if writer.finished and len(windowed.windows) == 1:
             return self._ready_dead_letters()
         return None  # Beam would multiply the windows of a WindowedValue output here
 
@@ -425,7 +423,7 @@ class _WriteBatchesFn(_SendingFn):
         assert writer is not None
         windows = (window,)
         for event_type, payload, encoded_size, element, timestamp in keyed_batch[1]:
-            writer.add(event_type, payload, encoded_size, WindowedValue(element, timestamp, windows))
+            writer.add(event_type, payload, WindowedValue(element, timestamp, windows), encoded_size)
         # A buffered batch is due now: do not hold it until the bundle ends.
         writer.flush()
         return self._ready_dead_letters()
