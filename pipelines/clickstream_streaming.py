@@ -209,10 +209,15 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
         accepted = (lambda: emulator.counters().total_events_accepted) if emulator is not None else None
         started = time.monotonic()
         with _cli.Progress(accepted, label="events accepted by the emulator", interval=1.0, delay=1.0) as progress:
-            try:
+
+            def run_and_summarise() -> Tuple[List[str], Dict[str, float]]:
                 result = pipeline.run()
                 progress.watch(result)
                 result.wait_until_finish()
+                return summarise(result, time.monotonic() - started, args.batch_size)
+
+            try:
+                lines, counts = _cli.call_with_deep_stack(run_and_summarise)
             except Exception as exc:
                 if runner is not None:
                     raise  # the local runner runs this pipeline: a failure here is a bug to see in full
@@ -223,8 +228,6 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
                     file=sys.stderr,
                 )
                 return 1
-        seconds = time.monotonic() - started
-        lines, counts = summarise(result, seconds, args.batch_size)
         if emulator is not None:
             lines.extend(emulator_lines(emulator))
         print("\n".join(lines))

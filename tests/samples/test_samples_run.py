@@ -96,3 +96,14 @@ def test_streaming_sample_batches_on_the_local_runner(capsys):
     # Per-second progress on stderr while it ran.
     progress = [line for line in captured.err.splitlines() if "events accepted by the emulator" in line]
     assert len(progress) >= 2
+
+
+def test_streaming_sample_with_an_endpoint_prints_its_summary(emulator, capsys):
+    status = clickstream_streaming.run(["--endpoint", emulator.grpc_endpoint, "--duration", "2"])
+    captured = capsys.readouterr()
+    summary = rows(captured.out)
+    assert status == 0
+    assert summary["acknowledged"] == len(emulator.events()) == summary["events created"] > 0
+    assert summary["requests"] == len({event.req_guid for event in emulator.events()})
+    # The local runner reports metrics only at the end: the progress line says so instead of a count.
+    assert "this runner reports its counts when the pipeline ends" in captured.err
