@@ -33,8 +33,8 @@ logging.getLogger().addFilter(_not_apitools_notice)
 
 from apache_beam.io.filesystems import FileSystems  # noqa: E402 (after the filter)
 from apache_beam.metrics.metric import MetricsFilter  # noqa: E402
-from apache_beam.options.pipeline_options import PipelineOptions  # noqa: E402
-from apache_beam.runners.runner import PipelineResult, PipelineState  # noqa: E402
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions  # noqa: E402
+from apache_beam.runners.runner import PipelineResult, PipelineState, create_runner  # noqa: E402
 
 __all__ = [
     "SampleParser",
@@ -86,6 +86,25 @@ class SampleParser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
+def _load_runner_options(beam_args: Sequence[str]) -> str:
+    """Imports the runner that ``--runner`` names, so that its own options are known.
+
+    Some runners define their options in their own module (the Dask runner's
+    ``--dask_client_address``), and Beam knows an options class only once it
+    is imported.
+
+    Returns:
+      Why the runner could not be loaded, or ``""``.
+    """
+    name = PipelineOptions(list(beam_args)).view_as(StandardOptions).runner
+    if isinstance(name, str):
+        try:
+            create_runner(name)
+        except Exception as exc:  # noqa: BLE001 - reported with an unknown flag, or when the pipeline is built
+            return f"runner {name} could not be loaded: {exc}"
+    return ""
+
+
 def _beam_parser() -> argparse.ArgumentParser:
     """Beam's own parser of every pipeline option, through its public API."""
     captured: List[argparse.ArgumentParser] = []
@@ -108,6 +127,7 @@ def parse_args(parser: SampleParser, argv: Optional[Sequence[str]] = None) -> Tu
       The sample's arguments, and the remaining ones for ``PipelineOptions``.
     """
     args, rest = parser.parse_known_args(argv)
+    runner_problem = _load_runner_options(rest)
     beam = _beam_parser()
     # Beam's parser exits with its usage on a bad value; report it as the sample's one line.
     beam.error = parser.error  # type: ignore[method-assign]
@@ -120,6 +140,8 @@ def parse_args(parser: SampleParser, argv: Optional[Sequence[str]] = None) -> Tu
         name = arg.split("=", 1)[0]
         close = difflib.get_close_matches(name, _flags(parser) + _flags(beam), n=1)
         hint = f"; did you mean {close[0]}?" if close else " (see --help; Beam's pipeline options are accepted too)"
+        if runner_problem:
+            hint += f" ({runner_problem})"
         parser.error(f"unknown flag {name}{hint}")
     return args, rest
 
@@ -156,7 +178,8 @@ def check(parser: SampleParser, flag: str, make: Callable[[], T]) -> T:
     try:
         return make()
     except ValueError as exc:
-        parser.error(f"{flag}: {exc}")
+        # Some of Beam's messages list one problem per line: keep the error on one line.
+        parser.error(f"{flag}: " + "; ".join(line.strip(" :.") for line in str(exc).splitlines() if line.strip(" :.")))
 
 
 def check_input(parser: SampleParser, pattern: str) -> None:

@@ -272,10 +272,10 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
     options = _cli.check(parser, "pipeline options", lambda: PipelineOptions(beam_args))
     if args.endpoint:
         _cli.check(parser, "--endpoint", lambda: make_sink(args, args.endpoint))
+    pipeline = _cli.check(parser, "pipeline options", lambda: beam.Pipeline(options=options))
     with raccoon_endpoint(args) as (endpoint, emulator):
         print(f"writing {args.input} to {endpoint} ({args.wire} wire, {args.serializer} events)", flush=True)
         sink = make_sink(args, endpoint)
-        pipeline = _cli.check(parser, "pipeline options", lambda: beam.Pipeline(options=options))
         build(pipeline, args, sink)
         accepted = (lambda: emulator.counters().total_events_accepted) if emulator is not None else None
         started = time.monotonic()

@@ -201,10 +201,10 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
     runner = choose_runner(parser, options)
     if args.endpoint:
         _cli.check(parser, "--endpoint", lambda: make_sink(args, args.endpoint))
+    pipeline = _cli.check(parser, "pipeline options", lambda: beam.Pipeline(runner=runner, options=options))
     with raccoon_endpoint(args) as (endpoint, emulator):
         runner_name = type(runner).__name__ if runner is not None else options.view_as(StandardOptions).runner
         print(f"streaming {args.rate:,.0f} events/s for {args.duration:g} s to {endpoint} on {runner_name}", flush=True)
-        pipeline = _cli.check(parser, "pipeline options", lambda: beam.Pipeline(runner=runner, options=options))
         build(pipeline, args, make_sink(args, endpoint))
         accepted = (lambda: emulator.counters().total_events_accepted) if emulator is not None else None
         started = time.monotonic()
