@@ -38,10 +38,12 @@ sample: $(VENV)/.installed-sample
 	$(BIN)/python pipelines/clickstream.py $(ARGS)
 
 # The sdist and the wheel in dist/, their metadata checked (what PyPI would refuse).
+# tests/test_wheel_install.py runs this target with DIST_DIR elsewhere.
+DIST_DIR ?= dist
 dist: $(VENV)/.installed-dist
-	rm -rf dist
-	$(BIN)/python -m build --outdir dist .
-	$(BIN)/twine check --strict dist/*
+	rm -rf $(DIST_DIR)
+	$(BIN)/python -m build --outdir $(DIST_DIR) .
+	$(BIN)/twine check --strict $(DIST_DIR)/*
 
 # The API reference, generated from the docstrings into docs/api/ (not committed):
 # the package and every public module (raccoon_beam's __all__ alone would hide them).

@@ -1,8 +1,8 @@
 """The package as shipped: the built wheel, installed in a fresh virtualenv, runs.
 
-Builds the sdist and the wheel as ``make dist`` does (``python -m build``:
-the wheel is built from the sdist, so a file missing from the sdist fails
-here too), installs the wheel with pip into a new virtualenv (its
+Builds the sdist and the wheel with ``make dist`` (``python -m build``: the
+wheel is built from the sdist, so a file missing from the sdist fails here
+too; then ``twine check --strict``), installs the wheel with pip into a new virtualenv (its
 dependencies come from the registry or pip's cache), then, from outside
 the checkout, starts the ``raccoon-emulator`` console script and runs a
 100-event pipeline against it with the installed package.
@@ -55,9 +55,10 @@ def _clean_env() -> dict:
 @pytest.mark.timeout(900)
 def test_the_built_wheel_runs_the_emulator_and_a_pipeline(tmp_path):
     dist = tmp_path / "dist"
-    _run([sys.executable, "-m", "build", "--outdir", dist, ROOT])
+    built = _run(["make", "--no-print-directory", "dist", f"DIST_DIR={dist}"], cwd=ROOT)
     (wheel,) = dist.glob("raccoon_beam-*-py3-none-any.whl")
-    assert len(list(dist.glob("raccoon_beam-*.tar.gz"))) == 1
+    (sdist,) = dist.glob("raccoon_beam-*.tar.gz")
+    assert built.stdout.count("PASSED") == 2, built.stdout  # twine check --strict, of both
 
     venv = tmp_path / "venv"
     env = _clean_env()

@@ -53,11 +53,11 @@ def test_summary_counts_add_up_on_the_sample_data(tmp_path, capsys):
 def test_send_dead_letters_are_counted_by_stage_and_exit_1(tmp_path, capsys):
     dead_letters = tmp_path / "dead.jsonl"
     with RaccoonEmulator() as emulator:
-        emulator.faults.reject_event_type("click")
+        emulator.faults.reject_event_type("checkout")
         status = clickstream.run(
             [
                 "--endpoint", emulator.rest_endpoint,
-                "--max-event-bytes", "200",  # the largest events of the sample are dead-lettered (validate)
+                "--max-event-bytes", "211",  # add_to_cart events (212 to 214 bytes) are dead-lettered (validate)
                 "--dead-letters", str(dead_letters),
             ]
         )
@@ -68,14 +68,14 @@ def test_send_dead_letters_are_counted_by_stage_and_exit_1(tmp_path, capsys):
     by_stage = {stage: sum(1 for letter in letters if letter["stage"] == stage) for stage in clickstream.STAGES}
     assert status == 1
     assert by_stage["parse"] == 6 and by_stage["serialize"] == 4
-    assert by_stage["validate"] > 0 and by_stage["send"] > 0
+    assert by_stage["validate"] == 169 and by_stage["send"] == 67  # every add_to_cart, every checkout
     for stage in clickstream.STAGES[1:]:
         assert summary[f"stage {stage}"] == by_stage[stage]
     assert summary["dead-lettered"] == sum(by_stage[stage] for stage in clickstream.STAGES[1:])
     assert summary["acknowledged"] + summary["dead-lettered"] == summary["events into the sink"] == 2994
     assert summary["dead letters"] == len(letters)
     assert summary["acknowledged"] == captured
-    assert all(letter["event_type"] == "click" for letter in letters if letter["stage"] == "send")
+    assert all(letter["event_type"] == "checkout" for letter in letters if letter["stage"] == "send")
     assert "WARNING" not in out
 
 
@@ -107,3 +107,14 @@ def test_streaming_sample_with_an_endpoint_prints_its_summary(emulator, capsys):
     assert summary["requests"] == len({event.req_guid for event in emulator.events()})
     # The local runner reports metrics only at the end: the progress line says so instead of a count.
     assert "this runner reports its counts when the pipeline ends" in captured.err
+
+
+def test_a_slow_batch_run_prints_progress(emulator, tmp_path, capsys):
+    # Each of the 6 requests takes 2 s and at most 4 are in flight: a run of over 4 s.
+    emulator.faults.add_latency(2.0)
+    status = clickstream.run(["--endpoint", emulator.grpc_endpoint, "--dead-letters", str(tmp_path / "dead.jsonl")])
+    captured = capsys.readouterr()
+    assert status == 0
+    assert rows(captured.out)["acknowledged"] == len(emulator.events()) == 2990
+    progress = [line for line in captured.err.splitlines() if re.match(r"^\s+\d+ s: running", line)]
+    assert progress, captured.err
