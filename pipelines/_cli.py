@@ -36,6 +36,9 @@ from apache_beam.metrics.metric import MetricsFilter  # noqa: E402
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions  # noqa: E402
 from apache_beam.runners.runner import PipelineResult, PipelineState, create_runner  # noqa: E402
 
+from raccoon_beam.batching import DEFAULT_MAX_BATCH_SIZE  # noqa: E402
+from raccoon_beam.io import METRICS_NAMESPACE as SINK_NAMESPACE  # noqa: E402
+
 __all__ = [
     "SampleParser",
     "parse_args",
@@ -51,6 +54,8 @@ __all__ = [
     "EXIT_USAGE",
     "EXIT_DEAD_LETTERS",
     "DEFAULT_PROGRESS_DELAY",
+    "DEFAULT_MAX_BATCH_SIZE",
+    "SINK_NAMESPACE",
 ]
 
 # argparse's own status for a usage error; shells and CI read 2 as "called wrongly".
@@ -309,7 +314,7 @@ class Progress:
         result = self._result
         if result is not None and not PipelineState.is_terminal(result.state):
             try:
-                return counter(result, "raccoon", "events_acknowledged"), "events acknowledged"
+                return counter(result, SINK_NAMESPACE, "events_acknowledged"), "events acknowledged"
             except Exception:  # noqa: BLE001 - a runner without live metrics: use the fallback
                 pass
         if self._fallback is not None:

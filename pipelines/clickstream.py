@@ -47,7 +47,6 @@ TRANSPORTS = ("grpc", "rest", "websocket")
 METRICS_NAMESPACE = "clickstream"
 # Where a record can be dead-lettered: the sample's own parse stage, then the sink's.
 STAGES = ("parse", "serialize", "validate", "send")
-DEFAULT_BATCH_SIZE = 500  # the sink's default: 3,000 lines make 6 requests
 DEFAULT_DEAD_LETTERS = "clickstream_dead_letters.jsonl"
 # Batch runs are short; a line every few seconds says a slow one is alive.
 PROGRESS_INTERVAL = 5.0
@@ -67,7 +66,7 @@ def make_parser() -> _cli.SampleParser:
     parser.add_argument("--transport", choices=TRANSPORTS, default="grpc", help="with the embedded emulator")
     parser.add_argument("--wire", choices=("protobuf", "json"), default="protobuf")
     parser.add_argument("--serializer", choices=("json", "bytes"), default="json")
-    parser.add_argument("--batch-size", type=_cli.positive_int, default=DEFAULT_BATCH_SIZE, help="events per request")
+    parser.add_argument("--batch-size", type=_cli.positive_int, default=_cli.DEFAULT_MAX_BATCH_SIZE, help="events per request")
     parser.add_argument(
         "--max-event-bytes", type=_cli.positive_int, default=None, help="larger events are dead-lettered (validate)"
     )
@@ -195,7 +194,7 @@ def summarise(
         return _cli.counter(result, METRICS_NAMESPACE, name)
 
     def sink(name: str) -> int:
-        return _cli.counter(result, "raccoon", name)
+        return _cli.counter(result, _cli.SINK_NAMESPACE, name)
 
     stages = {stage: mine(f"dead_letters_{stage}") for stage in STAGES}
     counts = {

@@ -55,7 +55,8 @@ DEFAULT_RATE = 1000.0  # events/s: a busy site's clickstream, easy for one local
 # from about one tick's events before its timer fires.
 DEFAULT_TICK = 0.5
 DEFAULT_MAX_BUFFERING_DURATION = 0.5  # seconds an event may wait for its batch to fill
-DEFAULT_BATCH_SIZE = 500  # the sink's default; DEFAULT_RATE x DEFAULT_TICK fills one request
+# The sink's default max_batch_size (500): DEFAULT_RATE x DEFAULT_TICK fills one request.
+DEFAULT_BATCH_SIZE = _cli.DEFAULT_MAX_BATCH_SIZE
 # The DirectRunner hands pipelines with processing-time timers (GroupIntoBatches'
 # buffering timer) to its bundle-based runner, which cannot run PeriodicImpulse's
 # splittable DoFn ("OffsetRestrictionTracker is not done").
@@ -131,11 +132,11 @@ def summarise(result: PipelineResult, seconds: float, batch_size: int) -> Tuple[
     """The summary lines, and the counts they show, from the pipeline's Beam metrics."""
 
     def sink(name: str) -> int:
-        return _cli.counter(result, "raccoon", name)
+        return _cli.counter(result, _cli.SINK_NAMESPACE, name)
 
     sent = sink("events_sent")
     requests = sink("requests")
-    batched, batches = _cli.distribution(result, "raccoon", "batch_size")
+    batched, batches = _cli.distribution(result, _cli.SINK_NAMESPACE, "batch_size")
     counts: Dict[str, float] = {
         "created": _cli.counter(result, METRICS_NAMESPACE, "events_created"),
         "sent": sent,

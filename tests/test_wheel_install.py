@@ -29,7 +29,6 @@ import raccoon_beam
 from raccoon_beam import WriteToRaccoon
 
 print(raccoon_beam.__file__)
-failed = []
 with beam.Pipeline() as pipeline:
     result = (
         pipeline
