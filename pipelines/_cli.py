@@ -262,16 +262,17 @@ def call_with_deep_stack(fn: Callable[[], T]) -> T:
 class Progress:
     """Prints ``<elapsed> s: <n> events acknowledged, <rate> events/s`` while a pipeline runs.
 
-    The count comes from the first source that has one: the Beam metrics of a
-    runner that runs the pipeline in the background (``result.metrics()``
-    while ``result.state`` is not terminal), else ``fallback`` (e.g. the
-    embedded emulator's count of accepted events). A runner that runs the
-    pipeline inside ``pipeline.run()`` (the local FnApiRunner) reports its
-    metrics only at the end; with no fallback the line then says so.
+    The count comes from the first source that has one: ``direct`` (e.g. the
+    embedded emulator's count of accepted events, exact on every runner),
+    else the Beam metrics of a runner that runs the pipeline in the
+    background (``result.metrics()`` while ``result.state`` is not
+    terminal). A runner that runs the pipeline inside ``pipeline.run()``
+    (the local FnApiRunner) reports its metrics only at the end; with no
+    direct count the line then says so.
 
     Args:
-      fallback: returns the events acknowledged so far, or ``None``.
-      label: what the fallback counts.
+      direct: returns the events acknowledged so far, or ``None``.
+      label: what ``direct`` counts.
       interval: seconds between lines.
       delay: no line before this many seconds (short runs print none).
       stream: where the lines go (stderr: stdout is the summary's).
@@ -279,14 +280,14 @@ class Progress:
 
     def __init__(
         self,
-        fallback: Optional[Callable[[], Optional[int]]] = None,
+        direct: Optional[Callable[[], Optional[int]]] = None,
         *,
         label: str = "events acknowledged",
         interval: float = 1.0,
         delay: float = DEFAULT_PROGRESS_DELAY,
         stream: Optional[TextIO] = None,
     ) -> None:
-        self._fallback = fallback
+        self._direct = direct
         self._label = label
         self._interval = interval
         self._delay = delay
@@ -311,14 +312,16 @@ class Progress:
         self._thread.join()
 
     def _count(self) -> Tuple[Optional[int], str]:
+        if self._direct is not None:
+            count = self._direct()
+            if count is not None:
+                return count, self._label
         result = self._result
         if result is not None and not PipelineState.is_terminal(result.state):
             try:
                 return counter(result, SINK_NAMESPACE, "events_acknowledged"), "events acknowledged"
-            except Exception:  # noqa: BLE001 - a runner without live metrics: use the fallback
+            except Exception:  # noqa: BLE001 - a runner without live metrics
                 pass
-        if self._fallback is not None:
-            return self._fallback(), self._label
         return None, ""
 
     def _run(self) -> None:
