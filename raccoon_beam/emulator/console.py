@@ -151,6 +151,7 @@ class Console:
         self._files = {name: _static(name) for name in _STATIC_FILES}
 
     def add_routes(self, app: web.Application) -> None:
+        """Adds the page, its stream and its files to ``app`` (listed by ``GET /_emulator``)."""
         app.router.add_route("GET", CONSOLE_PATH, self._page)
         app.router.add_route("GET", STREAM_PATH, self._stream)
         app.router.add_route("GET", f"{STATIC_PATH}/{{name}}", self._static_file)
@@ -263,16 +264,19 @@ class Console:
     # ------------------------------------------------------------ handlers
 
     async def _page(self, _: web.Request) -> web.Response:
+        """The console page: counts, connections, rejections, latest events, fault switches."""
         return web.Response(body=self._index, content_type="text/html", charset="utf-8",
                             headers={"Cache-Control": "no-store"})
 
     async def _static_file(self, request: web.Request) -> web.Response:
+        """The console page's script and style (served without the token)."""
         name = request.match_info["name"]
         if name not in self._files:
             raise web.HTTPNotFound()
         return web.Response(body=self._files[name], content_type=_STATIC_FILES[name], charset="utf-8")
 
     async def _stream(self, request: web.Request) -> web.StreamResponse:
+        """The console's state as server-sent events: one update at once, then on each change."""
         response = web.StreamResponse(
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store", "X-Accel-Buffering": "no"}
         )

@@ -91,11 +91,14 @@ class PayloadDecoders:
         if descriptor_set is None:
             raise ValueError(f"decoder proto:{message_name} needs a descriptor set (--descriptor-set)")
         if self._pool is None:
-            with open(descriptor_set, "rb") as file:
-                files = descriptor_pb2.FileDescriptorSet.FromString(file.read())
-            pool = descriptor_pool.DescriptorPool()
-            for file_proto in files.file:
-                pool.Add(file_proto)
+            try:
+                with open(descriptor_set, "rb") as file:
+                    files = descriptor_pb2.FileDescriptorSet.FromString(file.read())
+                pool = descriptor_pool.DescriptorPool()
+                for file_proto in files.file:
+                    pool.Add(file_proto)
+            except Exception as exc:  # OSError, protobuf's DecodeError, a conflicting file: all a bad input
+                raise ValueError(f"descriptor set {descriptor_set}: cannot load it: {exc}") from exc
             self._pool = pool
         try:
             descriptor = self._pool.FindMessageTypeByName(message_name)
@@ -133,7 +136,8 @@ def _avro(schema: str) -> Callable[[bytes], DecodedPayload]:
             with open(schema, encoding="utf-8") as file:
                 parsed_json = json.load(file)
         parsed = fastavro.parse_schema(parsed_json)
-    except (OSError, ValueError, fastavro.schema.SchemaParseException) as exc:
+    # fastavro reports some malformed schemas ({"a": 1}) as KeyError or TypeError.
+    except (OSError, ValueError, KeyError, TypeError, fastavro.schema.SchemaParseException) as exc:
         raise ValueError(f"decoder avro: cannot load the schema: {exc}") from exc
 
     def decode(payload: bytes) -> DecodedPayload:
