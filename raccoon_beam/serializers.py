@@ -36,6 +36,7 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Tuple, 
 
 import fastavro
 import fastavro.validation
+import orjson
 from apache_beam.pvalue import Row
 from google.protobuf.message import EncodeError, Message
 
@@ -167,7 +168,16 @@ class _BaseSerializer:
 
 
 class _JsonSerializer(_BaseSerializer):
-    """Compact UTF-8 JSON (``ensure_ascii=False``, ``allow_nan=False``)."""
+    """Compact UTF-8 JSON written by orjson; NaN and Infinity are rejected.
+
+    The hot path is one ``orjson.dumps`` call. orjson cannot refuse NaN (it
+    writes ``null``), so only output that contains ``null`` is checked again
+    with the standard library's encoder (``allow_nan=False``), which is also
+    the path of everything orjson declines: ints beyond 64 bits, non-str
+    keys, nesting deeper than orjson's 255 levels. The standard encoder's
+    output or error is then the answer, so both paths accept the same
+    elements and fail with the same readable reasons.
+    """
 
     __slots__ = ("_chunks",)
     description = "json"
@@ -182,6 +192,18 @@ class _JsonSerializer(_BaseSerializer):
     def __call__(self, element: Any) -> bytes:
         if element is None:
             raise SerializationError(_ELEMENT_IS_NONE)
+        try:
+            data = _orjson_dumps(element, default=_orjson_default, option=_ORJSON_OPTIONS)
+        except TypeError:  # orjson.JSONEncodeError is a TypeError
+            return self._stdlib(element)
+        if b"null" in data and not _flat_and_finite(element):
+            # A None, or a NaN/Infinity that orjson made null: the standard
+            # encoder raises for the latter.
+            self._stdlib(element)
+        return data
+
+    def _stdlib(self, element: Any) -> bytes:
+        """The standard library's compact encoding of ``element``, or its readable failure."""
         try:
             return "".join(self._chunks(_plain_tree(element), 0)).encode("utf-8")
         except (TypeError, ValueError, RecursionError) as exc:
@@ -389,6 +411,42 @@ def _fields_of(obj: Any) -> Optional[Iterable[Tuple[str, Any]]]:
 # --------------------------------------------------------------------------- #
 # JSON
 # --------------------------------------------------------------------------- #
+
+
+# orjson leaves datetimes and dataclasses to ``default``: the standard encoder
+# rejects datetimes, and orjson would drop a dataclass's fields whose names
+# start with "_", so both keep the stdlib semantics.
+_ORJSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+_orjson_dumps = orjson.dumps
+_isfinite = math.isfinite
+
+
+def _flat_and_finite(element: Any) -> bool:
+    """True for a dict of plain scalars without NaN or Infinity (the common case).
+
+    False means "look closer", not "invalid": nested values are left to the
+    standard encoder.
+    """
+    if type(element) is not dict:
+        return False
+    values = element.values()
+    if not _PLAIN_SCALARS.issuperset(map(type, values)):
+        return False
+    return all(_isfinite(value) for value in values if type(value) is float)
+
+
+def _orjson_default(obj: Any) -> Any:
+    """What orjson writes for a Row, NamedTuple or dataclass: a dict of its fields.
+
+    Anything else raises TypeError, which sends the element to the standard
+    encoder for the verdict and its readable reason.
+    """
+    fields = _fields_of(obj)
+    if fields is None:
+        if isinstance(obj, tuple):  # a tuple subclass that is not a NamedTuple
+            return list(obj)
+        raise TypeError(type(obj).__name__)
+    return dict(fields)
 
 
 def _reject_json_value(obj: Any) -> Any:
