@@ -31,16 +31,26 @@ import functools
 import io
 import json
 import math
+import os
+import sys
 from json import encoder as _json_encoder
-from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Hashable, Iterable, Mapping, Optional, Sequence, Tuple, Type, Union, cast
 
 import fastavro
 import fastavro.validation
 import orjson
 from apache_beam.pvalue import Row
+from apache_beam.utils.timestamp import Timestamp as BeamTimestamp
 from google.protobuf.message import EncodeError, Message
 
+from raccoon_beam.avro_schema import avro_schema_from_beam
 from raccoon_beam.errors import SerializationError
+from raccoon_beam.protobuf_data import (
+    DEFAULT_IGNORE_UNKNOWN_FIELDS,
+    converter_for,
+    descriptor_set_of,
+    load_message_class,
+)
 
 __all__ = [
     "Serializer",
@@ -56,6 +66,10 @@ SERIALIZER_NAMES = ("json", "protobuf", "avro", "bytes")
 """The names of the built-in serializers, accepted by :func:`resolve_serializer`."""
 
 AvroSchema = Union[Mapping[str, Any], list, str]
+MessageTypeSpec = Union[str, Type[Message]]
+"""A generated message class, or a message's full name (with a descriptor set)."""
+DescriptorSetSpec = Union[str, "os.PathLike[str]", bytes]
+"""A FileDescriptorSet: the path of its file, or its bytes."""
 
 # Values that JSON and Avro take as they are: a container holding only these
 # needs no conversion, which one C-level set test can tell.
@@ -75,6 +89,10 @@ def resolve_serializer(
     *,
     avro_schema: Optional[AvroSchema] = None,
     avro_validate: bool = True,
+    message_type: Optional[MessageTypeSpec] = None,
+    descriptor_set: Optional[DescriptorSetSpec] = None,
+    ignore_unknown_fields: bool = DEFAULT_IGNORE_UNKNOWN_FIELDS,
+    element_type: Any = None,
 ) -> Serializer:
     """Turns a serializer spec into a picklable callable element -> bytes.
 
@@ -90,6 +108,18 @@ def resolve_serializer(
         writes any value as a ``boolean`` by its truth, and writes a string as
         an array of its characters); turning this off saves about 2 us per
         event and only names the field of records the writer rejects.
+      message_type: with ``"protobuf"``, the message that plain data (dicts,
+        Rows, NamedTuples, dataclasses) is converted to: a generated message
+        class, or its full name (``"pkg.ClickEvent"``) with
+        ``descriptor_set``. Messages of that type are serialized as they are.
+      descriptor_set: a FileDescriptorSet (``protoc --descriptor_set_out
+        --include_imports``): a path to the file, or its bytes.
+      ignore_unknown_fields: with ``message_type``, skip names the message
+        does not have instead of dead-lettering the element.
+      element_type: the input PCollection's element type. With ``"avro"`` and
+        no ``avro_schema``, a type with a Beam schema (a NamedTuple, a
+        ``Row`` type) gives the Avro schema (see
+        :func:`raccoon_beam.avro_schema.avro_schema_from_beam`).
 
     Returns:
       A callable element -> ``bytes`` that raises
@@ -98,12 +128,19 @@ def resolve_serializer(
 
     Raises:
       ValueError: an unknown serializer name, a missing or invalid Avro
-        schema, or an Avro schema given for another serializer.
+        schema (or no Beam schema to derive it from), an Avro schema given
+        for another serializer, a message type that cannot be loaded, or
+        protobuf options given for another serializer.
       TypeError: ``spec`` is neither a string nor a callable.
     """
     if avro_schema is not None and spec != "avro":
         raise ValueError(
             f"avro_schema is only used with serializer='avro', not with {describe_serializer(spec)}"
+        )
+    if spec != "protobuf" and (message_type is not None or descriptor_set is not None or ignore_unknown_fields):
+        raise ValueError(
+            "message_type, descriptor_set and ignore_unknown_fields are only used with "
+            f"serializer='protobuf', not with {describe_serializer(spec)}"
         )
     if isinstance(spec, _BaseSerializer):
         return spec
@@ -111,12 +148,23 @@ def resolve_serializer(
         if spec == "json":
             return _JsonSerializer()
         if spec == "protobuf":
-            return _ProtobufSerializer()
+            if message_type is None:
+                if descriptor_set is not None or ignore_unknown_fields:
+                    raise ValueError("descriptor_set and ignore_unknown_fields need message_type=")
+                return _ProtobufSerializer()
+            return _ProtobufDataSerializer(
+                _message_class(message_type, descriptor_set), ignore_unknown_fields
+            )
         if spec == "bytes":
             return _BytesSerializer()
         if spec == "avro":
             if avro_schema is None:
-                raise ValueError("serializer='avro' needs avro_schema= (a dict or a JSON string)")
+                avro_schema = avro_schema_from_beam(element_type)
+                if avro_schema is None:
+                    raise ValueError(
+                        "serializer='avro' needs avro_schema= (a dict or a JSON string), "
+                        "or an input PCollection with a Beam schema to derive it from"
+                    )
             return _AvroSerializer(avro_schema, validate=avro_validate)
         raise ValueError(_unknown_name_message(spec))
     if callable(spec):
@@ -233,6 +281,66 @@ class _ProtobufSerializer(_BaseSerializer):
         )
 
 
+class _ProtobufDataSerializer(_BaseSerializer):
+    """Plain data (or messages) of one message type -> its serialized bytes.
+
+    The converter is built once per message type and process
+    (:func:`raccoon_beam.protobuf_data.converter_for`).
+    """
+
+    __slots__ = ("_convert", "_ignore_unknown", "description")
+
+    def __init__(self, message_class: Type[Message], ignore_unknown_fields: bool) -> None:
+        self._convert = converter_for(cast(Hashable, message_class), ignore_unknown_fields)
+        self._ignore_unknown = ignore_unknown_fields
+        self.description = f"protobuf {message_class.DESCRIPTOR.full_name}"
+
+    def __reduce__(self):
+        message_class = self._convert.message_class
+        module = sys.modules.get(message_class.__module__)
+        if getattr(module, message_class.__qualname__, None) is message_class:
+            source: Any = message_class  # generated code: the worker imports it
+        else:  # a class made from a descriptor set: ship the schema itself
+            source = (message_class.DESCRIPTOR.full_name, descriptor_set_of(message_class.DESCRIPTOR))
+        return (_make_protobuf_data_serializer, (source, self._ignore_unknown))
+
+    def __call__(self, element: Any) -> bytes:
+        return self._convert(element)
+
+
+def _make_protobuf_data_serializer(source: Any, ignore_unknown_fields: bool) -> _ProtobufDataSerializer:
+    if isinstance(source, tuple):
+        source = load_message_class(*source)
+    return _ProtobufDataSerializer(source, ignore_unknown_fields)
+
+
+def _message_class(message_type: MessageTypeSpec, descriptor_set: Optional[DescriptorSetSpec]) -> Type[Message]:
+    """The message class a ``message_type`` (and ``descriptor_set``) names."""
+    if isinstance(message_type, type) and issubclass(message_type, Message):
+        if descriptor_set is not None:
+            raise ValueError("descriptor_set is only used with message_type given as a full name")
+        return message_type
+    if not isinstance(message_type, str) or not message_type:
+        raise ValueError(
+            "message_type must be a generated protobuf message class or a full message name, "
+            f"got {message_type!r}"
+        )
+    if descriptor_set is None:
+        raise ValueError(
+            f"message_type={message_type!r} needs descriptor_set= (a FileDescriptorSet file, as "
+            "protoc --descriptor_set_out --include_imports writes it)"
+        )
+    if isinstance(descriptor_set, (bytes, bytearray, memoryview)):
+        data = bytes(descriptor_set)
+    else:
+        try:
+            with open(descriptor_set, "rb") as file:
+                data = file.read()
+        except OSError as exc:
+            raise ValueError(f"descriptor_set {os.fspath(descriptor_set)!r} cannot be read: {exc}") from exc
+    return load_message_class(message_type, data)
+
+
 class _BytesSerializer(_BaseSerializer):
     """Bytes-like elements as they are; ``str`` as UTF-8."""
 
@@ -276,7 +384,7 @@ class _AvroSerializer(_BaseSerializer):
         if element is None:
             raise SerializationError(_ELEMENT_IS_NONE)
         try:
-            record = _plain_tree(element)
+            record = _plain_tree(element, avro=True)
         except RecursionError as exc:
             raise SerializationError("circular reference or nesting too deep") from exc
         if self._validate and not fastavro.validation.validate(
@@ -343,42 +451,46 @@ def _make_avro_serializer(schema: AvroSchema, validate: bool) -> _AvroSerializer
 # --------------------------------------------------------------------------- #
 
 
-def _plain_tree(obj: Any) -> Any:
+def _plain_tree(obj: Any, avro: bool = False) -> Any:
     """``obj`` with every Row, NamedTuple and dataclass in it made a dict.
 
     Returns ``obj`` itself when there is nothing to convert (the common case of
     a dict of scalars costs one C-level set test), and otherwise copies only
     the containers on the way to a converted value. Other values are left to
-    the encoder, which rejects what it cannot hold. Raises RecursionError on a
+    the encoder, which rejects what it cannot hold; for Avro (``avro=True``)
+    a Beam ``Timestamp`` becomes its microseconds. Raises RecursionError on a
     circular reference.
     """
     cls = type(obj)
     if cls is dict:
         if _PLAIN_SCALARS.issuperset(map(type, obj.values())):
             return obj
-        return _plain_dict(obj)
+        return _plain_dict(obj, avro)
     if cls is list:
         if _PLAIN_SCALARS.issuperset(map(type, obj)):
             return obj
-        return _plain_sequence(obj)
+        return _plain_sequence(obj, avro)
     if cls in _PLAIN_SCALARS:
         return obj
     fields = _fields_of(obj)
     if fields is not None:
-        return {name: _plain_tree(value) for name, value in fields}
+        return {name: _plain_tree(value, avro) for name, value in fields}
     if isinstance(obj, dict):
-        return _plain_dict(obj)
+        return _plain_dict(obj, avro)
     if isinstance(obj, (list, tuple)):
-        return _plain_sequence(obj)
+        return _plain_sequence(obj, avro)
+    if avro and cls is BeamTimestamp:
+        # The derived schema's timestamp-micros (Beam's micros_instant).
+        return obj.micros
     return obj
 
 
-def _plain_dict(obj: dict) -> dict:
+def _plain_dict(obj: dict, avro: bool) -> dict:
     copy = None
     for key, value in obj.items():
         if type(value) in _PLAIN_SCALARS:
             continue
-        plain = _plain_tree(value)
+        plain = _plain_tree(value, avro)
         if plain is not value:
             if copy is None:
                 copy = dict(obj)
@@ -386,8 +498,8 @@ def _plain_dict(obj: dict) -> dict:
     return obj if copy is None else copy
 
 
-def _plain_sequence(obj: Union[list, tuple]) -> Union[list, tuple]:
-    items = [_plain_tree(value) for value in obj]
+def _plain_sequence(obj: Union[list, tuple], avro: bool) -> Union[list, tuple]:
+    items = [_plain_tree(value, avro) for value in obj]
     if all(new is old for new, old in zip(items, obj)):
         return obj
     return items if isinstance(obj, list) else tuple(items)
