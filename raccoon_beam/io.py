@@ -90,7 +90,16 @@ class WriteToRaccoon(beam.PTransform):
         ``avro_schema``), ``"bytes"``, or a callable element -> bytes.
       wire: how requests are encoded, ``"protobuf"`` or ``"json"`` (REST and
         WebSocket only; gRPC is always protobuf).
-      avro_schema: the Avro schema (a dict or JSON string) for ``"avro"``.
+      avro_schema: the Avro schema (a dict or JSON string) for ``"avro"``;
+        by default derived from the input's Beam schema (see
+        :mod:`raccoon_beam.avro_schema`).
+      message_type: with ``"protobuf"``, the message plain data (dicts, Rows,
+        NamedTuples, dataclasses) is converted to: a generated message class,
+        or a full name with ``descriptor_set``.
+      descriptor_set: the FileDescriptorSet file (or its bytes) that defines
+        a ``message_type`` given by name.
+      ignore_unknown_fields: with ``message_type``, skip fields the message
+        does not have instead of dead-lettering the element.
       max_batch_size: the most events in one request.
       max_batch_bytes: the most bytes in one encoded request; by default
         safely under gRPC's 4 MiB receive limit.
@@ -132,6 +141,9 @@ class WriteToRaccoon(beam.PTransform):
         serializer: Union[str, Callable[[Any], bytes]] = "json",
         wire: str = "protobuf",
         avro_schema: Optional[Union[Dict[str, Any], str]] = None,
+        message_type: Optional[serializers.MessageTypeSpec] = None,
+        descriptor_set: Optional[serializers.DescriptorSetSpec] = None,
+        ignore_unknown_fields: bool = False,
         max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
         max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
         max_event_bytes: Optional[int] = None,
@@ -177,13 +189,19 @@ class WriteToRaccoon(beam.PTransform):
             raise TypeError(f"retry must be a RetryPolicy, got {type(retry).__name__}")
         wire_type = Wire(self._transport.wire)
         self._serializer_name = serializers.describe_serializer(serializer)
-        self._builder = EventBuilder(
-            event_type,
-            serializers.resolve_serializer(serializer, avro_schema=avro_schema),
-            wire_type,
-            max_event_bytes,
-            max_batch_bytes,
+        self._event_type_spec = event_type
+        self._serializer_spec = serializer
+        self._serializer_options: Dict[str, Any] = dict(
+            avro_schema=avro_schema,
+            message_type=message_type,
+            descriptor_set=descriptor_set,
+            ignore_unknown_fields=ignore_unknown_fields,
         )
+        self._wire_type = wire_type
+        # An Avro schema derived from the input's Beam schema is only known in expand().
+        self._builder: Optional[EventBuilder] = None
+        if not (serializer == "avro" and avro_schema is None):
+            self._builder = self._make_builder(None, max_event_bytes, max_batch_bytes)
         # Checks the limits against the request overhead now, not on a worker.
         Batcher(wire_type, max_batch_size, max_batch_bytes)
         self._event_type_name = describe_event_type(event_type)
@@ -195,6 +213,13 @@ class WriteToRaccoon(beam.PTransform):
         self._fail_on_error = fail_on_error
         self._buffering_clock = buffering_clock
 
+    def _make_builder(self, element_type: Any, max_event_bytes: Optional[int], max_batch_bytes: int) -> EventBuilder:
+        serializer = serializers.resolve_serializer(
+            self._serializer_spec, element_type=element_type, **self._serializer_options
+        )
+        self._serializer_name = serializers.describe_serializer(serializer)
+        return EventBuilder(self._event_type_spec, serializer, self._wire_type, max_event_bytes, max_batch_bytes)
+
     def _sender(self) -> "_SenderSpec":
         return _SenderSpec(
             transport=self._transport,
@@ -205,12 +230,15 @@ class WriteToRaccoon(beam.PTransform):
         )
 
     def expand(self, pcoll: PCollection) -> WriteToRaccoonResult:
+        builder = self._builder or self._make_builder(
+            pcoll.element_type, self._max_event_bytes, self._max_batch_bytes
+        )
         if self._max_buffering_duration is None:
             outputs = pcoll | "WriteEvents" >> beam.ParDo(
-                _WriteEventsFn(self._builder, self._sender())
+                _WriteEventsFn(builder, self._sender())
             ).with_outputs(FAILED_TAG, main="unused")
             return WriteToRaccoonResult(pcoll.pipeline, outputs[FAILED_TAG])
-        prepared = pcoll | "BuildEvents" >> beam.ParDo(_BuildEventsFn(self._builder, self._fail_on_error)).with_output_types(
+        prepared = pcoll | "BuildEvents" >> beam.ParDo(_BuildEventsFn(builder, self._fail_on_error)).with_output_types(
             Tuple[str, Any]  # GroupIntoBatches.WithShardedKey needs a keyed type
         ).with_outputs(FAILED_TAG, main="events")
         sent = (

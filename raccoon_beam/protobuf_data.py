@@ -227,6 +227,7 @@ def _load_message_class(full_name: str, descriptor_set: bytes) -> Type[Message]:
         names = sorted(
             f"{proto.package}.{message.name}" if proto.package else message.name
             for proto in files.file
+            if proto.package != "google.protobuf"  # the imported well-known types
             for message in proto.message_type
         )
         raise ValueError(
@@ -310,7 +311,7 @@ def _field_check(field: FieldDescriptor, ignore_unknown: bool) -> Check:
 
         return check_map
     single = _single_check(field, ignore_unknown)
-    if field.label == FieldDescriptor.LABEL_REPEATED:
+    if _is_repeated(field):
 
         def check_repeated(value: Any, path: str) -> list:
             if not isinstance(value, (list, tuple)):
@@ -324,6 +325,13 @@ def _field_check(field: FieldDescriptor, ignore_unknown: bool) -> Check:
 
         return check_repeated
     return single
+
+
+def _is_repeated(field: FieldDescriptor) -> bool:
+    flag = getattr(field, "is_repeated", None)  # protobuf >= 6.31; ``label`` is deprecated there
+    if flag is None:
+        return field.label == FieldDescriptor.LABEL_REPEATED
+    return bool(flag() if callable(flag) else flag)
 
 
 def _single_check(field: FieldDescriptor, ignore_unknown: bool) -> Check:
