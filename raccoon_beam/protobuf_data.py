@@ -38,7 +38,7 @@ import dataclasses
 import datetime
 import functools
 import math
-from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Tuple, Type
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple, Type
 
 from apache_beam.pvalue import Row
 from apache_beam.utils.timestamp import Timestamp as BeamTimestamp
@@ -89,8 +89,25 @@ _PARSE_DICT_TYPES = frozenset(
 )
 _MAX_REPR = 60
 
-Check = Callable[[Any, str], Any]
-"""A field's converter: (value, path) -> the value for the generated class."""
+Check = Callable[[Any], Any]
+"""A field's converter: value -> the value for the generated class; raises :class:`_Invalid`."""
+
+
+class _Invalid(Exception):
+    """A value that does not fit, with the path to it collected on the way out.
+
+    The checks take no path argument: building path strings for every field of
+    every event would cost more than the checks themselves, so each level adds
+    its segment (``.name``, ``[2]``, ``['key']``) only when an error passes through.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.where: List[str] = []
+
+    def path(self) -> str:
+        return "".join(reversed(self.where)).lstrip(".") or "element"
 
 
 class MessageConverter:
@@ -118,7 +135,10 @@ class MessageConverter:
             return element.SerializeToString()
         if element is None:
             raise SerializationError("element is None")
-        kwargs = self._to_kwargs(element, "")
+        try:
+            kwargs = self._to_kwargs(element)
+        except _Invalid as invalid:
+            raise SerializationError(f"{invalid.path()}: {invalid.message}") from None
         try:
             return self.message_class(**kwargs).SerializeToString()
         except Exception as exc:  # the runtime rejected a value the checks let through
@@ -241,33 +261,42 @@ def _load_message_class(full_name: str, descriptor_set: bytes) -> Type[Message]:
 # --------------------------------------------------------------------------- #
 
 
+# Field kinds whose plain value the generated class takes as it is: one type
+# test instead of a call to their check.
+_AS_IS = {
+    FieldDescriptor.TYPE_STRING: frozenset({str}),
+    FieldDescriptor.TYPE_BOOL: frozenset({bool}),
+    FieldDescriptor.TYPE_DOUBLE: frozenset({float, int}),
+    FieldDescriptor.TYPE_BYTES: frozenset({bytes}),
+}
+_NOTHING: frozenset = frozenset()
+
+
 @functools.lru_cache(maxsize=_PER_TYPE_CACHE_SIZE)
 def _message_check(descriptor: Descriptor, ignore_unknown: bool) -> Check:
     """A check data -> kwargs dict for one message type (recursive types share it lazily)."""
-    fields: Dict[str, Tuple[str, Optional[str], Check]] = {}
-    # Filled after this function returns, so that a recursive message type
-    # finds its own (cached) check instead of recursing forever.
+    fields: Dict[str, list] = {}
+    # Filled on first use, so that a recursive message type finds its own
+    # (cached) check instead of recursing forever.
     pending = []
     for field in descriptor.fields:
         oneof = field.containing_oneof.name if field.containing_oneof is not None else None
-        entry = [field.name, oneof, None]
+        as_is = _NOTHING if _is_repeated(field) else _AS_IS.get(field.type, _NOTHING)
+        entry = [field.name, oneof, as_is, None]
         pending.append((entry, field))
-        fields[field.name] = entry  # type: ignore[assignment]
+        fields[field.name] = entry
         if field.json_name != field.name:
-            fields[field.json_name] = entry  # type: ignore[assignment]
+            fields[field.json_name] = entry
     full_name = descriptor.full_name
     resolved = False
 
-    def resolve() -> None:
+    def check(data: Any) -> Dict[str, Any]:
         nonlocal resolved
-        for entry, field in pending:
-            entry[2] = _field_check(field, ignore_unknown)
-        resolved = True
-
-    def check(data: Any, path: str) -> Dict[str, Any]:
         if not resolved:
-            resolve()
-        items = _items_of(data, path, full_name)
+            for entry, field in pending:
+                entry[3] = _field_check(field, ignore_unknown)
+            resolved = True
+        items = data.items() if type(data) is dict else _items_of(data, full_name)
         kwargs: Dict[str, Any] = {}
         oneofs: Optional[Dict[str, str]] = None
         for key, value in items:
@@ -275,19 +304,28 @@ def _message_check(descriptor: Descriptor, ignore_unknown: bool) -> Check:
             if entry is None:
                 if ignore_unknown:
                     continue
-                raise SerializationError(f"{_join(path, key)}: unknown field of {full_name}")
+                invalid = _Invalid(f"unknown field of {full_name}")
+                invalid.where.append(f".{key}")
+                raise invalid
             if value is None:
                 continue
-            name, oneof, field_check = entry
+            name, oneof, as_is, field_check = entry
             if oneof is not None:
                 if oneofs is None:
                     oneofs = {}
                 other = oneofs.setdefault(oneof, name)
                 if other != name:
-                    raise SerializationError(
-                        f"{_join(path, name)}: oneof {oneof!r} already has {other!r} set"
-                    )
-            kwargs[name] = field_check(value, _join(path, key) if path else key)
+                    invalid = _Invalid(f"oneof {oneof!r} already has {other!r} set")
+                    invalid.where.append(f".{key}")
+                    raise invalid
+            if type(value) in as_is:
+                kwargs[name] = value
+                continue
+            try:
+                kwargs[name] = field_check(value)
+            except _Invalid as invalid:
+                invalid.where.append(f".{key}")
+                raise
         return kwargs
 
     return check
@@ -298,30 +336,39 @@ def _field_check(field: FieldDescriptor, ignore_unknown: bool) -> Check:
         key_check = _map_key_check(field.message_type.fields_by_name["key"])
         value_check = _single_check(field.message_type.fields_by_name["value"], ignore_unknown)
 
-        def check_map(value: Any, path: str) -> Dict[Any, Any]:
+        def check_map(value: Any) -> Dict[Any, Any]:
             if not isinstance(value, Mapping):
-                raise _wrong(path, "a map (dict)", value)
+                raise _wrong("a map (dict)", value)
             out = {}
             for key, item in value.items():
-                where = f"{path}[{key!r}]"
-                if item is None:
-                    raise SerializationError(f"{where}: map values cannot be None")
-                out[key_check(key, where)] = value_check(item, where)
+                try:
+                    if item is None:
+                        raise _Invalid("map values cannot be None")
+                    out[key_check(key)] = value_check(item)
+                except _Invalid as invalid:
+                    invalid.where.append(f"[{key!r}]")
+                    raise
             return out
 
         return check_map
     single = _single_check(field, ignore_unknown)
     if _is_repeated(field):
 
-        def check_repeated(value: Any, path: str) -> list:
+        def check_repeated(value: Any) -> list:
             if not isinstance(value, (list, tuple)):
-                raise _wrong(path, "a list", value)
-            out = []
+                raise _wrong("a list", value)
+            try:
+                return [single(item) for item in value]
+            except _Invalid:
+                pass
+            # Only on failure: find the index of the element that fails.
             for index, item in enumerate(value):
-                if item is None:
-                    raise SerializationError(f"{path}[{index}]: repeated values cannot be None")
-                out.append(single(item, f"{path}[{index}]"))
-            return out
+                try:
+                    single(item)
+                except _Invalid as invalid:
+                    invalid.where.append(f"[{index}]")
+                    raise
+            raise AssertionError("unreachable: a check failed once and then passed")  # pragma: no cover
 
         return check_repeated
     return single
@@ -362,17 +409,17 @@ def _message_value_check(descriptor: Descriptor, ignore_unknown: bool) -> Check:
         return _duration_check
     if full_name in _WRAPPERS:
         inner = _single_check(descriptor.fields_by_name["value"], ignore_unknown)
-        return lambda value, path: {"value": inner(value, path)}
+        return lambda value: {"value": inner(value)}
     if full_name in _PARSE_DICT_TYPES:
         return _parse_dict_check(descriptor, ignore_unknown)
     nested = _message_check(descriptor, ignore_unknown)
 
-    def check_message(value: Any, path: str) -> Any:
+    def check_message(value: Any) -> Any:
         if isinstance(value, Message):
             if value.DESCRIPTOR.full_name != full_name:
-                raise _wrong(path, full_name, value)
+                raise _wrong(full_name, value)
             return value
-        return nested(value, path)
+        return nested(value)
 
     return check_message
 
@@ -381,21 +428,21 @@ def _map_key_check(field: FieldDescriptor) -> Check:
     if field.type in _INT_RANGES:
         as_int = _int_check(*_INT_RANGES[field.type])
 
-        def check_int_key(key: Any, path: str) -> int:
+        def check_int_key(key: Any) -> int:
             if isinstance(key, str):  # JSON object keys are strings
                 try:
                     key = int(key)
                 except ValueError:
-                    raise _wrong(path, f"a {_INT_RANGES[field.type][0]} key", key) from None
-            return as_int(key, path)
+                    raise _wrong(f"a {_INT_RANGES[field.type][0]} key", key) from None
+            return as_int(key)
 
         return check_int_key
     if field.type == FieldDescriptor.TYPE_BOOL:
 
-        def check_bool_key(key: Any, path: str) -> bool:
+        def check_bool_key(key: Any) -> bool:
             if key in ("true", "false"):
                 return key == "true"
-            return _bool_check(key, path)
+            return _bool_check(key)
 
         return check_bool_key
     return _string_check
@@ -407,49 +454,49 @@ def _map_key_check(field: FieldDescriptor) -> Check:
 
 
 def _int_check(name: str, low: int, high: int) -> Check:
-    def check(value: Any, path: str) -> int:
+    def check(value: Any) -> int:
         if type(value) is not int:
             if isinstance(value, bool) or not isinstance(value, int):
-                raise _wrong(path, name, value)
+                raise _wrong(name, value)
             value = int(value)
         if not low <= value <= high:
-            raise SerializationError(f"{path}: {value} is out of range for {name} [{low}, {high}]")
+            raise _Invalid(f"{value} is out of range for {name} [{low}, {high}]")
         return value
 
     return check
 
 
-def _double_check(value: Any, path: str) -> float:
+def _double_check(value: Any) -> float:
     cls = type(value)
     if cls is float or cls is int:
         return value
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise _wrong(path, "double", value)
+        raise _wrong("double", value)
     return float(value)
 
 
-def _float_check(value: Any, path: str) -> float:
-    value = _double_check(value, path)
+def _float_check(value: Any) -> float:
+    value = _double_check(value)
     if math.isfinite(value) and abs(value) > _FLOAT32_MAX:
-        raise SerializationError(f"{path}: {value!r} is out of range for float")
+        raise _Invalid(f"{value!r} is out of range for float")
     return value
 
 
-def _bool_check(value: Any, path: str) -> bool:
+def _bool_check(value: Any) -> bool:
     if type(value) is not bool:
-        raise _wrong(path, "bool", value)
+        raise _wrong("bool", value)
     return value
 
 
-def _string_check(value: Any, path: str) -> str:
+def _string_check(value: Any) -> str:
     if type(value) is str:
         return value
     if isinstance(value, str):
         return str(value)
-    raise _wrong(path, "string", value)
+    raise _wrong("string", value)
 
 
-def _bytes_check(value: Any, path: str) -> bytes:
+def _bytes_check(value: Any) -> bytes:
     if type(value) is bytes:
         return value
     if isinstance(value, (bytearray, memoryview)):
@@ -458,8 +505,8 @@ def _bytes_check(value: Any, path: str) -> bytes:
         try:
             return base64.urlsafe_b64decode(value.replace("+", "-").replace("/", "_") + "=" * (-len(value) % 4))
         except (binascii.Error, ValueError):
-            raise SerializationError(f"{path}: expected bytes or a base64 string, got {_show(value)}") from None
-    raise _wrong(path, "bytes", value)
+            raise _Invalid(f"expected bytes or a base64 string, got {_show(value)}") from None
+    raise _wrong("bytes", value)
 
 
 def _enum_check(field: FieldDescriptor) -> Check:
@@ -468,26 +515,23 @@ def _enum_check(field: FieldDescriptor) -> Check:
     numbers = frozenset(by_name.values())
     closed = enum.is_closed
 
-    def check(value: Any, path: str) -> int:
+    def check(value: Any) -> int:
         if type(value) is str:
             number = by_name.get(value)
             if number is None:
-                raise SerializationError(
-                    f"{path}: {value!r} is not a value of enum {enum.full_name} "
-                    f"(one of {', '.join(by_name)})"
-                )
+                raise _Invalid(f"{value!r} is not a value of enum {enum.full_name} (one of {', '.join(by_name)})")
             return number
         if type(value) is not int:
             name = getattr(value, "name", None)  # a Python Enum member named like the proto value
             if isinstance(name, str) and name in by_name and not isinstance(value, int):
                 return by_name[name]
             if isinstance(value, bool) or not isinstance(value, int):
-                raise _wrong(path, f"enum {enum.full_name} (a name or a number)", value)
+                raise _wrong(f"enum {enum.full_name} (a name or a number)", value)
             value = int(value)
         if closed and value not in numbers:
-            raise SerializationError(f"{path}: {value} is not a value of enum {enum.full_name}")
+            raise _Invalid(f"{value} is not a value of enum {enum.full_name}")
         if not -(2**31) <= value <= 2**31 - 1:
-            raise SerializationError(f"{path}: {value} is out of range for enum {enum.full_name}")
+            raise _Invalid(f"{value} is out of range for enum {enum.full_name}")
         return value
 
     return check
@@ -498,7 +542,7 @@ def _enum_check(field: FieldDescriptor) -> Check:
 # --------------------------------------------------------------------------- #
 
 
-def _timestamp_check(value: Any, path: str) -> Any:
+def _timestamp_check(value: Any) -> Any:
     if isinstance(value, datetime.datetime):
         if value.tzinfo is None:  # naive means UTC, as in Timestamp.FromDatetime
             value = value.replace(tzinfo=datetime.timezone.utc)
@@ -509,19 +553,19 @@ def _timestamp_check(value: Any, path: str) -> Any:
         seconds, micros = divmod(value.micros, 1_000_000)
         nanos = micros * 1000
     elif isinstance(value, str):
-        return _from_json_string(value, path, "Timestamp", "an RFC 3339 time such as 2024-01-01T00:00:00Z")
+        return _from_json_string(value, "Timestamp", "an RFC 3339 time such as 2024-01-01T00:00:00Z")
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        seconds, nanos = _split_seconds(value, path, "Timestamp")
+        seconds, nanos = _split_seconds(value, "Timestamp")
     elif isinstance(value, (Mapping, Message)) or _is_record(value):
-        return _plain_message(value, path, "google.protobuf.Timestamp", ("seconds", "nanos"))
+        return _plain_message(value, "google.protobuf.Timestamp", ("seconds", "nanos"))
     else:
-        raise _wrong(path, "Timestamp (datetime, Beam Timestamp, epoch seconds or RFC 3339 string)", value)
+        raise _wrong("Timestamp (datetime, Beam Timestamp, epoch seconds or RFC 3339 string)", value)
     if not _TIMESTAMP_SECONDS[0] <= seconds <= _TIMESTAMP_SECONDS[1]:
-        raise SerializationError(f"{path}: {_show(value)} is out of the Timestamp range (years 1 to 9999)")
+        raise _Invalid(f"{_show(value)} is out of the Timestamp range (years 1 to 9999)")
     return {"seconds": seconds, "nanos": nanos}
 
 
-def _duration_check(value: Any, path: str) -> Any:
+def _duration_check(value: Any) -> Any:
     if isinstance(value, datetime.timedelta):
         micros = (value.days * 86400 + value.seconds) * 1_000_000 + value.microseconds
         # Duration's seconds and nanos carry the same sign.
@@ -529,25 +573,25 @@ def _duration_check(value: Any, path: str) -> Any:
         seconds, micros = divmod(abs(micros), 1_000_000)
         seconds, nanos = sign * seconds, sign * micros * 1000
     elif isinstance(value, str):
-        return _from_json_string(value, path, "Duration", "seconds with an 's', such as 1.5s")
+        return _from_json_string(value, "Duration", "seconds with an 's', such as 1.5s")
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        seconds, nanos = _split_seconds(value, path, "Duration")
+        seconds, nanos = _split_seconds(value, "Duration")
         if seconds < 0 and nanos:  # floor split -> same-sign split
             seconds, nanos = seconds + 1, nanos - 1_000_000_000
     elif isinstance(value, (Mapping, Message)) or _is_record(value):
-        return _plain_message(value, path, "google.protobuf.Duration", ("seconds", "nanos"))
+        return _plain_message(value, "google.protobuf.Duration", ("seconds", "nanos"))
     else:
-        raise _wrong(path, "Duration (timedelta, seconds or a string such as 1.5s)", value)
+        raise _wrong("Duration (timedelta, seconds or a string such as 1.5s)", value)
     if abs(seconds) > _DURATION_SECONDS:
-        raise SerializationError(f"{path}: {_show(value)} is out of the Duration range (10,000 years)")
+        raise _Invalid(f"{_show(value)} is out of the Duration range (10,000 years)")
     return {"seconds": seconds, "nanos": nanos}
 
 
-def _split_seconds(value: Any, path: str, kind: str) -> Tuple[int, int]:
+def _split_seconds(value: Any, kind: str) -> Tuple[int, int]:
     if isinstance(value, int):
         return int(value), 0
     if not math.isfinite(value):
-        raise SerializationError(f"{path}: {value!r} is not a valid {kind}")
+        raise _Invalid(f"{value!r} is not a valid {kind}")
     seconds = math.floor(value)
     nanos = round((value - seconds) * 1e9)
     if nanos >= 1_000_000_000:
@@ -555,45 +599,49 @@ def _split_seconds(value: Any, path: str, kind: str) -> Tuple[int, int]:
     return seconds, nanos
 
 
-def _from_json_string(value: str, path: str, kind: str, form: str) -> Any:
+def _from_json_string(value: str, kind: str, form: str) -> Any:
     from google.protobuf import duration_pb2, timestamp_pb2
 
     message = timestamp_pb2.Timestamp() if kind == "Timestamp" else duration_pb2.Duration()
     try:
         message.FromJsonString(value)
     except ValueError as exc:
-        raise SerializationError(f"{path}: {value!r} is not a valid {kind} ({form}): {exc}") from None
+        raise _Invalid(f"{value!r} is not a valid {kind} ({form}): {exc}") from None
     return {"seconds": message.seconds, "nanos": message.nanos}
 
 
-def _plain_message(value: Any, path: str, full_name: str, names: Iterable[str]) -> Any:
+def _plain_message(value: Any, full_name: str, names: Iterable[str]) -> Any:
     if isinstance(value, Message):
         if value.DESCRIPTOR.full_name != full_name:
-            raise _wrong(path, full_name, value)
+            raise _wrong(full_name, value)
         return value
     allowed = set(names)
     out = {}
-    for key, item in _items_of(value, path, full_name):
-        if key not in allowed:
-            raise SerializationError(f"{_join(path, key)}: unknown field of {full_name}")
-        if item is not None:
-            out[key] = _int_check(key, -(2**63), 2**63 - 1)(item, _join(path, key))
+    for key, item in _items_of(value, full_name):
+        try:
+            if key not in allowed:
+                raise _Invalid(f"unknown field of {full_name}")
+            if item is not None:
+                out[key] = _int_check(key, -(2**63), 2**63 - 1)(item)
+        except _Invalid as invalid:
+            invalid.where.append(f".{key}")
+            raise
     return out
 
 
 def _parse_dict_check(descriptor: Descriptor, ignore_unknown: bool) -> Check:
     message_class = message_factory.GetMessageClass(descriptor)
 
-    def check(value: Any, path: str) -> Any:
+    def check(value: Any) -> Any:
         if isinstance(value, Message):
             if value.DESCRIPTOR.full_name != descriptor.full_name:
-                raise _wrong(path, descriptor.full_name, value)
+                raise _wrong(descriptor.full_name, value)
             return value
         message = message_class()
         try:
             json_format.ParseDict(value, message, ignore_unknown_fields=ignore_unknown)
         except json_format.ParseError as exc:
-            raise SerializationError(f"{path}: not a valid {descriptor.full_name}: {exc}") from None
+            raise _Invalid(f"not a valid {descriptor.full_name}: {exc}") from None
         return message
 
     return check
@@ -610,7 +658,7 @@ def _is_record(value: Any) -> bool:
     )
 
 
-def _items_of(data: Any, path: str, full_name: str) -> Iterable[Tuple[Any, Any]]:
+def _items_of(data: Any, full_name: str) -> Iterable[Tuple[Any, Any]]:
     """(name, value) pairs of a dict, Row, NamedTuple or dataclass."""
     if type(data) is dict or isinstance(data, Mapping):
         return data.items()
@@ -621,12 +669,13 @@ def _items_of(data: Any, path: str, full_name: str) -> Iterable[Tuple[Any, Any]]
         if names is not None:
             return zip(names, data)
     elif dataclasses.is_dataclass(data) and not isinstance(data, type):
-        return ((f.name, getattr(data, f.name)) for f in dataclasses.fields(data))
-    raise _wrong(path or "element", f"{full_name} (a dict, Row, NamedTuple, dataclass or message)", data)
+        return ((name, getattr(data, name)) for name in _dataclass_names(type(data)))
+    raise _wrong(f"{full_name} (a dict, Row, NamedTuple, dataclass or message)", data)
 
 
-def _join(path: str, key: Any) -> str:
-    return f"{path}.{key}" if path else str(key)
+@functools.lru_cache(maxsize=_PER_TYPE_CACHE_SIZE)
+def _dataclass_names(cls: type) -> Tuple[str, ...]:
+    return tuple(field.name for field in dataclasses.fields(cls))
 
 
 def _show(value: Any) -> str:
@@ -634,5 +683,5 @@ def _show(value: Any) -> str:
     return text if len(text) <= _MAX_REPR else text[: _MAX_REPR - 3] + "..."
 
 
-def _wrong(path: str, expected: str, value: Any) -> SerializationError:
-    return SerializationError(f"{path}: expected {expected}, got {_show(value)} ({type(value).__name__})")
+def _wrong(expected: str, value: Any) -> _Invalid:
+    return _Invalid(f"expected {expected}, got {_show(value)} ({type(value).__name__})")
