@@ -300,8 +300,8 @@ def _message_check(descriptor: Descriptor, ignore_unknown: bool) -> Check:
         kwargs: Dict[str, Any] = {}
         oneofs: Optional[Dict[str, str]] = None
         for key, value in items:
-            entry = fields.get(key)
-            if entry is None:
+            found = fields.get(key)
+            if found is None:
                 if ignore_unknown:
                     continue
                 invalid = _Invalid(f"unknown field of {full_name}")
@@ -309,7 +309,7 @@ def _message_check(descriptor: Descriptor, ignore_unknown: bool) -> Check:
                 raise invalid
             if value is None:
                 continue
-            name, oneof, as_is, field_check = entry
+            name, oneof, as_is, field_check = found
             if oneof is not None:
                 if oneofs is None:
                     oneofs = {}

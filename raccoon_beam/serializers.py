@@ -12,12 +12,16 @@ Built-in serializers:
 
 - ``"json"``: dicts, lists, scalars, Beam ``Row`` s, ``NamedTuple`` s and
   dataclasses (the last three as JSON objects of their fields), nested in any
-  combination. Compact UTF-8 JSON; NaN and Infinity are rejected.
-- ``"protobuf"``: a ``google.protobuf.message.Message`` instance.
+  combination. Compact UTF-8 JSON written by orjson; NaN and Infinity are
+  rejected.
+- ``"protobuf"``: a ``google.protobuf.message.Message`` instance; with
+  ``message_type``, plain data converted to that message
+  (:mod:`raccoon_beam.protobuf_data`).
 - ``"avro"``: Avro binary encoding without header (fastavro's schemaless
-  writer) under a user-given schema; dicts, ``Row`` s, ``NamedTuple`` s and
-  dataclasses as records. A missing field takes its schema default; fields
-  the schema does not name are ignored.
+  writer) under a user-given schema, or one derived from the input's Beam
+  schema (:mod:`raccoon_beam.avro_schema`); dicts, ``Row`` s, ``NamedTuple`` s
+  and dataclasses as records. A missing field takes its schema default;
+  fields the schema does not name are ignored.
 - ``"bytes"``: ``bytes``, ``bytearray``, ``memoryview``, and ``str`` as UTF-8.
 
 Any other callable element -> bytes is accepted too; its failures are turned

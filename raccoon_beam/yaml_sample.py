@@ -3,7 +3,7 @@
 Usage::
 
     python -m raccoon_beam.yaml_sample [--transport grpc|rest|websocket] -- \\
-        python -m apache_beam.yaml.main --yaml_pipeline_file=pipelines/clickstream.yaml
+        python -m apache_beam.yaml.main --yaml_pipeline_file=pipelines/clickstream.yaml --runner=FnApiRunner
 
 It starts a :class:`~raccoon_beam.emulator.RaccoonEmulator` on free
 127.0.0.1 ports, adds ``--jinja_variables`` with its ``endpoint`` (merged into

@@ -373,3 +373,14 @@ def test_the_converter_benchmark_runs_and_checks_its_bytes():
     results = measure(repeat=1, min_seconds=0.001)
     assert set(results) == {"flat ClickEvent", "nested Order", "json"}
     assert all(value > 0 for case in results.values() for value in case.values())
+
+
+def test_a_descriptor_set_without_its_well_known_imports_still_loads():
+    """protoc without --include_imports leaves Timestamp & co out: they come from the runtime."""
+    from google.protobuf import descriptor_pb2
+
+    full = descriptor_pb2.FileDescriptorSet.FromString(shop_descriptor_set())
+    only_shop = descriptor_pb2.FileDescriptorSet(file=[f for f in full.file if f.name == "shop/v1/shop.proto"])
+    serializer = resolve_serializer("protobuf", message_type=ORDER, descriptor_set=only_shop.SerializeToString())
+    data = {"order_id": "w", "created_at": "2024-01-01T00:00:00Z", "coupon_id": 3}
+    assert serializer(data) == parse_dict(data)

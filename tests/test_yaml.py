@@ -40,6 +40,7 @@ def test_the_readme_command_delivers_every_good_line_and_dead_letters_the_rest(t
     command = [
         sys.executable, "-m", "raccoon_beam.yaml_sample", "--",
         sys.executable, "-m", "apache_beam.yaml.main", "--yaml_pipeline_file=pipelines/clickstream.yaml",
+        "--runner=FnApiRunner",
         "--jinja_variables=" + json.dumps({"output": str(tmp_path)}),
     ]
     completed = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
