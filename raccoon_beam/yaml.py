@@ -41,7 +41,7 @@ from raccoon_beam import io as raccoon_io
 from raccoon_beam.batching import DEFAULT_MAX_BATCH_BYTES, DEFAULT_MAX_BATCH_SIZE
 from raccoon_beam.errors import RaccoonDeadLetter
 from raccoon_beam.retry import RetryPolicy
-from raccoon_beam.transports.base import DEFAULT_MAX_IN_FLIGHT, DEFAULT_TIMEOUT
+from raccoon_beam.transports import DEFAULT_MAX_IN_FLIGHT, DEFAULT_TIMEOUT
 
 __all__ = ["WriteToRaccoon", "PROVIDERS_FILE", "EventTypeField", "dead_letter_row_type"]
 
