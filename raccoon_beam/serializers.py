@@ -650,7 +650,7 @@ def _find_json_problem(obj: Any, path: str, active: set, cycles_only: bool) -> O
             return f"{where}: Out of range float value {obj!r} is not JSON compliant"
         return None
     if isinstance(obj, dict):
-        items = obj.items()
+        items: Optional[Iterable[Tuple[Any, Any]]] = obj.items()
     elif (fields := _fields_of(obj)) is not None:
         items = fields
     elif isinstance(obj, (list, tuple)):
