@@ -68,9 +68,10 @@ bench: install
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	$(BIN)/python -m benchmarks.run $(ARGS)
 
+# ruff and mypy (both in the test extra), as CI runs them.
 lint: install
-	$(BIN)/python -m pip install --quiet ruff
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 # Regenerate raccoon_beam/_proto from proto/ (tests fail when it is stale).
 proto: install

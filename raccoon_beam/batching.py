@@ -91,6 +91,11 @@ class Batcher(Generic[S]):
       ValueError: a limit is not a positive integer, or leaves no room for events.
     """
 
+    _event_types: List[str]
+    _payloads: List[bytes]
+    _sources: List[S]
+    _size: int
+
     def __init__(
         self,
         wire: Wire,
@@ -145,9 +150,9 @@ class Batcher(Generic[S]):
         return self._take() if self._payloads else None
 
     def _start(self) -> None:
-        self._event_types: List[str] = []
-        self._payloads: List[bytes] = []
-        self._sources: List[S] = []
+        self._event_types = []
+        self._payloads = []
+        self._sources = []
         self._size = wire_lib.REQUEST_OVERHEAD_BYTES
 
     def _take(self) -> Batch[S]:
