@@ -168,6 +168,12 @@ class Reconciliation:
         """Deliveries beyond the first of each event."""
         return sum(n - 1 for n in self.captured.values() if n > 1)
 
+    def summary(self) -> str:
+        return (
+            f"{sum(self.captured.values())} captured ({self.duplicates} duplicates), {len(self.dead)} dead-lettered, "
+            f"{self.requests} requests over {len(self.conn_ids)} connection ids"
+        )
+
     def assert_exact(self, bad_ids: Set[int], allow_duplicates: bool = False) -> None:
         """Captured and dead-lettered ids together are the input; only ``bad_ids`` dead-lettered."""
         assert not self.lost, f"{len(self.lost)} events neither captured nor dead-lettered, e.g. {sorted(self.lost)[:10]}"

@@ -55,7 +55,9 @@ def run_on_pool(pool: WorkerPool, emulator: RaccoonEmulator, tmp_path: Any, **wr
         with beam.Pipeline(runner=pool.runner(), options=options) as pipeline:
             harness.build_delivery(pipeline, N_EVENTS, N_BAD, emulator.ws_endpoint, str(letters), **write_kwargs)
     input_ids = {event["id"] for event in events}
-    return harness.reconcile(emulator, input_ids, str(letters)), events, workers.pids
+    rec = harness.reconcile(emulator, input_ids, str(letters))
+    print(rec.summary(), emulator.counters())
+    return rec, events, workers.pids
 
 
 def bad_ids() -> set:
@@ -95,7 +97,7 @@ def test_two_sdk_workers_lose_nothing_under_transient_failures(
     emulator.faults.fail_fraction(0.10, Outcome.raccoon("CODE_INTERNAL_ERROR"), seed=13)
     emulator.faults.fail_fraction(0.11, Outcome.http(503), seed=14)
 
-    rec, _, worker_pids = run_on_pool(worker_pool, emulator, tmp_path, retry=harness.FAST_RETRY)
+    rec, _, worker_pids = run_on_pool(worker_pool, emulator, tmp_path, retry=harness.FAST_RETRY, max_batch_size=100)
 
     rec.assert_exact(bad_ids(), allow_duplicates=True)
     counters = emulator.counters()
@@ -150,6 +152,7 @@ def test_streaming_path_batches_across_bundles(worker_pool: WorkerPool, emulator
         start_of_window = record["timestamp"] - record["timestamp"] % 1
         assert record["window"] == pytest.approx([start_of_window, start_of_window + 1]), record
     requests = len({event.req_guid for event in events})
+    print(f"{len(captured)} captured, {len(dead)} dead-lettered, {requests} requests")
     assert requests <= len(captured) / 5, f"{requests} requests for {len(captured)} events: not batched across bundles"
 
 
