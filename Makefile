@@ -38,3 +38,19 @@ lint: install
 # Regenerate raccoon_beam/_proto from proto/ (tests fail when it is stale).
 proto: install
 	$(BIN)/python proto/generate.py
+
+# The sample on Beam's portable runner: an external worker pool of SDK worker
+# processes on a free local port (how Flink and Spark run Python), then stopped.
+.PHONY: sample-portable sample-dask sizing
+sample-portable: install
+	$(BIN)/python pipelines/engines.py portable -- pipelines/clickstream.py $(ARGS)
+
+# The sample on Beam's Dask runner: a local distributed cluster of 2 worker processes.
+sample-dask: install
+	$(BIN)/python -m pip install --quiet -e '.[test,dask]'
+	$(BIN)/python pipelines/engines.py dask --workers 2 -- pipelines/clickstream.py $(ARGS)
+
+# The sizing measurements of docs/sizing.md (rewrites its table and docs/sizing.png).
+sizing: install
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	$(BIN)/python -m benchmarks.sizing $(ARGS)

@@ -158,6 +158,24 @@ class WorkerPool:
             self._seen.setdefault(process.pid, process)
         return found
 
+    def worker_cpu_seconds(self) -> float:
+        """CPU seconds (user + system) of every SDK worker of this pool so far, running or exited.
+
+        Beam's runners never ask the pool to stop a worker: a worker exits
+        when its runner goes away, and the pool reaps it only when the pool
+        stops. Until then an exited worker is a zombie whose CPU account the
+        kernel still shows, so the sum is exact.
+        """
+        self.workers()
+        total = 0.0
+        for process in self._seen.values():
+            try:
+                times = process.cpu_times()
+            except psutil.NoSuchProcess:
+                continue
+            total += times.user + times.system
+        return total
+
     def stop(self, timeout: float = DEFAULT_STOP_TIMEOUT) -> None:
         """Stops the pool and its workers.
 
