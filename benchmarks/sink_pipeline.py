@@ -47,8 +47,8 @@ from raccoon_beam import WriteToRaccoon
 from raccoon_beam import io as sink_io
 from raccoon_beam._proto import raccoon_pb2
 from raccoon_beam.serializers import resolve_serializer
-from raccoon_beam.transports.base import Transport, check_response
-from raccoon_beam.transports.client import RaccoonClient
+from raccoon_beam.transports import Transport, check_response
+from raccoon_beam.delivery import Sender
 from raccoon_beam.wire import EncodedRequest
 
 __all__ = ["NullTransport", "HandWrittenRaccoonFn", "run"]
@@ -77,7 +77,7 @@ class NullTransport(Transport):
 
 def _install_null_transport() -> None:
     """Makes every ``WriteToRaccoon`` of this process send to a :class:`NullTransport`."""
-    sink_io.RaccoonClient = functools.partial(RaccoonClient, transport_factory=NullTransport)
+    sink_io.Sender = functools.partial(Sender, transport_factory=NullTransport)
 
 
 # ------------------------------------------------------------------ the baseline

@@ -77,7 +77,7 @@ CONSTRUCTION_ERRORS = [
     ("max-batch-size-negative", {"max_batch_size": -5}, ValueError, "max_batch_size"),
     ("max-batch-size-float", {"max_batch_size": 2.5}, ValueError, "max_batch_size"),
     ("max-batch-bytes-negative", {"max_batch_bytes": -1}, ValueError, "max_batch_bytes"),
-    ("max-batch-bytes-below-overhead", {"max_batch_bytes": 10}, ValueError, "max_bytes"),
+    ("max-batch-bytes-below-overhead", {"max_batch_bytes": 10}, ValueError, "max_batch_bytes must exceed"),
     ("max-event-bytes-negative", {"max_event_bytes": -1}, ValueError, "max_event_bytes"),
     ("max-in-flight-zero", {"max_in_flight": 0}, ValueError, "max_in_flight"),
     ("timeout-negative", {"timeout": -1}, ValueError, "timeout"),

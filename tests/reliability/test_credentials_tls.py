@@ -23,7 +23,7 @@ from apache_beam.transforms.display import DisplayData
 
 from raccoon_beam import RetryPolicy, TlsOptions, WriteToRaccoon
 from raccoon_beam.emulator import Outcome, RaccoonEmulator
-from raccoon_beam.transports.base import TransportConfig, parse_endpoint
+from raccoon_beam.transports import TransportConfig, parse_endpoint
 
 from tests.reliability.conftest import TinyServer, endpoint_of, run_pipeline
 from tests.transports.helpers import make_ca_and_server_cert
@@ -177,8 +177,9 @@ def test_secrets_never_appear_in_display_data_or_reprs(emulator, transport):
     shown = [f"{item.key}={item.value}" for item in items]
     assert_no_secret(shown, "display data")
     assert any("X-Team" in text for text in shown)  # the header is shown, not the secret values
-    config = transform._transport
-    assert_no_secret([repr(config), str(config.parsed_endpoint), repr(config.parsed_endpoint)], "reprs")
+    config = transform.options.transport
+    reprs = [repr(transform.options), repr(config), str(config.parsed_endpoint), repr(config.parsed_endpoint)]
+    assert_no_secret(reprs, "reprs")
 
 
 @pytest.mark.parametrize("transport", ["grpc", "rest", "websocket"])
@@ -312,7 +313,7 @@ def test_error_page_echoing_headers_leaks_no_secret(letters_path, caplog, creden
 
 
 def test_basic_token_from_the_url_is_redacted():
-    from raccoon_beam.transports.base import redact
+    from raccoon_beam.transports import redact
 
     config = TransportConfig(with_password("http://127.0.0.1:1/api/v1/events"))
     sent = config.request_headers("conn")["Authorization"]
