@@ -189,7 +189,8 @@ def _chart(rows: Sequence[Dict[str, Any]], path: pathlib.Path) -> None:
         axes.set_xticks(range(len(TRANSPORTS)), TRANSPORTS)
         axes.set_title(title)
         axes.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:,.0f}"))
-        axes.legend()
+        axes.set_ylim(0, axes.get_ylim()[1] * 1.25)  # room for the legend above the bars
+        axes.legend(loc="upper center", ncol=2)
     figure.suptitle("WriteToRaccoon on the portable runner path (external worker pool), 2-core machine")
     figure.tight_layout()
     figure.savefig(path, dpi=110)
@@ -219,7 +220,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=DEFAULT_EVENTS, help="events per run (a multiple of 10,000)")
     parser.add_argument("--quick", action="store_true", help="20,000 events per run; writes nothing")
+    parser.add_argument("--render", action="store_true", help="only redraw the chart and the table from sizing.json")
     args = parser.parse_args(argv)
+    if args.render:
+        saved = json.loads(RESULTS.read_text(encoding="utf-8"))
+        _chart(saved["rows"], CHART)
+        _write_doc(saved["rows"], saved["machine"], saved["minutes"])
+        return 0
     events = 20_000 if args.quick else args.events
     if events % CHUNK:
         parser.error(f"--events must be a multiple of {CHUNK}")
@@ -236,7 +243,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not args.quick:
         RESULTS.write_text(
             json.dumps(
-                {"machine": machine, "date": datetime.date.today().isoformat(), "rows": rows}, indent=2
+                {"machine": machine, "date": datetime.date.today().isoformat(), "minutes": round(minutes, 1), "rows": rows},
+                indent=2,
             )
             + "\n",
             encoding="utf-8",

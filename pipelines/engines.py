@@ -146,7 +146,9 @@ class WorkerPool:
             except OSError:
                 if time.monotonic() > deadline:
                     self.stop()
-                    raise EngineError(f"the worker pool did not listen on port {self.port} in {self._start_timeout} s")
+                    raise EngineError(
+                        f"the worker pool did not listen on port {self.port} in {self._start_timeout} s"
+                    ) from None
                 time.sleep(0.1)
 
     def workers(self) -> List[psutil.Process]:

@@ -113,7 +113,7 @@ class RecordDeadLetters(beam.DoFn):
 
 
 def read_records(directory: str) -> List[Dict[str, Any]]:
-    records = []
+    records: List[Dict[str, Any]] = []
     for path in sorted(glob.glob(os.path.join(directory, "*.jsonl"))):
         with open(path, encoding="utf-8") as handle:
             records.extend(json.loads(line) for line in handle if line.strip())
