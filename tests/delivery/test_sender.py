@@ -103,9 +103,13 @@ def test_batches_and_requests_share_the_one_bound():
     thread = threading.Thread(target=fan_out)
     try:
         thread.start()
+        transport = holder["transport"]
+        for _ in range(3):
+            assert transport.started.acquire(timeout=30)
+        assert not transport.started.acquire(timeout=0.3)  # a fourth waits for a slot
+        assert transport.in_flight == 3
         for _ in range(10):
-            assert holder["transport"].started.acquire(timeout=30)
-            holder["transport"].release.release()
+            transport.release.release()
         thread.join(30)
         reports, outcomes = [f.result(30) for f in futures[:5]], [f.result(30) for f in futures[5:]]
         assert all(r.acknowledged == 1 and not r.failures for r in reports)

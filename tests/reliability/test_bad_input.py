@@ -69,7 +69,6 @@ CONSTRUCTION_ERRORS = [
     ),
     ("unknown-serializer", {"serializer": "yaml"}, ValueError, "yaml"),
     ("serializer-not-callable", {"serializer": 42}, TypeError, "serializer"),
-    ("avro-without-schema", {"serializer": "avro"}, ValueError, "avro_schema"),
     ("avro-invalid-schema", _avro({"type": "record", "name": "X", "fields": [{"name": "a", "type": "nope"}]}), ValueError, "avro_schema"),
     ("avro-schema-not-json", _avro("{not json"), ValueError, "not valid JSON"),
     ("retry-not-a-policy", {"retry": {"max_attempts": 3}}, TypeError, "RetryPolicy"),
