@@ -76,3 +76,17 @@ lint: install
 # Regenerate raccoon_beam/_proto from proto/ (tests fail when it is stale).
 proto: install
 	$(BIN)/python proto/generate.py
+
+# The sample on Beam's portable runner: an external worker pool of SDK worker
+# processes on a free local port (how Flink and Spark run Python), then stopped.
+.PHONY: sample-portable sample-dask sizing
+sample-portable: $(VENV)/.installed-engines
+	$(BIN)/python pipelines/engines.py portable -- pipelines/clickstream.py $(ARGS)
+
+# The sample on Beam's Dask runner: a local distributed cluster of 2 worker processes.
+sample-dask: $(VENV)/.installed-dask
+	$(BIN)/python pipelines/engines.py dask --workers 2 -- pipelines/clickstream.py $(ARGS)
+
+# The sizing measurements of docs/sizing.md (rewrites its table and docs/sizing.png).
+sizing: install $(VENV)/.installed-bench
+	$(BIN)/python -m benchmarks.sizing $(ARGS)
