@@ -60,7 +60,7 @@ def is_loopback(host: str) -> bool:
 
 def with_console_token(config: EmulatorConfig) -> EmulatorConfig:
     """``config`` with a generated ``console_token`` when it listens beyond loopback and has none."""
-    if config.console_token is None and not is_loopback(config.host):
+    if config.console_token is None and not is_loopback(config.http_address):
         return dataclasses.replace(config, console_token=secrets.token_urlsafe(_TOKEN_BYTES))
     return config
 

@@ -118,6 +118,9 @@ class EmulatorConfig:
     """
 
     host: str = _setting(DEFAULT_HOST, "address to listen on")
+    http_host: Optional[str] = _setting(
+        None, "address of the HTTP port (REST, WebSocket, console, control routes) when not host's"
+    )
     grpc_port: int = _setting(
         0, "gRPC port; 0 picks a free one", raccoon="SERVER_GRPC_PORT", cli_default=DEFAULT_CLI_GRPC_PORT
     )
@@ -220,6 +223,11 @@ class EmulatorConfig:
             from raccoon_beam.emulator.payloads import PayloadDecoders  # orjson; protobuf/fastavro on demand
 
             PayloadDecoders(self.decoders, self.descriptor_set)  # a bad spec fails here, not at start
+
+    @property
+    def http_address(self) -> str:
+        """The address the HTTP port listens on: ``http_host``, else ``host``."""
+        return self.http_host or self.host
 
     @classmethod
     def build(

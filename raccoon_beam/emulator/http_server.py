@@ -84,7 +84,7 @@ class HttpServer:
         if self._config.tls is not None:
             ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             ssl_context.load_cert_chain(*self._config.tls)
-        site = web.TCPSite(runner, self._config.host, port, ssl_context=ssl_context, reuse_address=True)
+        site = web.TCPSite(runner, self._config.http_address, port, ssl_context=ssl_context, reuse_address=True)
         await site.start()
         self._runner = runner
         self.console.start()

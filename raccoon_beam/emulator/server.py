@@ -107,10 +107,10 @@ class RaccoonEmulator:
         return self
 
     async def _start_servers(self) -> None:
-        host = self.config.host
-        for setting, port in (("grpc_port", self._grpc_port), ("http_port", self._http_port)):
+        host, http_host = self.config.host, self.config.http_address
+        for setting, address, port in (("grpc_port", host, self._grpc_port), ("http_port", http_host, self._http_port)):
             if port:
-                _check_free(setting, host, port)
+                _check_free(setting, address, port)
         self._stopping = asyncio.Event()
         self._grpc = GrpcServer(self.config, self._ingest, self._stopping)
         try:
@@ -121,7 +121,7 @@ class RaccoonEmulator:
         try:
             self._http_port = await self._http.start(self._http_port)
         except OSError as exc:
-            raise ListenError("http_port", host, self._http_port, exc) from exc
+            raise ListenError("http_port", http_host, self._http_port, exc) from exc
 
     async def _stop_servers(self) -> None:
         if self._stopping is not None:
@@ -166,8 +166,11 @@ class RaccoonEmulator:
 
     @property
     def _url_host(self) -> str:
-        host = self.config.host
-        return f"[{host}]" if ":" in host else host
+        return _url_host(self.config.host)
+
+    @property
+    def _http_url_host(self) -> str:
+        return _url_host(self.config.http_address)
 
     @property
     def grpc_endpoint(self) -> str:
@@ -181,21 +184,21 @@ class RaccoonEmulator:
         """``http://host:port/api/v1/events`` (``https://`` with TLS)."""
         self._require_running()
         scheme = "https" if self.config.tls else "http"
-        return f"{scheme}://{self._url_host}:{self._http_port}{EVENTS_PATH}"
+        return f"{scheme}://{self._http_url_host}:{self._http_port}{EVENTS_PATH}"
 
     @property
     def ws_endpoint(self) -> str:
         """``ws://host:port/api/v1/events`` (``wss://`` with TLS)."""
         self._require_running()
         scheme = "wss" if self.config.tls else "ws"
-        return f"{scheme}://{self._url_host}:{self._http_port}{EVENTS_PATH}"
+        return f"{scheme}://{self._http_url_host}:{self._http_port}{EVENTS_PATH}"
 
     @property
     def http_base_url(self) -> str:
         """``http://host:port``: where ``/ping`` and ``/_emulator/...`` live."""
         self._require_running()
         scheme = "https" if self.config.tls else "http"
-        return f"{scheme}://{self._url_host}:{self._http_port}"
+        return f"{scheme}://{self._http_url_host}:{self._http_port}"
 
     @property
     def console_token(self) -> Optional[str]:
@@ -232,3 +235,8 @@ class RaccoonEmulator:
         self.faults.clear()
         self._capture.reset()
         self._counters.reset()
+
+
+def _url_host(host: str) -> str:
+    """``host`` as it stands in a URL (an IPv6 address in brackets)."""
+    return f"[{host}]" if ":" in host else host

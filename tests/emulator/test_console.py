@@ -221,13 +221,14 @@ def test_bad_decoder_specs_are_refused_clearly(tmp_path) -> None:
         PayloadDecoders({"a": "avro:/nonexistent.avsc"})
 
 
-def test_cli_prints_the_console_url_and_token_and_process_control_uses_it() -> None:
+@pytest.mark.parametrize("flag", ["--host", "--http-host"])
+def test_cli_prints_the_console_url_and_token_and_process_control_uses_it(flag: str) -> None:
     import subprocess
     import sys
 
     from raccoon_beam.emulator.process import EmulatorProcess
 
-    with EmulatorProcess(["--host", "0.0.0.0"]) as proc:
+    with EmulatorProcess([flag, "0.0.0.0"]) as proc:
         token = proc.endpoints["console_token"]
         assert proc.console_url.endswith(f"/_emulator/ui?token={token}")
         # Rewritten to loopback: the test connects through 127.0.0.1 only.

@@ -90,7 +90,7 @@ def test_the_cli_defaults_are_the_library_defaults_but_the_ports():
 
 def test_every_setting_goes_through_the_command_line_and_back():
     settings = {
-        "host": "127.0.0.2", "grpc_port": 1, "http_port": 2, "conn_id_header": "X-Id",
+        "host": "127.0.0.2", "http_host": "127.0.0.3", "grpc_port": 1, "http_port": 2, "conn_id_header": "X-Id",
         "group_header": "X-G", "default_group": "g", "ack": "sync", "dedup": True, "max_connections": 3,
         "capture": "digest", "output": "/tmp/out.jsonl", "topic_pattern": "t-%s", "check_origin": False,
         "ping_interval": 0.5, "pong_timeout": 1.5, "tls": ("cert.pem", "key.pem"), "max_body_bytes": 99,
