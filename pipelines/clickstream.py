@@ -99,7 +99,11 @@ def make_parser() -> _cli.SampleParser:
     parser.add_argument(
         "--max-event-bytes", type=_cli.positive_int, default=None, help="larger events are dead-lettered (validate)"
     )
-    parser.add_argument("--dead-letters", default=DEFAULT_DEAD_LETTERS, help="output JSONL file")
+    parser.add_argument(
+        "--dead-letters",
+        default=DEFAULT_DEAD_LETTERS,
+        help=f"output JSONL file; beside it FILE{COUNTS_SUFFIX}, the lines read by how they parsed",
+    )
     return parser
 
 
