@@ -54,6 +54,8 @@ __all__ = [
     "run",
     "build",
     "summarise",
+    "metric_counts",
+    "output_counts",
     "ParseClick",
     "PARSED",
     "MALFORMED",
@@ -204,8 +206,9 @@ class _WriteLines(beam.DoFn):
 
 
 class WriteToOneFile(beam.PTransform):
-    """Writes a PCollection of lines to one file (a small output: every line goes through one worker); yields its path.
+    """Writes a PCollection of lines to one file; yields the file's path.
 
+    For a small output: every line goes through one worker.
     ``WriteToText(num_shards=1)`` does this on most runners, but Beam's Dask
     runner (2.77) computes its side inputs again, with every transform before
     them (the sink included), and leaves its temporary directories behind.
