@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import json
 import logging
 import sys
 import threading
@@ -49,6 +50,9 @@ __all__ = [
     "counter",
     "distribution",
     "count_lines",
+    "has_metrics",
+    "read_jsonl",
+    "create_empty",
     "Progress",
     "call_with_deep_stack",
     "EXIT_USAGE",
@@ -187,14 +191,24 @@ def check(parser: SampleParser, flag: str, make: Callable[[], T]) -> T:
         parser.error(f"{flag}: " + "; ".join(line.strip(" :.") for line in str(exc).splitlines() if line.strip(" :.")))
 
 
-def check_input(parser: SampleParser, pattern: str) -> None:
-    """Fails with a usage error unless ``pattern`` (a path or glob, local or remote) matches a file."""
+def check_input(parser: SampleParser, pattern: str) -> List[str]:
+    """The files ``pattern`` (a path or glob, local or remote) matches; a usage error if none."""
     try:
         found = FileSystems.match([pattern])[0].metadata_list
     except Exception as exc:  # noqa: BLE001 - any file system's reason is the user's to read
         parser.error(f"--input {pattern}: {exc}")
     if not found:
         parser.error(f"--input {pattern}: no such file")
+    return sorted(metadata.path for metadata in found)
+
+
+def has_metrics(result: PipelineResult) -> bool:
+    """Whether the runner reports the pipeline's metrics (Beam's Dask runner, 2.77, does not)."""
+    try:
+        result.metrics()
+    except NotImplementedError:
+        return False
+    return True
 
 
 def _query(result: PipelineResult, kind: str, namespace: str, name: str) -> list:
@@ -215,6 +229,19 @@ def distribution(result: PipelineResult, namespace: str, name: str) -> Tuple[int
     """A Beam distribution's ``(sum, count)``, over the steps that update it."""
     values = [_value(metric) for metric in _query(result, "distributions", namespace, name)]
     return sum(v.sum for v in values if v is not None), sum(v.count for v in values if v is not None)
+
+
+def read_jsonl(path: str) -> List[Any]:
+    """The records of a JSONL file (none if there is no file), through Beam's file systems."""
+    if not FileSystems.exists(path):
+        return []
+    with FileSystems.open(path) as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+def create_empty(path: str) -> None:
+    """Creates an empty file at ``path`` (replacing any), through Beam's file systems."""
+    FileSystems.create(path).close()
 
 
 def count_lines(pattern: str) -> int:

@@ -5,7 +5,16 @@ types, and a few malformed lines), parses each line, routes each event by its
 ``event_name``, writes the events to Raccoon with ``WriteToRaccoon`` and
 writes every record that was not delivered (unparseable lines included) to a
 dead-letter JSONL file. At the end it prints a summary read from the
-pipeline's Beam metrics, so that it is right on any runner.
+pipeline's Beam metrics, or, on a runner that reports none (Dask), from the
+pipeline's own outputs: the dead-letter file and a file of line counts beside
+it. Either way it is what the workers did, on any runner.
+
+It uses only transforms that every runner translates, Beam's Dask runner
+(2.77) included: the input files are read in a ``FlatMap`` (that runner has
+no ``Read``), no ParDo has more than one output (that runner sends every
+output to each consumer), and the outputs are written by one ParDo each
+after a ``GroupByKey`` (``WriteToText`` reads side inputs, which that runner
+computes again, sink included).
 
 With no ``--endpoint`` it starts an embedded Raccoon emulator and writes to
 it; with ``--endpoint`` it writes to a real Raccoon::
@@ -30,17 +39,33 @@ import json
 import pathlib
 import sys
 import time
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import _cli
 import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.runner import PipelineResult
 
 from raccoon_beam import RaccoonDeadLetter, WriteToRaccoon
 from raccoon_beam.emulator import RaccoonEmulator
 
-__all__ = ["run", "build", "summarise", "ParseClick", "STAGES", "METRICS_NAMESPACE"]
+__all__ = [
+    "run",
+    "build",
+    "summarise",
+    "metric_counts",
+    "output_counts",
+    "ParseClick",
+    "PARSED",
+    "MALFORMED",
+    "WriteToOneFile",
+    "read_lines",
+    "counts_path",
+    "STAGES",
+    "METRICS_NAMESPACE",
+    "COUNTS_SUFFIX",
+]
 
 DATA_FILE = pathlib.Path(__file__).resolve().parent / "data" / "clickstream.jsonl"
 TRANSPORTS = ("grpc", "rest", "websocket")
@@ -48,6 +73,12 @@ METRICS_NAMESPACE = "clickstream"
 # Where a record can be dead-lettered: the sample's own parse stage, then the sink's.
 STAGES = ("parse", "serialize", "validate", "send")
 DEFAULT_DEAD_LETTERS = "clickstream_dead_letters.jsonl"
+# How a line parsed: the first of each ParseClick output, and what the counts file counts.
+PARSED = "parsed"
+MALFORMED = "malformed"
+# The pipeline's count of lines by how they parsed, beside the dead letters:
+# where the workers can write and this process can read, on any file system.
+COUNTS_SUFFIX = ".counts.jsonl"
 # Batch runs are short; a line every few seconds says a slow one is alive.
 PROGRESS_INTERVAL = 5.0
 
@@ -70,25 +101,38 @@ def make_parser() -> _cli.SampleParser:
     parser.add_argument(
         "--max-event-bytes", type=_cli.positive_int, default=None, help="larger events are dead-lettered (validate)"
     )
-    parser.add_argument("--dead-letters", default=DEFAULT_DEAD_LETTERS, help="output JSONL file")
+    parser.add_argument(
+        "--dead-letters",
+        default=DEFAULT_DEAD_LETTERS,
+        help=f"output JSONL file; beside it FILE{COUNTS_SUFFIX}, the lines read by how they parsed",
+    )
     return parser
 
 
+def read_lines(path: str) -> Iterator[str]:
+    """The lines of one file, without their line ends (as ``ReadFromText`` reads them), on any file system."""
+    with FileSystems.open(path) as handle:
+        for raw in handle:
+            yield raw.decode("utf-8").removesuffix("\n").removesuffix("\r")
+
+
 class ParseClick(beam.DoFn):
-    """Parses one JSONL line into an event dict; unparseable lines go to ``malformed``.
+    """Parses one JSONL line into ``(PARSED, event)`` or ``(MALFORMED, dead-letter record)``.
+
+    One output of plain values: a class of the sample's ``__main__`` could
+    not be decoded by workers in other processes, and Beam's Dask runner
+    (2.77) would send a second output to every consumer of the first.
 
     Counts every line it reads and how it ended (Beam counters ``lines_read``,
     ``parsed``, ``malformed``), so that the summary is the pipeline's own count.
     """
-
-    MALFORMED = "malformed"
 
     def __init__(self) -> None:
         self._read = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "lines_read")
         self._parsed = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "parsed")
         self._malformed = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "malformed")
 
-    def process(self, line: str) -> Iterator[Any]:
+    def process(self, line: str) -> Iterator[Tuple[str, Dict[str, Any]]]:
         self._read.inc()
         reason = None
         event: Any = None
@@ -104,10 +148,10 @@ class ParseClick(beam.DoFn):
                     reason = f"not a JSON object: {type(event).__name__}"
         if reason is not None:
             self._malformed.inc()
-            yield beam.pvalue.TaggedOutput(self.MALFORMED, (line, reason))
+            yield MALFORMED, {"stage": "parse", "error": reason, "element": line}
             return
         self._parsed.inc()
-        yield event
+        yield PARSED, event
 
 
 def event_name(event: Dict[str, Any]) -> str:
@@ -130,9 +174,10 @@ def dead_letter_record(letter: RaccoonDeadLetter) -> Dict[str, Any]:
     }
 
 
-def malformed_record(malformed: Tuple[str, str]) -> Dict[str, Any]:
-    line, reason = malformed
-    return {"stage": "parse", "error": reason, "element": line}
+def only(parsed: Tuple[str, Dict[str, Any]], outcome: str) -> Iterator[Dict[str, Any]]:
+    """The value of a :class:`ParseClick` output if it has ``outcome``: one branch of the parse."""
+    if parsed[0] == outcome:
+        yield parsed[1]
 
 
 class CountByStage(beam.DoFn):
@@ -146,6 +191,50 @@ class CountByStage(beam.DoFn):
     def process(self, record: Dict[str, Any]) -> Iterator[str]:
         self._counters[record["stage"]].inc()
         yield json.dumps(record, default=repr, sort_keys=True)
+
+
+class _WriteLines(beam.DoFn):
+    def __init__(self, path: str) -> None:
+        self._path = path
+
+    def process(self, keyed: Tuple[None, Iterable[str]]) -> Iterator[str]:
+        # Written whole by one call, so a retried call writes the same file again.
+        with FileSystems.create(self._path, mime_type="application/jsonl") as handle:
+            for line in keyed[1]:
+                handle.write(line.encode("utf-8") + b"\n")
+        yield self._path
+
+
+class WriteToOneFile(beam.PTransform):
+    """Writes a PCollection of lines to one file; yields the file's path.
+
+    For a small output: every line goes through one worker.
+    ``WriteToText(num_shards=1)`` does this on most runners, but Beam's Dask
+    runner (2.77) computes its side inputs again, with every transform before
+    them (the sink included), and leaves its temporary directories behind.
+    An empty PCollection writes no file (so, unlike ``WriteToText``, it
+    leaves one there as it was).
+
+    Args:
+      path: the file, on any of Beam's file systems.
+    """
+
+    def __init__(self, path: str) -> None:
+        super().__init__()
+        self._path = path
+
+    def expand(self, lines: beam.PCollection) -> beam.PCollection:
+        return (
+            lines
+            | "OneKey" >> beam.Map(lambda line: (None, line))
+            | "Together" >> beam.GroupByKey()
+            | "Write" >> beam.ParDo(_WriteLines(self._path))
+        )
+
+
+def counts_path(dead_letters: str) -> str:
+    """Where the pipeline writes its line counts: beside ``dead_letters``."""
+    return dead_letters + COUNTS_SUFFIX
 
 
 def make_sink(args: argparse.Namespace, endpoint: str) -> WriteToRaccoon:
@@ -162,33 +251,39 @@ def make_sink(args: argparse.Namespace, endpoint: str) -> WriteToRaccoon:
     )
 
 
-def build(pipeline: beam.Pipeline, args: argparse.Namespace, sink: WriteToRaccoon) -> None:
-    lines = pipeline | "Read" >> beam.io.ReadFromText(args.input)
-    parsed = lines | "Parse" >> beam.ParDo(ParseClick()).with_outputs(ParseClick.MALFORMED, main="events")
-    result = parsed["events"] | "WriteToRaccoon" >> sink
+def build(pipeline: beam.Pipeline, args: argparse.Namespace, sink: WriteToRaccoon, files: Sequence[str]) -> None:
+    """Reads ``files``, writes their events to ``sink``, the dead letters and the line counts to files."""
+    parsed = (
+        pipeline
+        | "Files" >> beam.Create(list(files))
+        | "Read" >> beam.FlatMap(read_lines)
+        | "Parse" >> beam.ParDo(ParseClick())
+    )
+    result = parsed | "Events" >> beam.FlatMap(only, PARSED) | "WriteToRaccoon" >> sink
     dead = (
         result.failed | "DeadLetterRecord" >> beam.Map(dead_letter_record),
-        parsed[ParseClick.MALFORMED] | "MalformedRecord" >> beam.Map(malformed_record),
+        parsed | "Malformed" >> beam.FlatMap(only, MALFORMED),
     )
-    (
+    dead_letters = (
         dead
         | "AllDeadLetters" >> beam.Flatten()
         | "CountByStage" >> beam.ParDo(CountByStage())
-        | "WriteDeadLetters" >> beam.io.WriteToText(args.dead_letters, num_shards=1, shard_name_template="")
+        | "WriteDeadLetters" >> WriteToOneFile(args.dead_letters)
     )
+    counts = (
+        parsed
+        | "Outcome" >> beam.MapTuple(lambda outcome, _value: outcome)
+        | "CountOutcomes" >> beam.combiners.Count.PerElement()
+        | "CountRecord" >> beam.MapTuple(lambda name, n: json.dumps({"outcome": name, "lines": n}))
+        | "WriteCounts" >> WriteToOneFile(counts_path(args.dead_letters))
+    )
+    # Beam's Dask runner (2.77) runs only the last transform of the pipeline
+    # and what it reads: both outputs end in it.
+    _ = (dead_letters, counts) | "Written" >> beam.Flatten()
 
 
-def summarise(
-    result: PipelineResult, seconds: float, dead_letter_file: str, topics: Optional[Dict[str, int]] = None
-) -> Tuple[List[str], Dict[str, int]]:
-    """The summary lines, and the counts they show, all from the pipeline's metrics and outputs.
-
-    Args:
-      result: the finished pipeline's result.
-      seconds: how long the run took.
-      dead_letter_file: the dead-letter output, whose lines are counted.
-      topics: events per topic captured by the embedded emulator, if any.
-    """
+def metric_counts(result: PipelineResult) -> Dict[str, int]:
+    """The summary's counts from the pipeline's Beam metrics."""
 
     def mine(name: str) -> int:
         return _cli.counter(result, METRICS_NAMESPACE, name)
@@ -196,8 +291,7 @@ def summarise(
     def sink(name: str) -> int:
         return _cli.counter(result, _cli.SINK_NAMESPACE, name)
 
-    stages = {stage: mine(f"dead_letters_{stage}") for stage in STAGES}
-    counts = {
+    return {
         "lines_read": mine("lines_read"),
         "parsed": mine("parsed"),
         "malformed": mine("malformed"),
@@ -205,18 +299,65 @@ def summarise(
         "sink_dead_lettered": sink("events_dead_lettered"),
         "sent": sink("events_sent"),
         "requests": sink("requests"),
-        "dead_letter_lines": _cli.count_lines(dead_letter_file),
-        **{f"dead_letters_{stage}": n for stage, n in stages.items()},
+        **{f"dead_letters_{stage}": mine(f"dead_letters_{stage}") for stage in STAGES},
     }
+
+
+def output_counts(dead_letter_file: str) -> Dict[str, int]:
+    """The summary's counts from the pipeline's outputs: its dead letters and its line counts.
+
+    The sink acknowledges or dead-letters every event it is given, so the
+    events acknowledged are those into the sink less its dead letters. How
+    many requests carried them is known from the metrics only (no ``sent``,
+    no ``requests``).
+    """
+    outcomes = collections.Counter(
+        {record["outcome"]: record["lines"] for record in _cli.read_jsonl(counts_path(dead_letter_file))}
+    )
+    stages = collections.Counter(record["stage"] for record in _cli.read_jsonl(dead_letter_file))
+    sink_dead_lettered = sum(stages[stage] for stage in STAGES[1:])
+    return {
+        "lines_read": outcomes[PARSED] + outcomes[MALFORMED],
+        "parsed": outcomes[PARSED],
+        "malformed": outcomes[MALFORMED],
+        "acknowledged": outcomes[PARSED] - sink_dead_lettered,
+        "sink_dead_lettered": sink_dead_lettered,
+        **{f"dead_letters_{stage}": stages[stage] for stage in STAGES},
+    }
+
+
+def summarise(
+    result: PipelineResult, seconds: float, dead_letter_file: str, topics: Optional[Dict[str, int]] = None
+) -> Tuple[List[str], Dict[str, int]]:
+    """The summary lines, and the counts they show, all from the pipeline's metrics or outputs.
+
+    From the Beam metrics where the runner reports them, else from the
+    pipeline's outputs (:func:`output_counts`); the first line says which.
+
+    Args:
+      result: the finished pipeline's result.
+      seconds: how long the run took.
+      dead_letter_file: the dead-letter output, whose lines are counted.
+      topics: events per topic captured by the embedded emulator, if any.
+    """
+    if _cli.has_metrics(result):
+        source, counts = "Beam metrics", metric_counts(result)
+    else:
+        source = f"this runner reports no metrics: counted from {dead_letter_file} and {counts_path(dead_letter_file)}"
+        counts = output_counts(dead_letter_file)
+    counts["dead_letter_lines"] = _cli.count_lines(dead_letter_file)
+    stages = {stage: counts[f"dead_letters_{stage}"] for stage in STAGES}
     sink_stages = sum(stages[stage] for stage in STAGES[1:])
-    per_request = f"{counts['sent'] / counts['requests']:,.1f}" if counts["requests"] else "-"
+    sent, requests = counts.get("sent"), counts.get("requests")
+    per_request = f"{sent / requests:,.1f} events per request" if sent is not None and requests else ""
     width = max(len(f"{n:,}") for n in counts.values())
 
-    def row(label: str, value: int, note: str = "") -> str:
-        return f"  {label:<26} {value:>{width},}{'  ' + note if note else ''}"
+    def row(label: str, value: Optional[int], note: str = "") -> str:
+        shown = f"{value:>{width},}" if value is not None else f"{'-':>{width}}"
+        return f"  {label:<26} {shown}{'  ' + note if note else ''}"
 
     lines = [
-        "clickstream summary (Beam metrics)",
+        f"clickstream summary ({source})",
         row("lines read", counts["lines_read"]),
         row("  parsed", counts["parsed"]),
         row("  malformed (stage parse)", counts["malformed"]),
@@ -225,7 +366,7 @@ def summarise(
         row("  dead-lettered", counts["sink_dead_lettered"]),
         *(row(f"    stage {stage}", stages[stage]) for stage in STAGES[1:]),
         row("dead letters", sum(stages.values()), f"{counts['dead_letter_lines']:,} lines in {dead_letter_file}"),
-        row("requests", counts["requests"], f"{per_request} events per request"),
+        row("requests", requests, per_request),
         f"  {'events/s':<26} {counts['acknowledged'] / seconds:>{width},.0f}  ({seconds:.2f} s)",
     ]
     # The totals must agree; if a runner lost a metric update, say so rather than print numbers that do not add up.
@@ -267,7 +408,7 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
     args, beam_args = _cli.parse_args(parser, argv)
     if args.transport == "grpc" and args.wire == "json" and not args.endpoint:
         parser.error("--wire json needs --transport rest or websocket (gRPC is always protobuf)")
-    _cli.check_input(parser, args.input)
+    files = _cli.check_input(parser, args.input)
     options = _cli.check(parser, "pipeline options", lambda: PipelineOptions(beam_args))
     if args.endpoint:
         _cli.check(parser, "--endpoint", lambda: make_sink(args, args.endpoint))
@@ -275,7 +416,11 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
     with raccoon_endpoint(args) as (endpoint, emulator):
         print(f"writing {args.input} to {endpoint} ({args.wire} wire, {args.serializer} events)", flush=True)
         sink = make_sink(args, endpoint)
-        build(pipeline, args, sink)
+        build(pipeline, args, sink, files)
+        # The pipeline writes an output only if it has lines for it: both start
+        # empty, so that no file of an earlier run is read as this run's.
+        for output in (args.dead_letters, counts_path(args.dead_letters)):
+            _cli.create_empty(output)
         accepted = (lambda: emulator.counters().total_events_accepted) if emulator is not None else None
         started = time.monotonic()
         with _cli.Progress(accepted, label="events accepted by the emulator", interval=PROGRESS_INTERVAL) as progress:

@@ -310,12 +310,15 @@ class DaskCluster:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], usage="%(prog)s {portable,dask} [--workers N] -- SCRIPT [ARGS]"
+    )
     parser.add_argument("engine", choices=("portable", "dask"))
     parser.add_argument("--workers", type=int, default=2, help="Dask worker processes")
-    parser.add_argument("script", nargs=argparse.REMAINDER, help="-- SCRIPT [ARGS]: the pipeline to run")
-    args = parser.parse_args(argv)
-    script = args.script[1:] if args.script[:1] == ["--"] else args.script
+    # Split at "--" by hand: argparse would hand the engine's own flags to the script too.
+    argv = list(sys.argv[1:] if argv is None else argv)
+    own, script = (argv[: argv.index("--")], argv[argv.index("--") + 1 :]) if "--" in argv else (argv, [])
+    args = parser.parse_args(own)
     if not script:
         parser.error("name the pipeline to run after --")
     engine: Any = WorkerPool() if args.engine == "portable" else DaskCluster(args.workers)

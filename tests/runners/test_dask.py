@@ -14,12 +14,14 @@ portable runner (test_portable.py).
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import apache_beam as beam
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from pipelines import engines
 from pipelines.engines import DaskCluster
 from raccoon_beam.emulator import Outcome, RaccoonEmulator
 
@@ -107,3 +109,18 @@ def test_sample_runs_on_dask(dask_cluster: DaskCluster, emulator: RaccoonEmulato
     dead_letters = tmp_path / "dead_letters.jsonl"
     output = sample.run_sample(dask_cluster.options(), emulator.ws_endpoint, dead_letters)
     sample.check_sample_run(output, emulator, dead_letters)
+    # The runner has no metrics: the counts are the pipeline's outputs', and the summary says so.
+    assert f"clickstream summary (this runner reports no metrics: counted from {dead_letters} and" in output
+
+
+def test_engine_flags_are_not_the_scripts(tmp_path: Any) -> None:
+    # `engines.py dask --workers 1 -- SCRIPT ARGS`: the script gets ARGS and the runner's flags only.
+    script = tmp_path / "argv.py"
+    seen = tmp_path / "argv.json"
+    script.write_text(f"import json, sys; json.dump(sys.argv[1:], open({str(seen)!r}, 'w'))\n")
+
+    assert engines.main(["dask", "--workers", "1", "--", str(script), "--flag", "x"]) == 0
+
+    argv = json.loads(seen.read_text())
+    assert argv[:2] == ["--flag", "x"]
+    assert [flag.split("=")[0] for flag in argv[2:]] == ["--runner", "--dask_client_address"]
