@@ -1,8 +1,9 @@
 """Accumulating events into requests under count and byte limits.
 
-The byte limit is on the *encoded request*, computed exactly per event from
-the wire type (``wire.encoded_event_size``), so a batch that fits here fits
-under the server's receive limit without encoding it twice.
+The byte limit is on the *encoded request*. Each event comes with its size in
+a request (exact from ``wire.encoded_event_size``, or the cheaper upper bound
+``wire.event_size_bound`` that the sink's hot path uses), so a batch that
+fits here fits under the server's receive limit without encoding it twice.
 """
 
 from __future__ import annotations
@@ -17,12 +18,16 @@ __all__ = [
     "Batch",
     "Batcher",
     "split_batch",
+    "check_batch_limits",
+    "check_positive_int",
     "DEFAULT_MAX_BATCH_SIZE",
     "DEFAULT_MAX_BATCH_BYTES",
 ]
 
 # Safely under the gRPC limit, with room for framing and metadata.
 DEFAULT_MAX_BATCH_BYTES = 3 * 1024 * 1024
+# Large enough to amortise a request's cost, small enough that a request
+# stays well under a second of work for Raccoon.
 DEFAULT_MAX_BATCH_SIZE = 500
 
 S = TypeVar("S")
@@ -32,16 +37,42 @@ S = TypeVar("S")
 class Batch(Generic[S]):
     """Events of one request, with the source of each (for dead letters).
 
+    Parallel lists, so that adding an event allocates nothing of its own.
+
     Attributes:
-      events: ``(event_type, event_bytes)`` pairs, in arrival order.
+      event_types: the type of each event, in arrival order.
+      payloads: the bytes of each event.
       sources: one opaque source per event (the element and its windowing).
     """
 
-    events: List[Tuple[str, bytes]] = dataclasses.field(default_factory=list)
+    event_types: List[str] = dataclasses.field(default_factory=list)
+    payloads: List[bytes] = dataclasses.field(default_factory=list)
     sources: List[S] = dataclasses.field(default_factory=list)
 
     def __len__(self) -> int:
-        return len(self.events)
+        return len(self.payloads)
+
+    @property
+    def events(self) -> List[Tuple[str, bytes]]:
+        """``(event_type, event_bytes)`` pairs, in arrival order."""
+        return list(zip(self.event_types, self.payloads))
+
+
+def check_positive_int(name: str, value: object) -> None:
+    """Raises ValueError, naming the parameter, unless ``value`` is a positive integer."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def check_batch_limits(max_batch_size: int, max_batch_bytes: int) -> None:
+    """Raises ValueError, naming the parameter, when a batch limit is unusable."""
+    check_positive_int("max_batch_size", max_batch_size)
+    check_positive_int("max_batch_bytes", max_batch_bytes)
+    if max_batch_bytes <= wire_lib.REQUEST_OVERHEAD_BYTES:
+        raise ValueError(
+            f"max_batch_bytes must exceed the request overhead of "
+            f"{wire_lib.REQUEST_OVERHEAD_BYTES} bytes, got {max_batch_bytes}"
+        )
 
 
 class Batcher(Generic[S]):
@@ -49,23 +80,20 @@ class Batcher(Generic[S]):
 
     Args:
       wire: the wire type the batches will be encoded in.
-      max_events: the most events in one request.
-      max_bytes: the most bytes in one encoded request. A single event larger
-        than this still gets a batch of its own; validating event sizes is the
-        caller's job (``max_event_bytes``).
+      max_batch_size: the most events in one request.
+      max_batch_bytes: the most bytes in one encoded request. A single event
+        larger than this still gets a batch of its own; validating event
+        sizes is the caller's job (``max_event_bytes``).
+
+    Raises:
+      ValueError: a limit is not a positive integer, or leaves no room for events.
     """
 
-    def __init__(self, wire: Wire, max_events: int, max_bytes: int) -> None:
-        if max_events < 1:
-            raise ValueError(f"max_events must be at least 1, got {max_events}")
-        if max_bytes <= wire_lib.REQUEST_OVERHEAD_BYTES:
-            raise ValueError(
-                f"max_bytes must exceed the request overhead of "
-                f"{wire_lib.REQUEST_OVERHEAD_BYTES} bytes, got {max_bytes}"
-            )
+    def __init__(self, wire: Wire, max_batch_size: int, max_batch_bytes: int) -> None:
+        check_batch_limits(max_batch_size, max_batch_bytes)
         self._wire = wire
-        self._max_events = max_events
-        self._max_bytes = max_bytes
+        self._max_events = max_batch_size
+        self._max_bytes = max_batch_bytes
         self._batch: Batch[S] = Batch()
         self._size = wire_lib.REQUEST_OVERHEAD_BYTES
 
@@ -74,33 +102,36 @@ class Batcher(Generic[S]):
     ) -> Optional[Batch[S]]:
         """Adds one event; returns the batch it closed, if adding it closed one.
 
-        A batch closes before an event that would take it over ``max_bytes``,
-        or as soon as it holds ``max_events``; one event never closes both
-        ways, since a batch at ``max_events`` has already been handed out.
+        A batch closes before an event that would take it over
+        ``max_batch_bytes``, or as soon as it holds ``max_batch_size``; one
+        event never closes both ways, since a full batch was handed out already.
 
         Args:
           event_type: the event's type.
           payload: the event's bytes.
           source: what the event came from (for dead letters).
-          encoded_size: ``wire.encoded_event_size`` of the event, when the
-            caller has it already; computed otherwise.
+          encoded_size: what the event adds to a request, at least
+            ``wire.encoded_event_size`` (the caller may pass an upper
+            bound it has already); computed exactly otherwise.
         """
         if encoded_size is None:
             encoded_size = wire_lib.encoded_event_size(event_type, len(payload), self._wire)
         closed: Optional[Batch[S]] = None
-        if self._batch.events and self._size + encoded_size > self._max_bytes:
-            closed = self._take()
         batch = self._batch
-        batch.events.append((event_type, payload))
+        if batch.payloads and self._size + encoded_size > self._max_bytes:
+            closed = self._take()
+            batch = self._batch
+        batch.event_types.append(event_type)
+        batch.payloads.append(payload)
         batch.sources.append(source)
         self._size += encoded_size
-        if len(batch.events) >= self._max_events:
+        if len(batch.payloads) >= self._max_events:
             closed = self._take()
         return closed
 
     def flush(self) -> Optional[Batch[S]]:
         """Returns the open batch, if it holds any event, and starts a new one."""
-        return self._take() if self._batch.events else None
+        return self._take() if self._batch.payloads else None
 
     def _take(self) -> Batch[S]:
         closed, self._batch = self._batch, Batch()
@@ -117,6 +148,6 @@ def split_batch(batch: Batch[S]) -> Tuple[Batch[S], Batch[S]]:
         raise ValueError("only a batch of two or more events can be split")
     middle = len(batch) // 2
     return (
-        Batch(batch.events[:middle], batch.sources[:middle]),
-        Batch(batch.events[middle:], batch.sources[middle:]),
+        Batch(batch.event_types[:middle], batch.payloads[:middle], batch.sources[:middle]),
+        Batch(batch.event_types[middle:], batch.payloads[middle:], batch.sources[middle:]),
     )

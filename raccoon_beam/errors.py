@@ -1,20 +1,24 @@
 """Exception types and the dead-letter record of raccoon-beam.
 
 One small hierarchy: everything the package raises on purpose is a
-:class:`RaccoonError`. Failures to deliver a request are :class:`SendFailure`
-values that carry the facts a transport observed (Raccoon code, HTTP status,
-gRPC status, network error, timeout, malformed response); deciding what to do
-about them is :func:`raccoon_beam.retry.classify`'s job alone.
+:class:`RaccoonError`. A request that was not acknowledged is described by a
+:class:`Failure` value (a :class:`FailureKind` and the server's status),
+which transports raise inside a :class:`SendFailure`; deciding what to do
+about it is :func:`raccoon_beam.retry.classify`'s job alone.
 """
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Optional
+import dataclasses
+import enum
+from typing import Any, NamedTuple, Optional, Union
 
 __all__ = [
     "RaccoonError",
     "SerializationError",
     "WireFormatError",
+    "FailureKind",
+    "Failure",
     "SendFailure",
     "DeliveryError",
     "RaccoonDeadLetter",
@@ -40,66 +44,55 @@ class WireFormatError(RaccoonError, ValueError):
     """A body is not a valid SendEventRequest/SendEventResponse in its wire type."""
 
 
-class SendFailure(RaccoonError):
-    """A request was not acknowledged; carries what the transport observed.
+class FailureKind(enum.Enum):
+    """What went wrong with a request, as the transport saw it.
 
-    Attributes:
-      message: a readable description, free of credentials.
-      raccoon_code: the ``Code`` of a decoded SendEventResponse, if any.
-      http_status: the HTTP status of a REST response, if any.
-      grpc_status: the name of the gRPC status code (e.g. ``"UNAVAILABLE"``).
-      network: the connection failed, was refused, reset or dropped.
-      timeout: no answer arrived within the request timeout.
-      malformed: an answer arrived but is not a Raccoon response.
-      retry_after: seconds the server asked the client to wait, if it did.
-      reconnect: the connection must be replaced before the next attempt
-        (e.g. WebSocket duplicate connection id).
-      tls_error: the server's certificate failed verification (untrusted
-        certificate, host name mismatch) or the TLS files cannot be loaded: a
-        configuration problem, not a transient one. Other TLS failures (a
-        handshake dropped by a load balancer) are ``network`` failures.
-      too_large: the server or a proxy refused the request for its size
-        (e.g. WebSocket close 1009).
-      reason: the ``reason`` of a decoded Raccoon error response, if any.
-      unexpected: not a failure the transport recognised, but an exception
-        of another kind that escaped it (a bug, or a library error nobody
-        anticipated); the message names its type.
+    The kind says what happened; :func:`raccoon_beam.retry.classify` alone
+    decides what that means (retry, split or give up).
     """
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        raccoon_code: Optional[int] = None,
-        http_status: Optional[int] = None,
-        grpc_status: Optional[str] = None,
-        network: bool = False,
-        timeout: bool = False,
-        malformed: bool = False,
-        retry_after: Optional[float] = None,
-        reconnect: bool = False,
-        tls_error: bool = False,
-        too_large: bool = False,
-        reason: Optional[str] = None,
-        unexpected: bool = False,
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.raccoon_code = raccoon_code
-        self.http_status = http_status
-        self.grpc_status = grpc_status
-        self.network = network
-        self.timeout = timeout
-        self.malformed = malformed
-        self.retry_after = retry_after
-        self.reconnect = reconnect
-        self.tls_error = tls_error
-        self.too_large = too_large
-        self.reason = reason
-        self.unexpected = unexpected
+    REFUSED = "refused"
+    """The server answered with an error status (Raccoon code, HTTP or gRPC status)."""
+    NETWORK = "network"
+    """The connection failed, was refused, reset or dropped."""
+    TIMEOUT = "timeout"
+    """No answer arrived within the request timeout."""
+    MALFORMED = "malformed"
+    """An answer arrived but it is not a Raccoon response."""
+    TOO_LARGE = "too_large"
+    """The server or a proxy refused the request for its size (e.g. WebSocket close 1009)."""
+    TLS = "tls"
+    """TLS cannot work as configured: an untrusted certificate, a host name
+    mismatch, a failed handshake (e.g. ``https://`` to a plain-text port) or
+    unreadable certificate files."""
+    UNEXPECTED = "unexpected"
+    """An exception nobody anticipated escaped the transport (a bug, or a library error)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Failure:
+    """Why a request was not acknowledged: a value, free of credentials.
+
+    Attributes:
+      kind: what happened.
+      message: a readable description.
+      raccoon_code: the ``Code`` of a decoded Raccoon error response, if any.
+      http_status: the HTTP status of the answer, if any.
+      grpc_status: the name of the gRPC status code (e.g. ``"UNAVAILABLE"``), if any.
+      reason: the ``reason`` of a decoded Raccoon error response, if any.
+      retry_after: seconds the server asked the client to wait, if it did.
+    """
+
+    kind: FailureKind
+    message: str
+    raccoon_code: Optional[int] = None
+    http_status: Optional[int] = None
+    grpc_status: Optional[str] = None
+    reason: Optional[str] = None
+    retry_after: Optional[float] = None
 
     @property
-    def code(self) -> Optional[Any]:
+    def code(self) -> Optional[Union[int, str]]:
         """The most specific status the server gave: Raccoon code, HTTP or gRPC status."""
         if self.raccoon_code is not None:
             return self.raccoon_code
@@ -107,13 +100,22 @@ class SendFailure(RaccoonError):
             return self.http_status
         return self.grpc_status
 
+
+class SendFailure(RaccoonError):
+    """Raised by a transport when a request is not acknowledged; carries the :class:`Failure`.
+
+    Args:
+      kind: what happened.
+      message: a readable description, free of credentials.
+      **status: the other fields of :class:`Failure` (the server's status and ``retry_after``).
+    """
+
+    def __init__(self, kind: FailureKind, message: str, **status: Any) -> None:
+        super().__init__(message)
+        self.failure = Failure(kind, message, **status)
+
     def __repr__(self) -> str:
-        facts = {
-            name: value
-            for name, value in vars(self).items()
-            if name != "message" and value not in (None, False)
-        }
-        return f"SendFailure({self.message!r}, {facts})"
+        return f"SendFailure({self.failure!r})"
 
 
 class DeliveryError(RaccoonError):

@@ -9,7 +9,7 @@ reason for anything that cannot be sent.
 from __future__ import annotations
 
 import functools
-
+import sys
 from typing import Any, Callable, Optional, Tuple, Union
 
 from raccoon_beam import wire as wire_lib
@@ -48,9 +48,10 @@ def describe_event_type(spec: EventTypeSpec) -> str:
 class EventBuilder:
     """Builds ``(event_type, event_bytes, encoded_size)`` from an element.
 
-    ``encoded_size`` is what the event adds to an encoded request
-    (:func:`~raccoon_beam.wire.encoded_event_size`); the batcher takes it as
-    it is rather than computing it a second time.
+    ``encoded_size`` is what the event adds to an encoded request, an upper
+    bound (:class:`~raccoon_beam.wire.EventSizer`); the batcher takes it as it
+    is rather than computing it a second time. It runs once per event: the
+    common case is one call of the serializer and a few comparisons.
 
     Args:
       event_type: a constant type, or a callable element -> type.
@@ -78,34 +79,44 @@ class EventBuilder:
         elif not callable(event_type):
             raise TypeError(f"event_type must be a string or a callable, got {type(event_type).__name__}")
         self._event_type = event_type
+        self._constant_type = event_type if isinstance(event_type, str) else ""
         self._serialize = serializer
         self._wire = wire
-        self._max_event_bytes = max_event_bytes
+        self._sizer = wire_lib.EventSizer(wire)
+        # No limit of its own: events are bounded only by what fits in a request.
+        self._max_event_bytes = max_event_bytes if max_event_bytes is not None else sys.maxsize
         self._max_batch_bytes = max_batch_bytes
+        # What the events of a request may take beyond its fixed overhead.
+        self._room = max_batch_bytes - wire_lib.REQUEST_OVERHEAD_BYTES
 
     def __call__(self, element: Any) -> Tuple[str, bytes, int]:
-        """Returns the event of ``element`` and its encoded size; raises :class:`EventRejected`."""
-        event_type = self._type_of(element)
+        """Returns the event of ``element`` and its size in a request; raises :class:`EventRejected`."""
+        event_type = self._constant_type or self._type_of(element)
         try:
             payload = self._serialize(element)
         except Exception as exc:  # any serializer failure is the element's, not the bundle's
             raise EventRejected(STAGE_SERIALIZE, _reason(exc), event_type) from exc
         size = len(payload)
-        if self._max_event_bytes is not None and size > self._max_event_bytes:
+        encoded_size = self._sizer(event_type, size)
+        if encoded_size > self._room or size > self._max_event_bytes:
+            encoded_size = self._checked_size(event_type, size)
+        return event_type, payload, encoded_size
+
+    def _checked_size(self, event_type: str, size: int) -> int:
+        """The exact size of an event near a limit, or :class:`EventRejected` if it is over one."""
+        if size > self._max_event_bytes:
             raise EventRejected(
-                STAGE_VALIDATE,
-                f"event of {size} bytes is over max_event_bytes={self._max_event_bytes}",
-                event_type,
+                STAGE_VALIDATE, f"event of {size} bytes is over max_event_bytes={self._max_event_bytes}", event_type
             )
         encoded_size = wire_lib.encoded_event_size(event_type, size, self._wire)
-        if encoded_size + wire_lib.REQUEST_OVERHEAD_BYTES > self._max_batch_bytes:
+        if encoded_size > self._room:
             raise EventRejected(
                 STAGE_VALIDATE,
                 f"event of {size} bytes takes {encoded_size + wire_lib.REQUEST_OVERHEAD_BYTES} bytes "
                 f"in a {self._wire.value} request, over max_batch_bytes={self._max_batch_bytes}",
                 event_type,
             )
-        return event_type, payload, encoded_size
+        return encoded_size
 
     def _type_of(self, element: Any) -> str:
         spec = self._event_type

@@ -1,7 +1,7 @@
 """Retry policy, and the one place that decides what a failure means.
 
-Transports report facts (:class:`~raccoon_beam.errors.SendFailure`);
-:func:`classify` alone turns them into a :class:`Verdict`, following the
+Transports report what happened as a :class:`~raccoon_beam.errors.Failure`
+value; :func:`classify` alone turns it into a :class:`Verdict`, following the
 table "What a failure means for a client" of Raccoon's protocol:
 
 * ``RETRY``: the same request may succeed later (publish failure, 429/5xx,
@@ -12,13 +12,13 @@ table "What a failure means for a client" of Raccoon's protocol:
   server's size limit).
 * ``PERMANENT``: no request to this endpoint can succeed until someone fixes
   the configuration (missing connection id, authentication, wrong path,
-  untrusted TLS certificate, a proxy refusing the request), or the client
-  itself failed in a way nobody anticipated (``unexpected``).
+  TLS that cannot work, a proxy refusing the request), or the client itself
+  failed in a way nobody anticipated (``unexpected``).
 
-:func:`send_with_retry` retries ``RETRY`` verdicts with full-jitter
-exponential backoff (tenacity), honouring ``Retry-After`` as a minimum wait
-and an overall deadline, and resends the very same encoded request so that
-its ``req_guid`` and ``sent_time`` never change.
+:class:`RetryPolicy` says how often and how long ``RETRY`` verdicts are
+retried (full-jitter exponential backoff with tenacity, ``Retry-After`` as a
+minimum wait, an overall deadline). This module does no I/O: the retry loop
+runs in :mod:`raccoon_beam.delivery`.
 """
 
 from __future__ import annotations
@@ -26,28 +26,20 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import enum
-import logging
 import math
 import time
-import traceback
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Optional
+from typing import Any, Awaitable, Callable, Dict, Optional
 
 import tenacity
 
 from raccoon_beam import protocol
 from raccoon_beam._proto import raccoon_pb2
-from raccoon_beam.errors import SendFailure
-
-if TYPE_CHECKING:  # runtime import would be circular (transports import nothing from here)
-    from raccoon_beam.transports.base import Transport
-    from raccoon_beam.wire import EncodedRequest
+from raccoon_beam.errors import Failure, FailureKind, SendFailure
 
 __all__ = [
     "Verdict",
     "classify",
     "RetryPolicy",
-    "SendOutcome",
-    "send_with_retry",
     "DEFAULT_MAX_ATTEMPTS",
     "DEFAULT_INITIAL_BACKOFF",
     "DEFAULT_MAX_BACKOFF",
@@ -62,9 +54,6 @@ DEFAULT_INITIAL_BACKOFF = 0.5
 DEFAULT_MAX_BACKOFF = 30.0
 DEFAULT_DEADLINE = 300.0
 
-_log = logging.getLogger(__name__)
-
-
 class Verdict(enum.Enum):
     """What to do about a failed request."""
 
@@ -76,7 +65,7 @@ class Verdict(enum.Enum):
 # Raccoon codes. CODE_MAX_CONNECTION_LIMIT_REACHED / CODE_MAX_USER_LIMIT_REACHED
 # come with a WebSocket close: the server is full or the id is taken, and a
 # new connection (with a new id) later may succeed.
-_RACCOON_CODES = {
+_RACCOON_CODES: Dict[int, Verdict] = {
     raccoon_pb2.CODE_BAD_REQUEST: Verdict.SPLIT,
     raccoon_pb2.CODE_INTERNAL_ERROR: Verdict.RETRY,
     raccoon_pb2.CODE_MAX_CONNECTION_LIMIT_REACHED: Verdict.RETRY,
@@ -117,24 +106,25 @@ _TOO_LARGE = "larger than max"
 _CLIENT_SIDE = "client:"
 
 
-def classify(failure: SendFailure) -> Verdict:
+def classify(failure: Failure) -> Verdict:
     """Decides what a failed request means for the client.
 
-    The most specific fact wins: an unexpected client error or a TLS
-    verification failure, then a size refusal, then the Raccoon code the
-    server answered with, then the HTTP status, then the gRPC status, then
-    the connection-level facts (network error, timeout, malformed answer).
+    The most specific fact wins: an unexpected client error or TLS that
+    cannot work, then a size refusal, then the Raccoon code the server
+    answered with, then the HTTP status, then the gRPC status; what is left
+    (network errors, timeouts, malformed answers) is transient.
 
     Args:
       failure: what the transport observed.
 
     Returns:
-      RETRY, SPLIT or PERMANENT. A failure with no recognised fact is
+      RETRY, SPLIT or PERMANENT. A failure with no recognised status is
       retried: retries are bounded, while a wrong PERMANENT loses data.
     """
-    if failure.unexpected or failure.tls_error:
+    kind = failure.kind
+    if kind is FailureKind.UNEXPECTED or kind is FailureKind.TLS:
         return Verdict.PERMANENT
-    if failure.too_large:
+    if kind is FailureKind.TOO_LARGE:
         return Verdict.SPLIT
     if failure.raccoon_code == raccoon_pb2.CODE_BAD_REQUEST and (
         failure.reason == protocol.REASON_INVALID_CONTENT_TYPE
@@ -227,8 +217,8 @@ class RetryPolicy:
 
         def wait(retry_state: tenacity.RetryCallState) -> float:
             seconds = jitter(retry_state) if self.initial_backoff > 0 else 0.0
-            failure = retry_state.outcome.exception() if retry_state.outcome else None
-            retry_after = getattr(failure, "retry_after", None)
+            error = retry_state.outcome.exception() if retry_state.outcome else None
+            retry_after = error.failure.retry_after if isinstance(error, SendFailure) else None
             if retry_after is not None and retry_after > seconds:
                 seconds = float(retry_after)  # the server's wish is a minimum
             return seconds
@@ -240,34 +230,30 @@ class RetryPolicy:
         *,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
-        on_retry: Optional[Callable[[SendFailure, float], None]] = None,
+        on_retry: Optional[Callable[[Failure, float], None]] = None,
     ) -> tenacity.AsyncRetrying:
         """A tenacity ``AsyncRetrying`` that retries SendFailures classified RETRY.
+
+        It only decides and waits; the caller runs the attempts.
 
         Args:
           sleep: the coroutine function that waits (injectable for tests).
           clock: a monotonic clock in seconds, for the deadline.
           on_retry: called with the failure and the wait before each retry.
         """
-        started = clock()
-
-        def past_deadline(retry_state: tenacity.RetryCallState) -> bool:
-            # tenacity computes the wait (upcoming_sleep) before asking stop:
-            # give up now rather than sleep past the deadline.
-            upcoming = retry_state.upcoming_sleep or 0.0
-            return clock() - started + upcoming > self.deadline
+        past_deadline = _PastDeadline(self.deadline, clock)
 
         def before_sleep(retry_state: tenacity.RetryCallState) -> None:
             if on_retry is not None and retry_state.outcome is not None:
-                failure = retry_state.outcome.exception()
-                if isinstance(failure, SendFailure):
-                    on_retry(failure, retry_state.upcoming_sleep)
+                error = retry_state.outcome.exception()
+                if isinstance(error, SendFailure):
+                    on_retry(error.failure, retry_state.upcoming_sleep)
 
         return tenacity.AsyncRetrying(
-            stop=tenacity.stop_after_attempt(self.max_attempts) | past_deadline,
+            stop=tenacity.stop_any(tenacity.stop_after_attempt(self.max_attempts), past_deadline),
             wait=self._wait(),
             retry=tenacity.retry_if_exception(
-                lambda exc: isinstance(exc, SendFailure) and classify(exc) is Verdict.RETRY
+                lambda exc: isinstance(exc, SendFailure) and classify(exc.failure) is Verdict.RETRY
             ),
             sleep=sleep,
             before_sleep=before_sleep,
@@ -275,110 +261,16 @@ class RetryPolicy:
         )
 
 
-@dataclasses.dataclass
-class SendOutcome:
-    """How a request ended after its retries.
+class _PastDeadline(tenacity.stop.stop_base):
+    """Stops when the next wait would end past the deadline, counted from now."""
 
-    Attributes:
-      response: the server's successful response, or None.
-      failure: the last failure, or None on success.
-      verdict: the classification of ``failure`` (None on success).
-      attempts: how many times the request was sent.
-    """
+    def __init__(self, deadline: float, clock: Callable[[], float]) -> None:
+        self._deadline = deadline
+        self._clock = clock
+        self._started = clock()
 
-    response: Optional[raccoon_pb2.SendEventResponse]
-    failure: Optional[SendFailure]
-    verdict: Optional[Verdict]
-    attempts: int
-
-    @property
-    def ok(self) -> bool:
-        """Whether the server acknowledged the request."""
-        return self.failure is None
-
-
-async def send_with_retry(
-    transport: "Transport",
-    request: "EncodedRequest",
-    policy: RetryPolicy,
-    *,
-    sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
-    clock: Callable[[], float] = time.monotonic,
-    on_retry: Optional[Callable[[SendFailure, float], None]] = None,
-) -> SendOutcome:
-    """Sends ``request`` until it is acknowledged or its failure is not retryable.
-
-    The same ``request`` object is resent on every attempt, so the req_guid
-    and sent_time in its body never change.
-
-    Args:
-      transport: where to send.
-      request: the encoded request.
-      policy: attempts, backoff and deadline.
-      sleep: the coroutine function that waits between attempts.
-      clock: a monotonic clock in seconds, for the deadline.
-      on_retry: called with each retried failure and the wait before the
-        next attempt (for metrics and logs).
-
-    Returns:
-      The outcome; a SendFailure is returned in it, never raised. Any other
-      exception from the transport (a bug, an unanticipated library error)
-      is logged with its traceback and returned as a PERMANENT
-      ``unexpected`` SendFailure: raised, it would fail the bundle on every
-      runner retry. Cancellation still propagates.
-    """
-    attempts = 0
-    failure: Optional[SendFailure] = None
-    try:
-        async for attempt in policy.retrying(sleep=sleep, clock=clock, on_retry=on_retry):
-            with attempt:
-                attempts += 1
-                response = await transport.send(request)
-    except SendFailure as exc:
-        failure = exc
-    except Exception as exc:  # noqa: BLE001 - the one boundary where anything is caught
-        failure = _unexpected_failure(exc, transport)
-    if failure is not None:
-        return SendOutcome(response=None, failure=failure, verdict=classify(failure), attempts=attempts)
-    return SendOutcome(response=response, failure=None, verdict=None, attempts=attempts)
-
-
-def _unexpected_failure(exc: Exception, transport: "Transport") -> SendFailure:
-    """Logs ``exc`` (traceback, redacted messages) and turns it into a PERMANENT SendFailure.
-
-    The traceback is formatted here rather than with ``exc_info``: a library
-    exception's message may quote a header or the URL's password, so every
-    message of the chain goes through ``redact`` first (frames show source
-    lines, never values).
-    """
-    # Imported here: transports import this module (through the client).
-    from raccoon_beam.transports.base import redact
-
-    config = getattr(transport, "config", None)
-
-    def clean(error: BaseException) -> str:
-        text = f"{type(error).__name__}: {error}"
-        return redact(text, config) if config is not None else text
-
-    where = config.parsed_endpoint.redacted if config is not None else repr(transport)
-    message = clean(exc)
-    chain = []
-    seen = set()
-    current: Optional[BaseException] = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        chain.append(
-            "".join(traceback.format_tb(current.__traceback__))
-            + clean(current)
-        )
-        current = current.__cause__ or current.__context__
-    _log.error(
-        "unexpected error sending a request to %s (not retried): %s\n%s",
-        where,
-        message,
-        "\n--- caused by ---\n".join(chain),
-    )
-    return SendFailure(
-        f"unexpected client error sending to {where}: {message}",
-        unexpected=True,
-    )
+    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
+        # tenacity computes the wait (upcoming_sleep) before asking stop:
+        # give up now rather than sleep past the deadline.
+        upcoming = retry_state.upcoming_sleep or 0.0
+        return self._clock() - self._started + upcoming > self._deadline

@@ -49,7 +49,7 @@ def test_split_batch_halves_events_and_sources():
     assert left.sources == [0, 1] and right.sources == [2, 3, 4]
     assert left.events + right.events == batch.events
     with pytest.raises(ValueError):
-        split_batch(left.__class__([("t", b"x")], [0]))
+        split_batch(left.__class__(["t"], [b"x"], [0]))
 
 
 @settings(max_examples=100, deadline=None)

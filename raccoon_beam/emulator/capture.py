@@ -20,6 +20,7 @@ import time
 from typing import IO, Dict, Iterable, List, NamedTuple, Optional, Tuple
 
 from raccoon_beam._proto import raccoon_pb2
+from raccoon_beam.emulator.config import CAPTURE_MODES, DEFAULT_TOPIC_PATTERN
 
 __all__ = [
     "CapturedEvent",
@@ -31,8 +32,6 @@ __all__ = [
     "format_topic",
 ]
 
-CAPTURE_MODES = ("events", "digest")
-DEFAULT_TOPIC_PATTERN = "clickstream-%s-log"
 _DIGEST_MOD = 1 << 128
 
 
@@ -52,7 +51,7 @@ class CapturedEvent(NamedTuple):
 class TypeDigest(NamedTuple):
     """Count, total payload bytes and order-independent digest of one event type."""
 
-    count: int
+    count: int  # type: ignore[assignment]  # shadows tuple.count; the name is public (JSON "count")
     total_bytes: int
     digest: str  # 32 hex digits
 

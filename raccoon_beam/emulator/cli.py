@@ -1,100 +1,194 @@
 """``python -m raccoon_beam.emulator`` / ``raccoon-emulator``: the emulator as a server.
 
+The settings' flags are generated from :class:`~raccoon_beam.emulator.config.EmulatorConfig`
+(one flag per field, ``--grpc-port`` for ``grpc_port``, with the field's help
+text, Raccoon setting and default); the fault flags configure
+:class:`~raccoon_beam.emulator.faults.Faults` at start.
+
 On start it prints one ``name=value`` line per endpoint, then ``ready``; while
-running, one line of accepted events and batches per second (rewritten in
-place on a terminal); on SIGTERM or Ctrl-C it stops cleanly, prints a final
-``total`` line and exits 0.
+running, a line of accepted events and batches: rewritten in place every
+second on a terminal, otherwise (a log file, a pipe) written only when the
+counts changed, at most every 10 seconds. On SIGTERM or Ctrl-C it stops
+cleanly, prints a final ``total`` line and exits 0. A port that cannot be
+listened on is one line on stderr and exit status 1.
+
+Only the standard library and the settings are imported before the
+arguments are parsed, so that ``--help`` answers at once.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import signal
 import sys
 import threading
 import time
-from typing import List, Optional, Sequence, TextIO
+import typing
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, TextIO, Tuple
 
-from raccoon_beam.emulator.capture import CAPTURE_MODES, DEFAULT_TOPIC_PATTERN
-from raccoon_beam.emulator.config import (
-    ACK_MODES,
-    DEFAULT_CONN_ID_HEADER,
-    DEFAULT_GROUP,
-    DEFAULT_GROUP_HEADER,
-    DEFAULT_HOST,
-    DEFAULT_MAX_BODY_BYTES,
-    DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_PING_INTERVAL,
-    DEFAULT_PONG_TIMEOUT,
-)
-from raccoon_beam.emulator.control import CONTROL_PREFIX
-from raccoon_beam.emulator.faults import TRANSPORTS
-from raccoon_beam.emulator.outcomes import Outcome
-from raccoon_beam.emulator.server import RaccoonEmulator
+from raccoon_beam.emulator.config import TRANSPORTS, EmulatorConfig, setting_help
 
-__all__ = ["main", "build_parser", "DEFAULT_GRPC_PORT", "DEFAULT_HTTP_PORT", "DEFAULT_STATS_INTERVAL"]
+if TYPE_CHECKING:
+    from raccoon_beam.emulator.outcomes import Outcome
+    from raccoon_beam.emulator.server import RaccoonEmulator
 
-DEFAULT_GRPC_PORT = 8081  # Raccoon's defaults
-DEFAULT_HTTP_PORT = 8080
+__all__ = [
+    "main",
+    "build_parser",
+    "config_from_args",
+    "config_to_argv",
+    "DEFAULT_STATS_INTERVAL",
+    "DEFAULT_LOG_STATS_INTERVAL",
+    "DEFAULT_FAIL_STATUS",
+    "PORT_IN_USE_EXIT",
+]
+
+# On a terminal the line is rewritten in place, so a fresh one each second costs nothing.
 DEFAULT_STATS_INTERVAL = 1.0
+# Off a terminal every line stays in the log: one every 10 s, and only when a count moved.
+DEFAULT_LOG_STATS_INTERVAL = 10.0
+# A failure a client retries (Raccoon behind a proxy that is overloaded).
+DEFAULT_FAIL_STATUS = 503
+# Not a usage error (2): the command was right, the machine was not ready for it.
+PORT_IN_USE_EXIT = 1
+
+_PROG = "raccoon-emulator"
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Appends ``(default: ...)`` to every option's help that does not state its default."""
+
+    def _get_help_string(self, action: argparse.Action) -> Optional[str]:
+        text = action.help or ""
+        if "%(default)" in text or "(default:" in text or action.default is argparse.SUPPRESS:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _add_setting(group: argparse._ArgumentGroup, field: "dataclasses.Field[Any]", hint: Any) -> None:
+    """Adds the flag of one EmulatorConfig field, typed after its annotation."""
+    default = field.metadata.get("cli_default", field.default)
+    help_text = setting_help(field).replace("%", "%%")  # argparse %-formats help
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) is typing.Union and type(None) in args:  # Optional[X] -> X
+        hint = next(a for a in args if a is not type(None))
+    if hint is bool:
+        action = group.add_argument(
+            _flag(field.name), dest=field.name, action=argparse.BooleanOptionalAction, default=default
+        )
+        # Set after construction: Python < 3.12's BooleanOptionalAction appends its own default text.
+        action.help = help_text
+        return
+    kwargs: Dict[str, Any] = {"dest": field.name, "default": default, "help": help_text}
+    if typing.get_origin(hint) is tuple:  # Tuple[str, str]: that many words
+        kwargs.update(nargs=len(typing.get_args(hint)), type=typing.get_args(hint)[0])
+    else:
+        kwargs["type"] = hint
+    if field.metadata.get("choices"):
+        kwargs["choices"] = field.metadata["choices"]
+    if field.metadata.get("metavar"):
+        kwargs["metavar"] = field.metadata["metavar"]
+    group.add_argument(_flag(field.name), **kwargs)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command line: the EmulatorConfig fields, the fault flags and the output flags."""
     parser = argparse.ArgumentParser(
-        prog="raccoon-emulator",
-        description="A Raccoon-compatible server (gRPC, REST, WebSocket) with capture and fault injection.",
+        prog=_PROG,
+        description="A Raccoon-compatible server (gRPC, REST, WebSocket) with capture and fault injection. "
+        "[Raccoon: X] names the Raccoon setting an option stands for.",
+        formatter_class=_HelpFormatter,
     )
-    server = parser.add_argument_group("server")
-    server.add_argument("--host", default=DEFAULT_HOST)
-    server.add_argument("--grpc-port", type=int, default=DEFAULT_GRPC_PORT, help="0 picks a free port")
-    server.add_argument("--http-port", type=int, default=DEFAULT_HTTP_PORT, help="0 picks a free port")
-    server.add_argument("--conn-id-header", default=DEFAULT_CONN_ID_HEADER)
-    server.add_argument("--group-header", default=DEFAULT_GROUP_HEADER)
-    server.add_argument("--default-group", default=DEFAULT_GROUP)
-    server.add_argument("--ack", choices=ACK_MODES, default="async")
-    server.add_argument("--dedup", action="store_true", help="WebSocket per-connection req_guid dedup")
-    server.add_argument("--max-connections", type=int, default=DEFAULT_MAX_CONNECTIONS)
-    server.add_argument("--no-check-origin", action="store_true")
-    server.add_argument("--ping-interval", type=float, default=DEFAULT_PING_INTERVAL)
-    server.add_argument("--pong-timeout", type=float, default=DEFAULT_PONG_TIMEOUT)
-    server.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES)
-    server.add_argument("--tls-cert", help="PEM certificate: serve grpcs/https/wss")
-    server.add_argument("--tls-key", help="PEM private key of --tls-cert")
-    capture = parser.add_argument_group("capture")
-    capture.add_argument(
-        "--capture", choices=CAPTURE_MODES, default="digest", help="digest (default) keeps constant memory"
-    )
-    capture.add_argument("--output", help="JSONL file receiving every captured event")
-    capture.add_argument("--topic-pattern", default=DEFAULT_TOPIC_PATTERN)
-    faults = parser.add_argument_group("faults")
+    settings = parser.add_argument_group("settings")
+    hints = typing.get_type_hints(EmulatorConfig)
+    for field in dataclasses.fields(EmulatorConfig):
+        _add_setting(settings, field, hints[field.name])
+    faults = parser.add_argument_group("faults", "rules set at start; the control routes change them later")
     faults.add_argument("--fail-fraction", type=float, default=0.0, help="fail this fraction of requests")
     faults.add_argument("--fail-next", type=int, default=0, help="fail the first N requests")
     how = faults.add_mutually_exclusive_group()
-    how.add_argument("--fail-status", type=int, help="HTTP status of failed requests (default 503)")
-    how.add_argument("--fail-code", help="Raccoon code of failed requests, e.g. CODE_INTERNAL_ERROR")
-    how.add_argument("--fail-grpc", help="gRPC status of failed requests, e.g. UNAVAILABLE")
-    faults.add_argument("--retry-after", type=float, help="Retry-After seconds with --fail-status")
-    faults.add_argument("--fail-transport", choices=TRANSPORTS, help="fail only this transport")
-    faults.add_argument("--seed", type=int, default=0)
+    how.add_argument(
+        "--fail-status", type=int, default=DEFAULT_FAIL_STATUS, help="HTTP status of the failed requests"
+    )
+    how.add_argument(
+        "--fail-code",
+        help="answer failed requests with this Raccoon code instead, e.g. CODE_INTERNAL_ERROR (default: none)",
+    )
+    how.add_argument(
+        "--fail-grpc", help="answer failed requests with this gRPC status instead, e.g. UNAVAILABLE (default: none)"
+    )
+    faults.add_argument(
+        "--retry-after", type=float, help="Retry-After seconds sent with --fail-status (default: none sent)"
+    )
+    faults.add_argument(
+        "--fail-transport", choices=TRANSPORTS, help="fail only this transport (default: every transport)"
+    )
+    faults.add_argument("--seed", type=int, default=0, help="seed of the random choices of the fraction rules")
     faults.add_argument("--latency", type=float, default=0.0, help="seconds added to every answer")
-    faults.add_argument("--reject-event-type", action="append", default=[], metavar="TYPE")
-    faults.add_argument("--fail-publish-fraction", type=float, default=0.0)
+    faults.add_argument(
+        "--reject-event-type",
+        action="append",
+        default=[],
+        metavar="TYPE",
+        help="reject every event of this type; repeatable (default: none)",
+    )
+    faults.add_argument(
+        "--fail-publish-fraction", type=float, default=0.0, help="fraction of events whose publishing fails"
+    )
     output = parser.add_argument_group("output")
     output.add_argument(
-        "--stats-interval", type=float, default=DEFAULT_STATS_INTERVAL, help="seconds between count lines; 0: none"
+        "--stats-interval",
+        type=float,
+        default=None,
+        help=f"seconds between count lines; 0: none (default: {DEFAULT_STATS_INTERVAL:g} on a terminal, "
+        f"{DEFAULT_LOG_STATS_INTERVAL:g} otherwise, and then only when the counts changed)",
     )
     return parser
 
 
-def _outcome(args: argparse.Namespace) -> Outcome:
+def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
+    """The EmulatorConfig of parsed arguments (each field from its flag)."""
+    return EmulatorConfig(**{field.name: getattr(args, field.name) for field in dataclasses.fields(EmulatorConfig)})
+
+
+def config_to_argv(settings: Mapping[str, Any]) -> List[str]:
+    """The flags that set these EmulatorConfig fields: the inverse of :func:`config_from_args`.
+
+    Args:
+      settings: field name -> value, e.g. ``{"ack": "sync", "dedup": True}``.
+
+    Raises:
+      TypeError: a name is not a field (the message names the closest one).
+      ValueError: a value is invalid.
+    """
+    EmulatorConfig.build(None, settings)  # the same checks, and errors, as RaccoonEmulator(**settings)
+    argv: List[str] = []
+    for name, value in settings.items():
+        if isinstance(value, bool):
+            argv.append(_flag(name) if value else "--no-" + _flag(name)[2:])
+        elif isinstance(value, (tuple, list)):
+            argv += [_flag(name), *(str(v) for v in value)]
+        elif value is not None:  # None: the default of the Optional fields
+            argv += [_flag(name), str(value)]
+    return argv
+
+
+def _outcome(args: argparse.Namespace) -> "Outcome":
+    from raccoon_beam.emulator.outcomes import Outcome
+
     if args.fail_code:
         return Outcome.raccoon(args.fail_code)
     if args.fail_grpc:
         return Outcome.grpc(args.fail_grpc)
-    return Outcome.http(args.fail_status or 503, retry_after=args.retry_after)
+    return Outcome.http(args.fail_status, retry_after=args.retry_after)
 
 
-def _configure_faults(emu: RaccoonEmulator, args: argparse.Namespace) -> None:
+def _configure_faults(emu: "RaccoonEmulator", args: argparse.Namespace) -> None:
     faults = emu.faults
     if args.fail_next:
         faults.fail_next(args.fail_next, _outcome(args), transport=args.fail_transport)
@@ -108,63 +202,78 @@ def _configure_faults(emu: RaccoonEmulator, args: argparse.Namespace) -> None:
         faults.fail_publish(fraction=args.fail_publish_fraction, seed=args.seed)
 
 
-def _stats_line(emu: RaccoonEmulator, elapsed: float, last: List[int]) -> str:
-    counters = emu.counters()
-    events, batches = counters.total_events_accepted, counters.accepted()
-    rate_events = (events - last[0]) / elapsed if elapsed > 0 else 0.0
-    rate_batches = (batches - last[1]) / elapsed if elapsed > 0 else 0.0
-    last[0], last[1] = events, batches
-    return (
-        f"accepted {events} events ({rate_events:,.0f}/s) in {batches} batches ({rate_batches:,.1f}/s); "
-        f"rejected {counters.rejected()}; faults {counters.injected()}; "
-        f"websockets {counters.connections_open}"
-    )
+class _StatsLine:
+    """The running counts line, and whether they moved since the last one written."""
+
+    def __init__(self, emu: "RaccoonEmulator") -> None:
+        self._emu = emu
+        self._events = self._batches = 0
+        self._state = self._read()[1]
+        self._at = time.monotonic()
+
+    def _read(self) -> Tuple[Tuple[int, int], Tuple[int, ...]]:
+        counters = self._emu.counters()
+        events, batches = counters.total_events_accepted, counters.accepted()
+        return (events, batches), (events, batches, counters.rejected(), counters.injected(), counters.connections_open)
+
+    def next(self, only_on_change: bool) -> Optional[str]:
+        """The line to write now, or None: ``only_on_change`` and nothing moved."""
+        (events, batches), state = self._read()
+        if only_on_change and state == self._state:
+            return None
+        now = time.monotonic()
+        elapsed, self._at = now - self._at, now
+        rate_events = (events - self._events) / elapsed if elapsed > 0 else 0.0
+        rate_batches = (batches - self._batches) / elapsed if elapsed > 0 else 0.0
+        self._events, self._batches, self._state = events, batches, state
+        return (
+            f"accepted {events} events ({rate_events:,.0f}/s) in {batches} batches ({rate_batches:,.1f}/s); "
+            f"rejected {state[2]}; faults {state[3]}; websockets {state[4]}"
+        )
 
 
 def main(argv: Optional[Sequence[str]] = None, stdout: TextIO = sys.stdout) -> int:
-    """Runs the emulator until SIGTERM or SIGINT; returns the exit status."""
-    args = build_parser().parse_args(argv)
-    if bool(args.tls_cert) != bool(args.tls_key):
-        print("--tls-cert and --tls-key go together", file=sys.stderr)
-        return 2
-    emu = RaccoonEmulator(
-        host=args.host,
-        grpc_port=args.grpc_port,
-        http_port=args.http_port,
-        conn_id_header=args.conn_id_header,
-        group_header=args.group_header,
-        default_group=args.default_group,
-        ack=args.ack,
-        dedup=args.dedup,
-        max_connections=args.max_connections,
-        capture=args.capture,
-        output=args.output,
-        topic_pattern=args.topic_pattern,
-        check_origin=not args.no_check_origin,
-        ping_interval=args.ping_interval,
-        pong_timeout=args.pong_timeout,
-        tls=(args.tls_cert, args.tls_key) if args.tls_cert else None,
-        max_body_bytes=args.max_body_bytes,
-    )
+    """Runs the emulator until SIGTERM or SIGINT; returns the exit status.
+
+    Args:
+      argv: the arguments (default: ``sys.argv[1:]``).
+      stdout: where the endpoints and the counts go.
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        config = config_from_args(args)
+    except ValueError as exc:
+        parser.error(str(exc))
+    # The servers are imported only now: --help and usage errors need none of them.
+    from raccoon_beam.emulator.control import CONTROL_PREFIX
+    from raccoon_beam.emulator.server import ListenError, RaccoonEmulator
+
+    emu = RaccoonEmulator(config)
     _configure_faults(emu, args)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    emu.start()
+    try:
+        emu.start()
+    except ListenError as exc:
+        print(f"{_PROG}: {exc}; {_flag(exc.setting)} 0 picks a free port", file=sys.stderr)
+        return PORT_IN_USE_EXIT
+    interactive = stdout.isatty()
+    interval = args.stats_interval
+    if interval is None:
+        interval = DEFAULT_STATS_INTERVAL if interactive else DEFAULT_LOG_STATS_INTERVAL
     try:
         print(f"grpc_endpoint={emu.grpc_endpoint}", file=stdout)
         print(f"rest_endpoint={emu.rest_endpoint}", file=stdout)
         print(f"ws_endpoint={emu.ws_endpoint}", file=stdout)
         print(f"control_url={emu.http_base_url}{CONTROL_PREFIX}", file=stdout)
         print("ready", file=stdout, flush=True)
-        interactive = stdout.isatty()
-        last = [0, 0]
-        previous = time.monotonic()
-        interval = args.stats_interval if args.stats_interval > 0 else None
-        while not stop.wait(interval):
-            now = time.monotonic()
-            line = _stats_line(emu, now - previous, last)
-            previous = now
+        stats = _StatsLine(emu)
+        while not stop.wait(interval if interval > 0 else None):
+            line = stats.next(only_on_change=not interactive)
+            if line is None:
+                continue
             if interactive:
                 print("\r\x1b[K" + line, end="", file=stdout, flush=True)
             else:
@@ -172,7 +281,7 @@ def main(argv: Optional[Sequence[str]] = None, stdout: TextIO = sys.stdout) -> i
     finally:
         emu.stop()
     counters = emu.counters()
-    if args.stats_interval > 0 and stdout.isatty():
+    if interval > 0 and interactive:
         print(file=stdout)
     print(
         f"total events={counters.total_events_accepted} batches={counters.accepted()} "

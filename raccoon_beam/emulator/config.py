@@ -1,17 +1,30 @@
-"""The emulator's settings, named after the Raccoon settings they stand for."""
+"""The emulator's settings: the one list, named after the Raccoon settings they stand for.
+
+:class:`EmulatorConfig` is the only place a setting is written down. Each
+field carries, in its ``metadata``, a one-line help text and the Raccoon
+setting it mirrors (see :func:`setting_help`); the ``RaccoonEmulator``
+constructor takes the fields as keyword overrides (:meth:`EmulatorConfig.build`)
+and the ``raccoon-emulator`` command line is generated from them
+(:mod:`raccoon_beam.emulator.cli`).
+
+This module imports only the standard library and :mod:`raccoon_beam.protocol`,
+so that ``raccoon-emulator --help`` answers without loading the servers.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional, Tuple
+import difflib
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 from raccoon_beam import protocol
-from raccoon_beam.emulator.capture import CAPTURE_MODES, DEFAULT_TOPIC_PATTERN
 from raccoon_beam.protocol import GRPC_MAX_RECEIVE_BYTES
 
 __all__ = [
     "EmulatorConfig",
     "ACK_MODES",
+    "CAPTURE_MODES",
+    "TRANSPORTS",
     "DEFAULT_HOST",
     "DEFAULT_CONN_ID_HEADER",
     "DEFAULT_GROUP_HEADER",
@@ -20,45 +33,142 @@ __all__ = [
     "DEFAULT_PING_INTERVAL",
     "DEFAULT_PONG_TIMEOUT",
     "DEFAULT_MAX_BODY_BYTES",
+    "DEFAULT_TOPIC_PATTERN",
+    "DEFAULT_CAPTURE",
+    "DEFAULT_CLI_GRPC_PORT",
+    "DEFAULT_CLI_HTTP_PORT",
     "GRPC_MAX_RECEIVE_BYTES",
+    "setting_help",
 ]
 
 ACK_MODES = ("async", "sync")
+# "events" keeps every event (what tests inspect); "digest" keeps, per type,
+# a count, a byte total and a multiset hash: constant memory for benchmarks.
+CAPTURE_MODES = ("events", "digest")
+# The names the emulator gives its transports (in counters, captures and fault rules).
+TRANSPORTS = ("grpc", "rest", "websocket")
+# Tests must not be reachable from elsewhere; a server is one flag away.
 DEFAULT_HOST = "127.0.0.1"
-DEFAULT_CONN_ID_HEADER = protocol.CONN_ID_HEADER  # SERVER_WEBSOCKET_CONN_ID_HEADER in the sample config
-DEFAULT_GROUP_HEADER = protocol.GROUP_HEADER  # SERVER_WEBSOCKET_CONN_GROUP_HEADER
-DEFAULT_GROUP = protocol.DEFAULT_GROUP  # SERVER_WEBSOCKET_CONN_GROUP_DEFAULT
-DEFAULT_MAX_CONNECTIONS = 30000  # SERVER_WEBSOCKET_MAX_CONN
-DEFAULT_PING_INTERVAL = 30.0  # SERVER_WEBSOCKET_PING_INTERVAL_MS
-DEFAULT_PONG_TIMEOUT = 60.0  # SERVER_WEBSOCKET_PONG_WAIT_INTERVAL_MS
+DEFAULT_CONN_ID_HEADER = protocol.CONN_ID_HEADER  # X-User-ID, as in Raccoon's sample config
+DEFAULT_GROUP_HEADER = protocol.GROUP_HEADER
+DEFAULT_GROUP = protocol.DEFAULT_GROUP
+DEFAULT_MAX_CONNECTIONS = 30000  # Raccoon's default SERVER_WEBSOCKET_MAX_CONN
+DEFAULT_PING_INTERVAL = 30.0  # Raccoon's default SERVER_WEBSOCKET_PING_INTERVAL_MS, in seconds
+DEFAULT_PONG_TIMEOUT = 60.0  # Raccoon's default SERVER_WEBSOCKET_PONG_WAIT_INTERVAL_MS, in seconds
 # Go's net/http and gorilla impose no body or message limit; the emulator
 # keeps one so that a runaway client cannot exhaust the test machine, and
 # answers it as the proxy in front of a real deployment would (REST 413,
 # WebSocket close 1009).
 DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
+DEFAULT_TOPIC_PATTERN = "clickstream-%s-log"  # Raccoon's default EVENT_DISTRIBUTION_PUBLISHER_PATTERN
+# Tests read events(), so the library keeps them; the command line keeps the
+# same default (one default per setting) and long runs pass --capture digest.
+DEFAULT_CAPTURE = "events"
+# The library picks free ports (port 0) so that tests run side by side; the
+# command line listens on Raccoon's own ports (SERVER_GRPC_PORT and
+# SERVER_WEBSOCKET_PORT) so that a client configured for Raccoon finds it.
+DEFAULT_CLI_GRPC_PORT = 8081
+DEFAULT_CLI_HTTP_PORT = 8080
+
+
+def _setting(
+    default: Any,
+    help: str,
+    *,
+    raccoon: Optional[str] = None,
+    choices: Optional[Tuple[str, ...]] = None,
+    cli_default: Any = dataclasses.MISSING,
+    metavar: Any = None,
+) -> Any:
+    """A field of EmulatorConfig with what the CLI and the docs need to know about it.
+
+    Args:
+      default: the value when the setting is not given.
+      help: one line saying what the setting does.
+      raccoon: the Raccoon setting (environment variable) it mirrors, if any.
+      choices: the allowed values, for settings that take one of a few words.
+      cli_default: a different default for ``raccoon-emulator`` (ports only).
+      metavar: the argument's name(s) in ``--help``.
+    """
+    metadata: Dict[str, Any] = {"help": help, "raccoon": raccoon, "choices": choices, "metavar": metavar}
+    if cli_default is not dataclasses.MISSING:
+        metadata["cli_default"] = cli_default
+    return dataclasses.field(default=default, metadata=metadata)
 
 
 @dataclasses.dataclass(frozen=True)
 class EmulatorConfig:
-    """Everything that shapes the emulator's behaviour (see RaccoonEmulator)."""
+    """Everything that shapes the emulator's behaviour (``RaccoonEmulator(**fields)``).
 
-    host: str = DEFAULT_HOST
-    grpc_port: int = 0
-    http_port: int = 0
-    conn_id_header: str = DEFAULT_CONN_ID_HEADER
-    group_header: str = DEFAULT_GROUP_HEADER
-    default_group: str = DEFAULT_GROUP
-    ack: str = "async"
-    dedup: bool = False
-    max_connections: int = DEFAULT_MAX_CONNECTIONS
-    capture: str = "events"
-    output: Optional[str] = None
-    topic_pattern: str = DEFAULT_TOPIC_PATTERN
-    check_origin: bool = True
-    ping_interval: float = DEFAULT_PING_INTERVAL
-    pong_timeout: float = DEFAULT_PONG_TIMEOUT
-    tls: Optional[Tuple[str, str]] = None
-    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    The defaults make a stock Raccoon with ``X-User-ID`` as the connection-id
+    header and async acks, on ephemeral loopback ports. Each field's help
+    text and Raccoon setting are in its metadata: ``setting_help(field)``
+    (the Attributes below are generated from it).
+    """
+
+    host: str = _setting(DEFAULT_HOST, "address to listen on")
+    grpc_port: int = _setting(
+        0, "gRPC port; 0 picks a free one", raccoon="SERVER_GRPC_PORT", cli_default=DEFAULT_CLI_GRPC_PORT
+    )
+    http_port: int = _setting(
+        0,
+        "REST and WebSocket port; 0 picks a free one",
+        raccoon="SERVER_WEBSOCKET_PORT",
+        cli_default=DEFAULT_CLI_HTTP_PORT,
+    )
+    conn_id_header: str = _setting(
+        DEFAULT_CONN_ID_HEADER,
+        "header naming the connection (gRPC: its lower-cased metadata key)",
+        raccoon="SERVER_WEBSOCKET_CONN_ID_HEADER",
+    )
+    group_header: str = _setting(
+        DEFAULT_GROUP_HEADER, "header naming the connection's group", raccoon="SERVER_WEBSOCKET_CONN_GROUP_HEADER"
+    )
+    default_group: str = _setting(
+        DEFAULT_GROUP, "group of a connection without the group header", raccoon="SERVER_WEBSOCKET_CONN_GROUP_DEFAULT"
+    )
+    ack: str = _setting(
+        "async",
+        "async (0): ack on receipt; sync (1): ack once published",
+        raccoon="EVENT_ACK",
+        choices=ACK_MODES,
+    )
+    dedup: bool = _setting(
+        False,
+        "drop a repeated req_guid within one WebSocket connection",
+        raccoon="SERVER_BATCH_DEDUP_IN_CONNECTION_ENABLED",
+    )
+    max_connections: int = _setting(
+        DEFAULT_MAX_CONNECTIONS, "most WebSocket connections open at once", raccoon="SERVER_WEBSOCKET_MAX_CONN"
+    )
+    capture: str = _setting(
+        DEFAULT_CAPTURE,
+        "events: keep every event; digest: per-type counts and digests only (constant memory)",
+        choices=CAPTURE_MODES,
+    )
+    output: Optional[str] = _setting(None, "JSONL file receiving every captured event", metavar="PATH")
+    topic_pattern: str = _setting(
+        DEFAULT_TOPIC_PATTERN,
+        "topic of an event type (%s: the type)",
+        raccoon="EVENT_DISTRIBUTION_PUBLISHER_PATTERN",
+    )
+    check_origin: bool = _setting(
+        True, "refuse WebSocket upgrades from another origin", raccoon="SERVER_WEBSOCKET_CHECK_ORIGIN"
+    )
+    ping_interval: float = _setting(
+        DEFAULT_PING_INTERVAL, "seconds between server pings", raccoon="SERVER_WEBSOCKET_PING_INTERVAL_MS"
+    )
+    pong_timeout: float = _setting(
+        DEFAULT_PONG_TIMEOUT,
+        "seconds without a pong before a connection is dropped",
+        raccoon="SERVER_WEBSOCKET_PONG_WAIT_INTERVAL_MS",
+    )
+    tls: Optional[Tuple[str, str]] = _setting(
+        None, "PEM certificate and private key: serve grpcs, https and wss", metavar=("CERT", "KEY")
+    )
+    max_body_bytes: int = _setting(
+        DEFAULT_MAX_BODY_BYTES, "largest REST body or WebSocket message read (Raccoon has no limit)"
+    )
 
     def __post_init__(self) -> None:
         if self.ack not in ACK_MODES:
@@ -69,7 +179,62 @@ class EmulatorConfig:
             raise ValueError("max_connections must be >= 0")
         if self.ping_interval <= 0 or self.pong_timeout <= 0:
             raise ValueError("ping_interval and pong_timeout must be > 0")
+        if self.max_body_bytes <= 0:
+            raise ValueError("max_body_bytes must be > 0")
+        if self.tls is not None:
+            tls = tuple(self.tls)  # a list (e.g. from JSON) is accepted too
+            if len(tls) != 2:
+                raise ValueError("tls must be (certfile, keyfile)")
+            object.__setattr__(self, "tls", tls)
+
+    @classmethod
+    def build(
+        cls, config: Optional["EmulatorConfig"] = None, overrides: Optional[Mapping[str, Any]] = None
+    ) -> "EmulatorConfig":
+        """``config`` (default: the defaults) with some fields replaced.
+
+        Args:
+          config: the base settings.
+          overrides: field name -> value.
+
+        Raises:
+          TypeError: an override is not a field; the message names the closest one.
+        """
+        if config is not None and not isinstance(config, cls):
+            raise TypeError(f"config must be an EmulatorConfig, not {type(config).__name__}; settings go by keyword")
+        overrides = dict(overrides or {})
+        names = [f.name for f in dataclasses.fields(cls)]
+        for name in overrides:
+            if name not in names:
+                close = difflib.get_close_matches(name, names, n=1, cutoff=0.5)
+                hint = f"; did you mean {close[0]!r}?" if close else f"; settings: {', '.join(names)}"
+                raise TypeError(f"{name!r} is not an emulator setting{hint}")
+        base = config if config is not None else cls()
+        return dataclasses.replace(base, **overrides) if overrides else base
 
     @property
     def sync_ack(self) -> bool:
         return self.ack == "sync"
+
+
+def setting_help(field: "dataclasses.Field[Any]") -> str:
+    """A field's help text, with the Raccoon setting it mirrors.
+
+    Args:
+      field: a field of :class:`EmulatorConfig`.
+    """
+    raccoon = field.metadata.get("raccoon")
+    text: str = field.metadata["help"]
+    return f"{text} [Raccoon: {raccoon}]" if raccoon else text
+
+
+def _attributes_doc() -> str:
+    lines = ["", "    Attributes:"]
+    for field in dataclasses.fields(EmulatorConfig):
+        cli = f"; command line: {field.metadata['cli_default']!r}" if "cli_default" in field.metadata else ""
+        lines.append(f"      {field.name}: {setting_help(field)} (default: {field.default!r}{cli}).")
+    return "\n".join(lines) + "\n"
+
+
+# The field list documented from the fields themselves, never written out by hand.
+EmulatorConfig.__doc__ = (EmulatorConfig.__doc__ or "").rstrip() + "\n" + _attributes_doc()

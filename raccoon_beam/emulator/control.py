@@ -3,6 +3,7 @@
 They let another process (a benchmark, :class:`~raccoon_beam.emulator.process.EmulatorProcess`)
 read and steer an emulator running as a server:
 
+- ``GET  /_emulator``: this list, as JSON ``{"routes": [{"method", "path", "description"}]}``.
 - ``GET  /_emulator/counters``: the counters snapshot as JSON.
 - ``GET  /_emulator/digest``: ``{type: {"count", "total_bytes", "digest"}}``.
 - ``GET  /_emulator/events``: the captured events as JSON (bytes in base64).
@@ -17,7 +18,8 @@ Raccoon has no such paths; the real server answers them 404.
 from __future__ import annotations
 
 import base64
-from typing import Callable
+import inspect
+from typing import Callable, Dict, List
 
 from aiohttp import web
 
@@ -26,7 +28,7 @@ from raccoon_beam.emulator.counters import Counters
 from raccoon_beam.emulator.faults import Faults
 from raccoon_beam.emulator.outcomes import Outcome
 
-__all__ = ["CONTROL_PREFIX", "add_control_routes"]
+__all__ = ["CONTROL_PREFIX", "add_control_routes", "control_index"]
 
 CONTROL_PREFIX = "/_emulator"
 _FAULT_METHODS = (
@@ -40,16 +42,39 @@ _FAULT_METHODS = (
 )
 
 
+def control_index(app: web.Application) -> List[Dict[str, str]]:
+    """Every route of ``app`` under CONTROL_PREFIX: method, path and its handler's first docstring line.
+
+    Read from the router at request time, so routes added by other modules
+    (the console) are listed as well.
+    """
+    routes = []
+    for route in app.router.routes():
+        info = route.resource.get_info() if route.resource is not None else {}
+        path = info.get("path") or info.get("formatter") or ""
+        if path == CONTROL_PREFIX or path.startswith(CONTROL_PREFIX + "/"):
+            doc = inspect.getdoc(route.handler) or ""
+            routes.append({"method": route.method, "path": path, "description": doc.split("\n", 1)[0]})
+    return sorted(routes, key=lambda r: (r["path"], r["method"]))
+
+
 def add_control_routes(
     app: web.Application, capture: Capture, counters: Counters, faults: Faults, reset: Callable[[], None]
 ) -> None:
+    async def get_index(request: web.Request) -> web.Response:
+        """This list of the control routes."""
+        return web.json_response({"routes": control_index(request.app)})
+
     async def get_counters(_: web.Request) -> web.Response:
+        """Request, event, connection and fault counters, per transport."""
         return web.json_response(counters.snapshot().to_dict())
 
     async def get_digest(_: web.Request) -> web.Response:
+        """Per event type: count, total bytes and order-independent digest."""
         return web.json_response({t: d._asdict() for t, d in capture.digest().items()})
 
     async def get_events(_: web.Request) -> web.Response:
+        """The captured events (event_bytes in base64; empty with --capture digest)."""
         events = []
         for event in capture.events():
             record = event._asdict()
@@ -58,10 +83,12 @@ def add_control_routes(
         return web.json_response(events)
 
     async def post_reset(_: web.Request) -> web.Response:
+        """Clears captures, counters and faults."""
         reset()
         return web.json_response({"ok": True})
 
     async def post_faults(request: web.Request) -> web.Response:
+        """Calls a Faults method: {"method": "fail_next", "args": {"n": 1, "outcome": {...}}}."""
         try:
             command = await request.json()
             method = command["method"]
@@ -75,6 +102,7 @@ def add_control_routes(
             return web.json_response({"ok": False, "error": str(exc)}, status=400)
         return web.json_response({"ok": True})
 
+    app.router.add_route("GET", CONTROL_PREFIX, get_index)
     app.router.add_route("GET", f"{CONTROL_PREFIX}/counters", get_counters)
     app.router.add_route("GET", f"{CONTROL_PREFIX}/digest", get_digest)
     app.router.add_route("GET", f"{CONTROL_PREFIX}/events", get_events)

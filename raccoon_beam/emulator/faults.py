@@ -11,6 +11,7 @@ import random
 import threading
 from typing import Dict, Iterable, List, NamedTuple, Optional
 
+from raccoon_beam.emulator.config import TRANSPORTS
 from raccoon_beam.emulator.outcomes import Outcome
 
 __all__ = [
@@ -24,8 +25,6 @@ __all__ = [
     "PUBLISH_FAILURE",
     "LATENCY",
 ]
-
-TRANSPORTS = ("grpc", "rest", "websocket")
 
 # Fault kinds counted besides the outcome kinds of outcomes.OUTCOME_KINDS.
 DROP_BEFORE_CAPTURE = "drop_before_capture"

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import ssl
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.log import server_logger
 
 from raccoon_beam.emulator.config import EmulatorConfig
 from raccoon_beam.emulator.control import add_control_routes
@@ -20,6 +23,23 @@ __all__ = ["HttpServer", "EVENTS_PATH", "PING_PATH"]
 
 async def _ping(_: web.Request) -> web.Response:
     return web.Response(text="pong")
+
+
+class _ServerLog(logging.LoggerAdapter):
+    """aiohttp's server log, with bytes that are not HTTP/1.1 logged as one debug line.
+
+    An HTTP/2 (gRPC) call, a TLS handshake or garbage sent to the port is
+    the client's mistake: aiohttp answers it 400 and closes, as Go's
+    net/http does, but logs it with a traceback, which in the emulator's
+    output reads as the emulator's own failure.
+    """
+
+    def exception(self, msg: Any, *args: Any, exc_info: Any = True, **kwargs: Any) -> None:
+        if isinstance(exc_info, HttpProcessingError):
+            reason = str(exc_info.message).strip().splitlines()[0] if exc_info.message else ""
+            self.debug("%s: not an HTTP/1.1 request (%s)", msg % args, reason)
+            return
+        super().exception(msg, *args, exc_info=exc_info, **kwargs)
 
 
 class HttpServer:
@@ -37,7 +57,10 @@ class HttpServer:
     ) -> None:
         self._config = config
         self._websockets = WebSocketHandler(config, ingest)
-        app = web.Application(client_max_size=config.max_body_bytes, handler_args={"access_log": None})
+        app = web.Application(
+            client_max_size=config.max_body_bytes,
+            handler_args={"access_log": None, "logger": _ServerLog(server_logger, {})},
+        )
         # add_route, not add_get: Raccoon's router answers HEAD with 405.
         app.router.add_route("POST", EVENTS_PATH, RestHandler(config, ingest, stopping).handle)
         app.router.add_route("GET", EVENTS_PATH, self._websockets.handle)
@@ -58,7 +81,7 @@ class HttpServer:
         await site.start()
         self._runner = runner
         server = site._server  # the asyncio server: the only way to learn an ephemeral port
-        assert server is not None and server.sockets
+        assert isinstance(server, asyncio.Server) and server.sockets
         return server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from typing import NamedTuple, Optional, Set
+from typing import NamedTuple, Optional, Set, cast
 
 from raccoon_beam._proto import raccoon_pb2
 from raccoon_beam.emulator.capture import Capture
@@ -57,7 +57,7 @@ def success_response(req_guid: str) -> raccoon_pb2.SendEventResponse:
 def error_response(code: int, reason: str = "", req_guid: Optional[str] = None) -> raccoon_pb2.SendEventResponse:
     response = raccoon_pb2.SendEventResponse(
         status=raccoon_pb2.STATUS_SUCCESS if code == raccoon_pb2.CODE_OK else raccoon_pb2.STATUS_ERROR,
-        code=code,
+        code=cast("raccoon_pb2.Code", code),  # proto3 enums are open: an injected code need not be named
         sent_time=int(time.time()),
         reason=reason,
     )

@@ -190,8 +190,9 @@ class Outcome:
     def from_dict(cls, value: Dict[str, object]) -> "Outcome":
         """The inverse of :meth:`to_dict`."""
         fields = dict(value)
-        if isinstance(fields.get("body"), str):
-            fields["body"] = fields["body"].encode("latin-1")  # type: ignore[union-attr]
+        body = fields.get("body")
+        if isinstance(body, str):
+            fields["body"] = body.encode("latin-1")
         if fields.get("grpc_status") is not None:
             fields["grpc_status"] = grpc.StatusCode[str(fields["grpc_status"])]
         return cls(**fields)  # type: ignore[arg-type]

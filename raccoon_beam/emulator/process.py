@@ -19,22 +19,29 @@ import urllib.request
 from typing import Any, Dict, List, Optional, Sequence
 
 from raccoon_beam.emulator.capture import CapturedEvent, TypeDigest
+from raccoon_beam.emulator.cli import config_to_argv
 from raccoon_beam.emulator.counters import CountersSnapshot
 from raccoon_beam.emulator.outcomes import Outcome
 
-__all__ = ["EmulatorProcess", "DEFAULT_START_TIMEOUT"]
+__all__ = ["EmulatorProcess", "DEFAULT_START_TIMEOUT", "DEFAULT_PROCESS_SETTINGS"]
 
-DEFAULT_START_TIMEOUT = 60.0  # importing apache-beam alone can take seconds
+# It starts in well under a second; a loaded CI machine (2 cores, many jobs) can take far longer.
+DEFAULT_START_TIMEOUT = 60.0
+# Free ports, so that processes run side by side; digest capture, because an
+# emulator in a process of its own serves benchmarks that send millions of
+# events (EmulatorConfig's own default, "events", keeps them all).
+DEFAULT_PROCESS_SETTINGS: Dict[str, Any] = {"grpc_port": 0, "http_port": 0, "capture": "digest"}
 
 
 class EmulatorProcess:
     """Starts ``python -m raccoon_beam.emulator`` and exposes its endpoints and results.
 
     Args:
-      args: extra CLI arguments (e.g. ``["--ack", "sync"]``); ports default to free ones
-        and capture to ``digest``.
+      args: extra CLI arguments (e.g. ``["--fail-next", "1"]``), after the settings.
       start_timeout: seconds to wait for the ``ready`` line.
       env: environment of the child process (default: this one's).
+      **settings: EmulatorConfig fields, as for ``RaccoonEmulator`` (e.g.
+        ``ack="sync"``), over DEFAULT_PROCESS_SETTINGS (free ports, digest capture).
     """
 
     def __init__(
@@ -43,8 +50,9 @@ class EmulatorProcess:
         *,
         start_timeout: float = DEFAULT_START_TIMEOUT,
         env: Optional[Dict[str, str]] = None,
+        **settings: Any,
     ) -> None:
-        self._args = list(args)
+        self._args = config_to_argv({**DEFAULT_PROCESS_SETTINGS, **settings}) + list(args)
         self._start_timeout = start_timeout
         self._env = env
         self._proc: Optional[subprocess.Popen] = None
@@ -54,7 +62,6 @@ class EmulatorProcess:
     def start(self) -> "EmulatorProcess":
         command = [
             sys.executable, "-m", "raccoon_beam.emulator",
-            "--grpc-port", "0", "--http-port", "0", "--capture", "digest",
             *self._args,
             "--stats-interval", "0",  # nobody reads the pipe while it runs
         ]

@@ -3,28 +3,52 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Dict, List, Optional, Tuple
+import errno
+import os
+import socket
+from typing import Any, Dict, List, Optional
 
 from raccoon_beam._loop import EventLoopThread
-from raccoon_beam.emulator.capture import DEFAULT_TOPIC_PATTERN, Capture, CapturedEvent, TypeDigest
-from raccoon_beam.emulator.config import (
-    DEFAULT_CONN_ID_HEADER,
-    DEFAULT_GROUP,
-    DEFAULT_GROUP_HEADER,
-    DEFAULT_HOST,
-    DEFAULT_MAX_BODY_BYTES,
-    DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_PING_INTERVAL,
-    DEFAULT_PONG_TIMEOUT,
-    EmulatorConfig,
-)
+from raccoon_beam.emulator.capture import Capture, CapturedEvent, TypeDigest
+from raccoon_beam.emulator.config import EmulatorConfig
 from raccoon_beam.emulator.counters import Counters, CountersSnapshot
 from raccoon_beam.emulator.faults import Faults
 from raccoon_beam.emulator.grpc_server import GrpcServer
 from raccoon_beam.emulator.http_server import EVENTS_PATH, HttpServer
 from raccoon_beam.emulator.ingest import Ingest
 
-__all__ = ["RaccoonEmulator"]
+__all__ = ["RaccoonEmulator", "ListenError"]
+
+
+class ListenError(OSError):
+    """A port the emulator was given cannot be listened on (most often: it is in use).
+
+    Attributes:
+      setting: the EmulatorConfig field of the port, ``"grpc_port"`` or ``"http_port"``.
+    """
+
+    def __init__(self, setting: str, host: str, port: int, cause: BaseException) -> None:
+        code = getattr(cause, "errno", None)
+        reason = os.strerror(code) if isinstance(code, int) else str(cause)
+        super().__init__(f"cannot listen on {host}:{port} ({setting}): {reason}")
+        self.errno = code if isinstance(code, int) else errno.EADDRINUSE
+        self.setting = setting
+
+
+def _check_free(setting: str, host: str, port: int) -> None:
+    """Raises ListenError when ``host:port`` has a listener already.
+
+    grpc reports a busy port as a bare RuntimeError after logging its own
+    lines to stderr; binding a probe first gives one clear error instead.
+    SO_REUSEADDR, as both servers use it: a port in TIME_WAIT is free.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise ListenError(setting, host, port, exc) from exc
 
 
 class RaccoonEmulator:
@@ -37,71 +61,21 @@ class RaccoonEmulator:
     (a "server restarted" test) and keeps what was captured.
 
     Args:
-      host: the address to listen on.
-      grpc_port: the gRPC port; 0 picks a free one.
-      http_port: the REST/WebSocket port; 0 picks a free one.
-      conn_id_header: Raccoon's ``SERVER_WEBSOCKET_CONN_ID_HEADER`` (gRPC: lower-cased metadata key).
-      group_header: ``SERVER_WEBSOCKET_CONN_GROUP_HEADER``.
-      default_group: ``SERVER_WEBSOCKET_CONN_GROUP_DEFAULT``.
-      ack: ``"async"`` (``EVENT_ACK=0``) or ``"sync"`` (``EVENT_ACK=1``).
-      dedup: ``SERVER_BATCH_DEDUP_IN_CONNECTION_ENABLED`` (WebSocket only).
-      max_connections: ``SERVER_WEBSOCKET_MAX_CONN``.
-      capture: ``"events"`` (keep every event) or ``"digest"`` (constant memory).
-      output: path of a JSONL file receiving every captured event.
-      topic_pattern: ``EVENT_DISTRIBUTION_PUBLISHER_PATTERN``.
-      check_origin: ``SERVER_WEBSOCKET_CHECK_ORIGIN``.
-      ping_interval: seconds between server pings (``SERVER_WEBSOCKET_PING_INTERVAL_MS``).
-      pong_timeout: seconds without a pong before the connection is dropped.
-      tls: ``(certfile, keyfile)`` to serve grpcs/https/wss.
-      max_body_bytes: the largest REST body or WebSocket message read.
+      config: the settings (default: ``EmulatorConfig()``).
+      **overrides: fields of :class:`~raccoon_beam.emulator.config.EmulatorConfig`
+        replacing those of ``config``, e.g. ``ack="sync"``, ``dedup=True``,
+        ``tls=(certfile, keyfile)``; each field documents itself and the
+        Raccoon setting it mirrors. An unknown name is a ``TypeError``.
     """
 
-    def __init__(
-        self,
-        host: str = DEFAULT_HOST,
-        grpc_port: int = 0,
-        http_port: int = 0,
-        *,
-        conn_id_header: str = DEFAULT_CONN_ID_HEADER,
-        group_header: str = DEFAULT_GROUP_HEADER,
-        default_group: str = DEFAULT_GROUP,
-        ack: str = "async",
-        dedup: bool = False,
-        max_connections: int = DEFAULT_MAX_CONNECTIONS,
-        capture: str = "events",
-        output: Optional[str] = None,
-        topic_pattern: str = DEFAULT_TOPIC_PATTERN,
-        check_origin: bool = True,
-        ping_interval: float = DEFAULT_PING_INTERVAL,
-        pong_timeout: float = DEFAULT_PONG_TIMEOUT,
-        tls: Optional[Tuple[str, str]] = None,
-        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-    ) -> None:
-        self.config = EmulatorConfig(
-            host=host,
-            grpc_port=grpc_port,
-            http_port=http_port,
-            conn_id_header=conn_id_header,
-            group_header=group_header,
-            default_group=default_group,
-            ack=ack,
-            dedup=dedup,
-            max_connections=max_connections,
-            capture=capture,
-            output=output,
-            topic_pattern=topic_pattern,
-            check_origin=check_origin,
-            ping_interval=ping_interval,
-            pong_timeout=pong_timeout,
-            tls=tuple(tls) if tls is not None else None,  # type: ignore[arg-type]
-            max_body_bytes=max_body_bytes,
-        )
+    def __init__(self, config: Optional[EmulatorConfig] = None, **overrides: Any) -> None:
+        self.config = EmulatorConfig.build(config, overrides)
         self.faults = Faults()
-        self._capture = Capture(capture, topic_pattern, output)
+        self._capture = Capture(self.config.capture, self.config.topic_pattern, self.config.output)
         self._counters = Counters()
         self._ingest = Ingest(self.config, self._capture, self.faults, self._counters)
-        self._grpc_port = grpc_port
-        self._http_port = http_port
+        self._grpc_port = self.config.grpc_port
+        self._http_port = self.config.http_port
         self._loop: Optional[EventLoopThread] = None
         self._grpc: Optional[GrpcServer] = None
         self._http: Optional[HttpServer] = None
@@ -129,11 +103,21 @@ class RaccoonEmulator:
         return self
 
     async def _start_servers(self) -> None:
+        host = self.config.host
+        for setting, port in (("grpc_port", self._grpc_port), ("http_port", self._http_port)):
+            if port:
+                _check_free(setting, host, port)
         self._stopping = asyncio.Event()
         self._grpc = GrpcServer(self.config, self._ingest, self._stopping)
-        self._grpc_port = await self._grpc.start(self._grpc_port)
+        try:
+            self._grpc_port = await self._grpc.start(self._grpc_port)
+        except RuntimeError as exc:  # grpc's "Failed to bind to address"
+            raise ListenError("grpc_port", host, self._grpc_port, exc) from exc
         self._http = HttpServer(self.config, self._ingest, self._stopping, self.reset)
-        self._http_port = await self._http.start(self._http_port)
+        try:
+            self._http_port = await self._http.start(self._http_port)
+        except OSError as exc:
+            raise ListenError("http_port", host, self._http_port, exc) from exc
 
     async def _stop_servers(self) -> None:
         if self._stopping is not None:

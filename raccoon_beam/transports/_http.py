@@ -9,8 +9,8 @@ from typing import Any, Dict, Optional
 import aiohttp
 from aiohttp.http_exceptions import HttpProcessingError
 
-from raccoon_beam.errors import SendFailure
-from raccoon_beam.transports.base import TransportConfig, redact, tls_files_failure
+from raccoon_beam.errors import FailureKind, SendFailure
+from raccoon_beam.transports import TransportConfig, redact, tls_files_failure
 
 __all__ = ["new_session", "request_options", "client_error_failure", "is_certificate_failure"]
 
@@ -73,6 +73,18 @@ def is_certificate_failure(exc: BaseException) -> bool:
     return False
 
 
+def _handshake_cut_off(exc: BaseException) -> bool:
+    """Whether a TLS error is the connection ending mid-handshake (transient), not TLS refusing."""
+    current: Optional[BaseException] = exc
+    seen = set()
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, (ssl.SSLEOFError, ssl.SSLZeroReturnError, ConnectionError)):
+            return True
+        current = getattr(current, "os_error", None) or current.__cause__ or current.__context__
+    return False
+
+
 def request_options(config: TransportConfig) -> Dict[str, Any]:
     """Per-request aiohttp options: the TLS name to verify, when it is not the host's."""
     if config.parsed_endpoint.tls and config.tls.server_hostname:
@@ -97,27 +109,25 @@ def client_error_failure(
     """
     endpoint = config.parsed_endpoint.redacted
     detail = redact(str(exc) or type(exc).__name__, config)
-    facts = {"http_status": http_status, "retry_after": retry_after}
+    status: Dict[str, Any] = {"http_status": http_status, "retry_after": retry_after}
     if is_certificate_failure(exc):
-        return SendFailure(
-            f"TLS certificate of {endpoint} not accepted: {detail}", tls_error=True, **facts
-        )
-    if isinstance(exc, (aiohttp.ClientSSLError, ssl.SSLError)):
-        # A handshake cut short (SSLEOF, a load balancer dropping it, a
-        # plain-text answer): transient, unlike an untrusted certificate.
-        return SendFailure(f"TLS handshake with {endpoint} failed: {detail}", network=True, **facts)
+        return SendFailure(FailureKind.TLS, f"TLS certificate of {endpoint} not accepted: {detail}", **status)
+    if isinstance(exc, (aiohttp.ClientSSLError, ssl.SSLError)) and not _handshake_cut_off(exc):
+        # A handshake TLS refused (https:// to a plain-text port, no common
+        # protocol version): no retry can make it pass.
+        return SendFailure(FailureKind.TLS, f"TLS handshake with {endpoint} failed: {detail}", **status)
     if isinstance(exc, aiohttp.ClientResponseError) and isinstance(exc.__cause__, HttpProcessingError):
         # aiohttp could not parse the answer (not HTTP at all) and made up a
         # status 400 for it: that is no bad request of ours.
-        return SendFailure(f"the answer of {endpoint} is not HTTP: {detail}", malformed=True)
+        return SendFailure(FailureKind.MALFORMED, f"the answer of {endpoint} is not HTTP: {detail}")
     if isinstance(exc, aiohttp.ClientResponseError):
         # e.g. a WebSocket upgrade answered 403 (Origin check) or 404.
-        facts["http_status"] = exc.status or http_status
-        return SendFailure(f"HTTP {exc.status} from {endpoint}: {detail}", **facts)
+        status["http_status"] = exc.status or http_status
+        return SendFailure(FailureKind.REFUSED, f"HTTP {exc.status} from {endpoint}: {detail}", **status)
     if isinstance(exc, aiohttp.ClientPayloadError):
-        return SendFailure(f"truncated response from {endpoint}: {detail}", malformed=True, **facts)
+        return SendFailure(FailureKind.MALFORMED, f"truncated response from {endpoint}: {detail}", **status)
     if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
-        return SendFailure(f"no answer from {endpoint} within {config.timeout:g} s", timeout=True, **facts)
+        return SendFailure(FailureKind.TIMEOUT, f"no answer from {endpoint} within {config.timeout:g} s", **status)
     return SendFailure(
-        f"connection to {endpoint} failed: {type(exc).__name__}: {detail}", network=True, **facts
+        FailureKind.NETWORK, f"connection to {endpoint} failed: {type(exc).__name__}: {detail}", **status
     )

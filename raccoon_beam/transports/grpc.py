@@ -18,8 +18,8 @@ import grpc.aio
 
 from raccoon_beam import protocol
 from raccoon_beam._proto import raccoon_pb2
-from raccoon_beam.errors import SendFailure, WireFormatError
-from raccoon_beam.transports.base import (
+from raccoon_beam.errors import FailureKind, SendFailure, WireFormatError
+from raccoon_beam.transports import (
     Transport,
     TransportConfig,
     check_response,
@@ -46,17 +46,18 @@ DEFAULT_CHANNEL_OPTIONS: Tuple[Tuple[str, Any], ...] = (
     # the server's 4 MiB limit answers (RESOURCE_EXHAUSTED) for itself.
 )
 
-# Details of an UNAVAILABLE status that mean the server's certificate was
-# refused (untrusted, or not for the host name). A handshake that merely
-# failed ("Ssl/Tls handshake failed" with another cause: dropped by a load
-# balancer, a plain-text answer) is transient; note that gRPC appends
-# "Invalid certificate verification context" to some of those, which is
-# why the markers are OpenSSL's exact texts.
-_CERTIFICATE_MARKERS = (
+# gRPC reports every TLS problem as UNAVAILABLE; these texts (OpenSSL's and
+# gRPC's own) tell them apart from a connection that failed. An untrusted or
+# misnamed certificate and a handshake TLS itself refused (SSL_ERROR_SSL:
+# ``grpcs://`` to a plain-text port, no common version) cannot pass on a
+# retry: fail at once. A handshake cut off (SSL_ERROR_SYSCALL) is transient.
+_TLS_MARKERS = (
     "CERTIFICATE_VERIFY_FAILED",
     "certificate verify failed",
     "Hostname Verification Check failed",
     "not in peer certificate",
+    "SSL_ERROR_SSL",
+    "WRONG_VERSION_NUMBER",
 )
 
 
@@ -139,8 +140,8 @@ class GrpcTransport(Transport):
             decoded = decode_response(response, Wire.PROTOBUF)
         except WireFormatError as exc:
             failure = SendFailure(
+                FailureKind.MALFORMED,
                 f"gRPC OK from {self.endpoint.redacted} with a body that is not a response: {exc}",
-                malformed=True,
             )
         if failure is not None:
             raise failure
@@ -149,16 +150,14 @@ class GrpcTransport(Transport):
     def _failure(self, exc: grpc.aio.AioRpcError) -> SendFailure:
         code = exc.code()
         details = redact(exc.details() or "", self.config)
-        tls_error = code == grpc.StatusCode.UNAVAILABLE and any(
-            marker.lower() in details.lower() for marker in _CERTIFICATE_MARKERS
-        )
-        return SendFailure(
-            f"gRPC {code.name} from {self.endpoint.redacted}: {details}",
-            grpc_status=code.name,
-            network=code == grpc.StatusCode.UNAVAILABLE,
-            timeout=code == grpc.StatusCode.DEADLINE_EXCEEDED,
-            tls_error=tls_error,
-        )
+        if code == grpc.StatusCode.UNAVAILABLE:
+            tls = any(marker.lower() in details.lower() for marker in _TLS_MARKERS)
+            kind = FailureKind.TLS if tls else FailureKind.NETWORK
+        elif code == grpc.StatusCode.DEADLINE_EXCEEDED:
+            kind = FailureKind.TIMEOUT
+        else:
+            kind = FailureKind.REFUSED
+        return SendFailure(kind, f"gRPC {code.name} from {self.endpoint.redacted}: {details}", grpc_status=code.name)
 
     async def close(self) -> None:
         self._closed = True

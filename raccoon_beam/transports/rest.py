@@ -12,13 +12,13 @@ failures with their HTTP status, never an exception of another kind.
 from __future__ import annotations
 
 import asyncio
-from typing import Dict, Optional
+from typing import Any, Dict, Optional
 
 import aiohttp
 
 from raccoon_beam._proto import raccoon_pb2
-from raccoon_beam.errors import SendFailure, WireFormatError
-from raccoon_beam.transports.base import (
+from raccoon_beam.errors import FailureKind, SendFailure, WireFormatError
+from raccoon_beam.transports import (
     Transport,
     TransportConfig,
     check_response,
@@ -84,11 +84,11 @@ class RestTransport(Transport):
                 body = await _read_capped(answer)
         except _TooLarge:
             failure = SendFailure(
+                FailureKind.MALFORMED,
                 f"HTTP {status} from {self.endpoint.redacted} with a body over {MAX_RESPONSE_BYTES} bytes: "
                 "not a Raccoon response",
                 http_status=status,
                 retry_after=retry_after,
-                malformed=True,
             )
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
             failure = client_error_failure(exc, self.config, http_status=status, retry_after=retry_after)
@@ -99,6 +99,7 @@ class RestTransport(Transport):
             failure = closed_failure(self.endpoint)
         if failure is not None:
             raise failure
+        assert status is not None  # set with the body, before anything can fail
         return check_response(
             self._decode(body, status, content_type, request, retry_after),
             request,
@@ -115,24 +116,27 @@ class RestTransport(Transport):
         request: EncodedRequest,
         retry_after: Optional[float],
     ) -> raccoon_pb2.SendEventResponse:
-        facts = {"http_status": status, "retry_after": retry_after, "malformed": True}
+        malformed = FailureKind.MALFORMED
+        facts: Dict[str, Any] = {"http_status": status, "retry_after": retry_after}
         # Raccoon echoes the request's Content-Type; another media type
         # (text/html from a proxy) is not Raccoon answering. Parameters such
         # as a charset, which a proxy may add, do not change the body.
         media_type = content_type.split(";", 1)[0].strip().lower() if content_type is not None else None
         if media_type is not None and wire_for_content_type(media_type) is not request.wire:
             raise SendFailure(
+                malformed,
                 f"HTTP {status} from {self.endpoint.redacted} with Content-Type {content_type!r}: "
                 f"not a Raccoon response{self._preview(body)}",
                 **facts,
             )
         if not body:
-            raise SendFailure(f"HTTP {status} from {self.endpoint.redacted} with an empty body", **facts)
+            raise SendFailure(malformed, f"HTTP {status} from {self.endpoint.redacted} with an empty body", **facts)
         try:
             return decode_response(body, request.wire)
         except WireFormatError as exc:
             reason = str(exc)
         raise SendFailure(
+            malformed,
             f"HTTP {status} from {self.endpoint.redacted}: not a Raccoon response ({reason})"
             f"{self._preview(body)}",
             **facts,

@@ -30,6 +30,7 @@ the frame that hit it was no larger) and the others as network failures.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import socket
 import uuid
@@ -38,10 +39,10 @@ from typing import Any, Dict, List, NamedTuple, Optional
 import aiohttp
 
 from raccoon_beam._proto import raccoon_pb2
-from raccoon_beam.errors import SendFailure, WireFormatError
+from raccoon_beam.errors import FailureKind, SendFailure, WireFormatError
 from raccoon_beam.protocol import CLOSE_MESSAGE_TOO_BIG, CLOSE_POLICY_VIOLATION
 from raccoon_beam.transports._http import client_error_failure, new_session, request_options
-from raccoon_beam.transports.base import Transport, TransportConfig, check_response, closed_failure, redact
+from raccoon_beam.transports import Transport, TransportConfig, check_response, closed_failure, redact
 from raccoon_beam.wire import EncodedRequest, Wire, decode_response
 
 __all__ = [
@@ -82,7 +83,7 @@ class _Outgoing(NamedTuple):
 class _Connection:
     """One WebSocket connection, its reader, its writer and the requests pending on it."""
 
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse, conn_id: str) -> None:
+    def __init__(self, ws: "aiohttp.ClientWebSocketResponse[Any]", conn_id: str) -> None:
         self.ws = ws
         self.conn_id = conn_id
         self.pending: Dict[str, _Pending] = {}
@@ -145,13 +146,13 @@ class WebSocketTransport(Transport):
                 await asyncio.wait_for(written, timeout)
             except asyncio.TimeoutError:
                 failure = SendFailure(
+                    FailureKind.TIMEOUT,
                     f"request {guid!r} could not be sent to {self.endpoint.redacted} within {timeout:g} s",
-                    timeout=True,
                 )
             except SendFailure as exc:  # set by the writer
                 failure = exc
             if failure is not None:
-                if failure.timeout:
+                if failure.failure.kind is FailureKind.TIMEOUT:
                     self._retire(connection, f"request {guid!r} could not be sent within {timeout:g} s")
                 else:
                     # The connection broke under the send; the reader may
@@ -162,8 +163,8 @@ class WebSocketTransport(Transport):
                 response = await asyncio.wait_for(future, max(0.0, deadline - loop.time()))
             except asyncio.TimeoutError:
                 failure = SendFailure(
+                    FailureKind.TIMEOUT,
                     f"no ack for request {guid!r} from {self.endpoint.redacted} within {timeout:g} s",
-                    timeout=True,
                 )
             if failure is not None:
                 self._retire(connection, f"request {guid!r} got no ack within {timeout:g} s")
@@ -190,7 +191,8 @@ class WebSocketTransport(Transport):
         if reader is not None and not future.done():
             loop = asyncio.get_running_loop()
             wait = max(0.0, min(deadline - loop.time(), DEFAULT_CLOSE_TIMEOUT))
-            await asyncio.wait([future, reader], timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+            waited: List["asyncio.Future[Any]"] = [future, reader]
+            await asyncio.wait(waited, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
         if future.done() and not future.cancelled():
             exc = future.exception()
             if isinstance(exc, SendFailure):
@@ -204,9 +206,7 @@ class WebSocketTransport(Transport):
         resent on a fresh connection (with a fresh id: the server may not
         have noticed yet that this one is gone).
         """
-        failure = SendFailure(
-            f"connection to {self.endpoint.redacted} retired: {why}", network=True, reconnect=True
-        )
+        failure = SendFailure(FailureKind.NETWORK, f"connection to {self.endpoint.redacted} retired: {why}")
         if connection.lost is None and connection.conn_id == self.conn_id:
             self.conn_id = self._fresh_conn_id()
         self._lost(connection, None, None, failure=failure)
@@ -272,6 +272,7 @@ class WebSocketTransport(Transport):
                 if item is None or item.written.done():  # a wake-up, or its sender gave up
                     continue
                 failure: Optional[SendFailure] = None
+                interrupted = False
                 connection.writing = True
                 try:
                     await _send_frame(connection.ws, item.request)
@@ -281,9 +282,8 @@ class WebSocketTransport(Transport):
                     # Not ours: aiohttp's shared wait for room was cancelled
                     # by another writer (its heartbeat ping, a close). The
                     # connection cannot be trusted any more.
-                    failure = SendFailure(
-                        f"writing to {self.endpoint.redacted} was interrupted", network=True, reconnect=True
-                    )
+                    interrupted = True
+                    failure = SendFailure(FailureKind.NETWORK, f"writing to {self.endpoint.redacted} was interrupted")
                 except (aiohttp.ClientError, ConnectionError, OSError, RuntimeError) as exc:
                     failure = client_error_failure(exc, self.config)
                 finally:
@@ -291,14 +291,14 @@ class WebSocketTransport(Transport):
                 if failure is not None:
                     if not item.written.done():
                         item.written.set_exception(failure)
-                    if failure.reconnect:
-                        self._retire(connection, failure.message)
+                    if interrupted:
+                        self._retire(connection, failure.failure.message)
                 elif not item.written.done():
                     item.written.set_result(None)
                 item = None
         finally:
             # What is still queued can no longer go out on this connection.
-            rest = [item] if item is not None else []
+            rest: List[Optional[_Outgoing]] = [item] if item is not None else []
             while not connection.outbox.empty():
                 rest.append(connection.outbox.get_nowait())
             lost = connection.lost or closed_failure(self.endpoint)
@@ -377,11 +377,10 @@ class WebSocketTransport(Transport):
             )
             name = raccoon_pb2.Code.Name(code) if code is not None else "rejected"
             failure = SendFailure(
+                FailureKind.NETWORK,
                 f"{self.endpoint.redacted} refused connection {connection.conn_id!r} "
                 f"({name}{reason}, close {close_code})",
                 raccoon_code=code,
-                network=True,
-                reconnect=True,
             )
             if code != raccoon_pb2.CODE_MAX_CONNECTION_LIMIT_REACHED and connection.conn_id == self.conn_id:
                 # The id is taken (or assumed so): the next connection uses a fresh one.
@@ -391,16 +390,13 @@ class WebSocketTransport(Transport):
         else:
             cause = redact(f": {type(error).__name__}: {error}", self.config) if error is not None else ""
             failure = SendFailure(
-                f"connection to {self.endpoint.redacted} closed (code {close_code}){cause}",
-                network=True,
-                reconnect=True,
+                FailureKind.NETWORK, f"connection to {self.endpoint.redacted} closed (code {close_code}){cause}"
             )
             if close_code == CLOSE_MESSAGE_TOO_BIG:
                 too_large = SendFailure(
+                    FailureKind.TOO_LARGE,
                     f"{self.endpoint.redacted} closed the connection with {CLOSE_MESSAGE_TOO_BIG} "
                     "(message too big): the request is over the server's message size limit",
-                    too_large=True,
-                    reconnect=True,
                 )
         connection.lost = failure
         if self._connection is connection:
@@ -525,7 +521,4 @@ async def _wait_closed(sock: Any, timeout: float) -> None:
 
 def _copy(failure: SendFailure) -> SendFailure:
     """A new SendFailure with the same facts (each waiter gets its own exception)."""
-    copy = SendFailure.__new__(SendFailure)
-    copy.__dict__.update(failure.__dict__)
-    copy.args = failure.args
-    return copy
+    return SendFailure(**dataclasses.asdict(failure.failure))

@@ -384,7 +384,7 @@ def run_case(fault: Fault, transport: str, tmp_path, monkeypatch, n_events: int 
         endpoint = endpoint_of(emulator, transport)
         ports = (emulator.grpc_port, emulator.http_port)
         if fault.patch_conn_ids:
-            from raccoon_beam.transports.base import TransportConfig
+            from raccoon_beam.transports import TransportConfig
 
             plan = ConnIdPlan(squatted=3)
             squatters = Squatters(emulator.ws_endpoint, plan.squatted)

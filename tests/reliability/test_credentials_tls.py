@@ -23,7 +23,7 @@ from apache_beam.transforms.display import DisplayData
 
 from raccoon_beam import RetryPolicy, TlsOptions, WriteToRaccoon
 from raccoon_beam.emulator import Outcome, RaccoonEmulator
-from raccoon_beam.transports.base import TransportConfig, parse_endpoint
+from raccoon_beam.transports import TransportConfig, parse_endpoint
 
 from tests.reliability.conftest import TinyServer, endpoint_of, run_pipeline
 from tests.transports.helpers import make_ca_and_server_cert
@@ -312,7 +312,7 @@ def test_error_page_echoing_headers_leaks_no_secret(letters_path, caplog, creden
 
 
 def test_basic_token_from_the_url_is_redacted():
-    from raccoon_beam.transports.base import redact
+    from raccoon_beam.transports import redact
 
     config = TransportConfig(with_password("http://127.0.0.1:1/api/v1/events"))
     sent = config.request_headers("conn")["Authorization"]

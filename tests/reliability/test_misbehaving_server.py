@@ -373,13 +373,14 @@ def test_concurrent_sends_to_a_peer_that_stops_reading_fail_cleanly():
     """
     import concurrent.futures
 
-    from raccoon_beam.transports import RaccoonClient, TransportConfig
+    from raccoon_beam.delivery import Sender
+    from raccoon_beam.transports import TransportConfig
     from raccoon_beam.wire import encode_request
 
     for _ in range(20):
         with TinyServer(on_connect=_ws_upgrade_then_stop_reading) as server:
             config = TransportConfig(f"ws://127.0.0.1:{server.port}/api/v1/events", timeout=0.5, max_in_flight=16)
-            client = RaccoonClient(config, RetryPolicy(max_attempts=1))
+            client = Sender(config, RetryPolicy(max_attempts=1))
             try:
                 futures = [
                     client.submit(encode_request([("click", b"x" * 2_000_000)], wire=Wire.PROTOBUF))

@@ -57,19 +57,16 @@ def test_metrics_count_events_batches_retries_and_dead_letters(emulator):
 
 def test_dofns_pickle_before_setup_and_hold_no_live_state():
     transform = WriteToRaccoon("grpc://127.0.0.1:1", event_type=lambda e: "t", max_buffering_duration=1)
-    for fn in (
-        _WriteEventsFn(transform._builder, transform._sender()),
-        _WriteBatchesFn(transform._sender()),
-    ):
+    for fn in (_WriteEventsFn(transform.options), _WriteBatchesFn(transform.options)):
         clone = pickler.loads(pickler.dumps(fn))
-        assert clone._sender is None
-        assert clone._spec == fn._spec
+        assert clone._sender is None and clone._writer is None
+        assert (clone._options.transport, clone._options.retry) == (fn._options.transport, fn._options.retry)
 
 
 def test_setup_and_teardown_leave_no_thread(emulator):
     before = {t.ident for t in threading.enumerate()}
     transform = WriteToRaccoon(emulator.ws_endpoint, event_type="t")
-    fn = _WriteEventsFn(transform._builder, transform._sender())
+    fn = _WriteEventsFn(transform.options)
     fn.setup()
     assert len(threading.enumerate()) > len(before)
     fn.teardown()

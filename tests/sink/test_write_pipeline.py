@@ -321,7 +321,7 @@ def test_dead_letters_keep_their_windows_and_timestamps(emulator):
         ({"endpoint": "grpc://h:1", "max_batch_size": 0}, "max_batch_size"),
         ({"endpoint": "grpc://h:1", "max_buffering_duration": -1}, "max_buffering_duration"),
         ({"endpoint": "grpc://h:1", "event_type": ""}, "event_type"),
-        ({"endpoint": "grpc://h:1", "max_batch_bytes": 10}, "max_bytes"),
+        ({"endpoint": "grpc://h:1", "max_batch_bytes": 10}, "max_batch_bytes must exceed"),
     ],
 )
 def test_bad_configuration_is_a_clear_error_at_construction(kwargs, message):

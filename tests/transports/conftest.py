@@ -8,7 +8,8 @@ import pytest
 
 from raccoon_beam.emulator import RaccoonEmulator
 from raccoon_beam.retry import RetryPolicy
-from raccoon_beam.transports import RaccoonClient, TransportConfig
+from raccoon_beam.delivery import Sender
+from raccoon_beam.transports import TransportConfig
 from raccoon_beam.wire import Wire
 
 from tests.transports.helpers import FAST_POLICY, RecordingSleep, client_sockets, live_threads
@@ -33,7 +34,7 @@ class ClientFactory:
     """Builds clients and, at teardown, closes them and checks nothing leaked."""
 
     def __init__(self) -> None:
-        self.clients: List[RaccoonClient] = []
+        self.clients: List[Sender] = []
         self.ports: List[int] = []
         self.threads_before = live_threads()
 
@@ -44,8 +45,8 @@ class ClientFactory:
         policy: RetryPolicy = FAST_POLICY,
         sleep: Optional[Callable] = None,
         **config,
-    ) -> RaccoonClient:
-        client = RaccoonClient(
+    ) -> Sender:
+        client = Sender(
             TransportConfig(endpoint, wire=wire, **config),
             policy,
             sleep=sleep if sleep is not None else RecordingSleep(),

@@ -10,6 +10,7 @@ import threading
 import time
 from typing import Callable, List, Sequence, Set, Tuple
 
+from raccoon_beam.errors import FailureKind
 from raccoon_beam.retry import RetryPolicy
 from raccoon_beam.wire import EncodedRequest, Wire, encode_request
 
@@ -248,3 +249,22 @@ class RawServer:
             self._loop.run(self._runner.cleanup(), 30)
         finally:
             self._loop.stop()
+
+
+# The facts a test expects of a failure: what happened (its kind) or the server's status.
+FACT_KINDS = {
+    "network": FailureKind.NETWORK,
+    "timeout": FailureKind.TIMEOUT,
+    "malformed": FailureKind.MALFORMED,
+    "too_large": FailureKind.TOO_LARGE,
+    "tls_error": FailureKind.TLS,
+}
+
+
+def assert_facts(failure, facts) -> None:
+    """Asserts ``facts`` (``{"timeout": True, "http_status": 200, ...}``) of a Failure."""
+    for fact, value in facts.items():
+        if fact in FACT_KINDS:
+            assert (failure.kind is FACT_KINDS[fact]) == value, (fact, failure)
+        elif fact != "reconnect":  # the WebSocket transport's own business
+            assert getattr(failure, fact) == value, (fact, failure)

@@ -1,4 +1,4 @@
-"""RaccoonClient: back-pressure, run(), close() leaving no thread or socket."""
+"""Sender: back-pressure, run(), close() leaving no thread or socket."""
 
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ import threading
 import pytest
 
 from raccoon_beam._proto import raccoon_pb2
-from raccoon_beam.errors import SendFailure
+from raccoon_beam.batching import Batch
+from raccoon_beam.errors import FailureKind, SendFailure
 from raccoon_beam.retry import RetryPolicy
-from raccoon_beam.transports import RaccoonClient, Transport, TransportConfig, open_transport
+from raccoon_beam.delivery import Sender
+from raccoon_beam.transports import Transport, TransportConfig, open_transport
 from raccoon_beam.transports.grpc import GrpcTransport
 from raccoon_beam.transports.rest import RestTransport
 from raccoon_beam.transports.websocket import WebSocketTransport
@@ -63,7 +65,7 @@ def _gated_client(max_in_flight=2):
         holder["opened"] += 1
         return holder["transport"]
 
-    client = RaccoonClient(config, RetryPolicy(), transport_factory=factory)
+    client = Sender(config, RetryPolicy(), transport_factory=factory)
     return client, holder
 
 
@@ -99,42 +101,46 @@ def test_submit_blocks_while_max_in_flight_are_pending():
     assert holder["transport"].closed
 
 
-def test_run_sends_are_bounded_too():
+def test_batches_and_requests_share_the_one_bound():
     client, holder = _gated_client(max_in_flight=3)
+    batches = [Batch(["click"], [b"{}"], [index]) for index in range(5)]
+    futures = []
 
-    async def fan_out():
-        requests = [make_request(Wire.PROTOBUF) for _ in range(10)]
-        outcomes = await asyncio.gather(*(client.send(r) for r in requests))
-        return outcomes, threading.current_thread().name
+    def fan_out():  # deliver() and submit() block the caller, as the sink's bundle thread
+        for batch in batches:
+            futures.append(client.deliver(batch))
+        for _ in range(5):
+            futures.append(client.submit(make_request(Wire.PROTOBUF)))
 
+    thread = threading.Thread(target=fan_out)
     try:
-        future = client.run(fan_out())
+        thread.start()
         for _ in range(10):
             assert holder["transport"].started.acquire(timeout=30)
             holder["transport"].release.release()
-        outcomes, thread = future.result(30)
-        assert all(o.ok for o in outcomes) and thread == "raccoon-beam-grpc-client"
+        thread.join(30)
+        reports, outcomes = [f.result(30) for f in futures[:5]], [f.result(30) for f in futures[5:]]
+        assert all(r.acknowledged == 1 and not r.failures for r in reports)
+        assert all(o.ok for o in outcomes)
         assert holder["transport"].max_seen == 3
     finally:
         client.close()
 
 
-def test_transport_is_opened_lazily_and_close_is_idempotent():
+def test_transport_opens_nothing_before_a_send_and_close_is_idempotent():
     client, holder = _gated_client()
-    assert client.transport is None and holder["opened"] == 0
+    assert holder["opened"] == 1 and holder["transport"].max_seen == 0
     client.close()
     client.close()
-    assert client.closed
+    assert client.closed and holder["transport"].closed
     with pytest.raises(RuntimeError):
         client.submit(make_request(Wire.PROTOBUF))
-    coro = asyncio.sleep(0)
     with pytest.raises(RuntimeError):
-        client.run(coro)
-    coro.close()
+        client.deliver(Batch(["click"], [b"{}"], [0]))
 
 
-def test_on_retry_sees_each_retried_failure():
-    failures = [SendFailure("down", grpc_status="UNAVAILABLE", network=True) for _ in range(2)]
+def test_retries_are_counted_waited_and_logged(caplog):
+    failures = [SendFailure(FailureKind.NETWORK, "down", grpc_status="UNAVAILABLE") for _ in range(2)]
 
     class Flaky(Transport):
         async def send(self, request):
@@ -145,18 +151,20 @@ def test_on_retry_sees_each_retried_failure():
         async def close(self):
             pass
 
-    seen = []
-    client = RaccoonClient(
+    sleep = RecordingSleep()
+    client = Sender(
         TransportConfig("grpc://h:1"),
         RetryPolicy(initial_backoff=1.0, max_backoff=1.0),
-        sleep=RecordingSleep(),
-        on_retry=lambda failure, wait: seen.append((failure.grpc_status, 0 <= wait <= 1.0)),
+        sleep=sleep,
         transport_factory=Flaky,
     )
-    with client:
+    with caplog.at_level("WARNING", logger="raccoon_beam"), client:
         outcome = client.submit(make_request(Wire.PROTOBUF)).result(30)
     assert outcome.ok and outcome.attempts == 3
-    assert seen == [("UNAVAILABLE", True)] * 2
+    assert 0 <= outcome.waited <= 2.0 and outcome.waited == pytest.approx(sum(sleep.waits))
+    # The first retry is logged at once; the second falls within the rate limit.
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "UNAVAILABLE" in warnings[0].getMessage()
 
 
 @pytest.mark.parametrize("attribute, wire", TRANSPORT_WIRES, ids=TRANSPORT_WIRE_IDS)
@@ -165,7 +173,7 @@ def test_close_leaves_no_thread_and_no_socket(attribute, wire, host, emulator):
     endpoint = getattr(emulator, attribute).replace("127.0.0.1", host)
     ports = [emulator.grpc_port, emulator.http_port]
     threads_before = live_threads()
-    client = RaccoonClient(
+    client = Sender(
         TransportConfig(endpoint, wire=wire, max_in_flight=4), RetryPolicy(), sleep=RecordingSleep()
     )
     futures = [client.submit(make_request(wire)) for _ in range(12)]
@@ -191,7 +199,7 @@ def test_transport_refuses_to_send_after_close(emulator):
 
 
 def test_repr_never_shows_credentials():
-    client = RaccoonClient(TransportConfig("https://user:hunter2@h", headers={"Authorization": "Bearer x"}))
+    client = Sender(TransportConfig("https://user:hunter2@h", headers={"Authorization": "Bearer x"}))
     try:
         assert "hunter2" not in repr(client) and "hunter2" not in repr(client.config)
         assert "Bearer x" not in repr(client.config)

@@ -6,9 +6,9 @@ import pickle
 
 import pytest
 
-from raccoon_beam.errors import SendFailure
+from raccoon_beam.errors import FailureKind, SendFailure
 from raccoon_beam.transports import TlsOptions, TransportConfig, parse_endpoint
-from raccoon_beam.transports.base import check_response, parse_retry_after, redact
+from raccoon_beam.transports import check_response, parse_retry_after, redact
 from raccoon_beam._proto import raccoon_pb2
 from raccoon_beam.wire import Wire, encode_request
 
@@ -232,10 +232,10 @@ def test_check_response():
     )
     with pytest.raises(SendFailure) as info:
         check_response(_response(raccoon_pb2.STATUS_SUCCESS, raccoon_pb2.CODE_OK, "other"), request)
-    assert info.value.malformed
+    assert info.value.failure.kind is FailureKind.MALFORMED
     with pytest.raises(SendFailure) as info:
         check_response(raccoon_pb2.SendEventResponse(), request, http_status=200)
-    assert info.value.malformed and info.value.http_status == 200
+    assert info.value.failure.kind is FailureKind.MALFORMED and info.value.failure.http_status == 200
     with pytest.raises(SendFailure) as info:
         check_response(
             _response(
@@ -245,6 +245,6 @@ def test_check_response():
             http_status=500,
             retry_after=2.0,
         )
-    failure = info.value
+    failure = info.value.failure
     assert (failure.raccoon_code, failure.http_status, failure.retry_after) == (3, 500, 2.0)
     assert "CODE_INTERNAL_ERROR: kafka down" in failure.message

@@ -13,12 +13,13 @@ import time
 import pytest
 from aiohttp import web
 
+from raccoon_beam.errors import FailureKind
 from raccoon_beam._proto import raccoon_pb2
 from raccoon_beam.emulator import Outcome, RaccoonEmulator
 from raccoon_beam.retry import Verdict
 from raccoon_beam.wire import Wire, decode_request, encode_request, encode_response
 
-from tests.transports.helpers import NO_RETRY, RawServer, eventually, live_threads, make_request
+from tests.transports.helpers import NO_RETRY, RawServer, assert_facts, eventually, live_threads, make_request
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -161,8 +162,7 @@ def test_rest_non_raccoon_bodies_are_classified_not_crashes(name, respond, facts
     with RawServer([("POST", "/api/v1/events", handler)]) as server:
         client = make_client(f"http://{server.base_url}", policy=NO_RETRY)
         outcome = client.submit(make_request(Wire.PROTOBUF)).result(30)
-        for fact, value in facts.items():
-            assert getattr(outcome.failure, fact) == value, outcome.failure
+        assert_facts(outcome.failure, facts)
         assert outcome.verdict is Verdict.RETRY
         client.close()
 
@@ -200,7 +200,7 @@ def test_rest_truncated_body(make_client):
         client = make_client(f"http://{server.base_url}", policy=NO_RETRY)
         outcome = client.submit(make_request(Wire.PROTOBUF)).result(30)
         assert outcome.failure is not None and outcome.verdict is Verdict.RETRY
-        assert outcome.failure.malformed or outcome.failure.network, outcome.failure
+        assert (outcome.failure.kind is FailureKind.MALFORMED) or (outcome.failure.kind is FailureKind.NETWORK), outcome.failure
         client.close()
 
 
@@ -231,7 +231,7 @@ def test_rest_timeout_is_a_retryable_timeout(emulator, make_client):
     client = make_client(emulator.rest_endpoint, policy=NO_RETRY, timeout=0.3)
     emulator.faults.fail_next(1, Outcome.no_answer(), transport="rest")
     outcome = client.submit(make_request(Wire.PROTOBUF)).result(30)
-    assert outcome.failure.timeout and outcome.verdict is Verdict.RETRY
+    assert (outcome.failure.kind is FailureKind.TIMEOUT) and outcome.verdict is Verdict.RETRY
 
 
 # ------------------------------------------------------------------ gRPC
@@ -241,7 +241,7 @@ def test_grpc_transport_errors_are_retried_never_swallowed(make_client):
     client = make_client(f"grpc://127.0.0.1:{_free_port()}", timeout=5.0)
     outcome = client.submit(make_request(Wire.PROTOBUF)).result(30)
     assert not outcome.ok and outcome.response is None
-    assert outcome.failure.grpc_status == "UNAVAILABLE" and outcome.failure.network
+    assert outcome.failure.grpc_status == "UNAVAILABLE" and (outcome.failure.kind is FailureKind.NETWORK)
     assert outcome.verdict is Verdict.RETRY and outcome.attempts == 4
 
 
@@ -288,7 +288,7 @@ def test_grpc_no_thread_per_request(emulator, make_client):
     futures = [client.submit(make_request(Wire.PROTOBUF)) for _ in range(8)]
     assert eventually(lambda: emulator.counters().received("grpc") >= 8)
     added = {t.name for t in live_threads() - before}
-    assert added == {"raccoon-beam-grpc-client"}, added
+    assert added == {"raccoon-beam-grpc-sender"}, added
     client.close()
     assert all(f.cancelled() for f in futures)
 
@@ -304,7 +304,7 @@ def test_rest_proxy_400_is_permanent_not_bisected(wire, emulator, make_client):
         5, Outcome.http(400, body=b"<html>400 Bad Request</html>", content_type="text/html"), transport="rest"
     )
     outcome = client.submit(make_request(wire)).result(30)
-    assert outcome.failure.http_status == 400 and outcome.failure.malformed
+    assert outcome.failure.http_status == 400 and (outcome.failure.kind is FailureKind.MALFORMED)
     assert outcome.verdict is Verdict.PERMANENT and outcome.attempts == 1
 
 
@@ -334,7 +334,7 @@ def test_rest_endless_body_is_cut_at_the_cap(make_client):
         started = time.monotonic()
         outcome = client.submit(make_request(Wire.PROTOBUF)).result(20)
         assert time.monotonic() - started < 15
-        assert outcome.failure.malformed and not outcome.failure.timeout, outcome.failure
+        assert (outcome.failure.kind is FailureKind.MALFORMED) and outcome.failure.kind is not FailureKind.TIMEOUT, outcome.failure
         assert outcome.failure.http_status == 200
         assert outcome.verdict is Verdict.RETRY
         client.close()
@@ -348,7 +348,7 @@ def test_rest_declared_oversized_body_is_not_read(make_client):
     with RawServer([("POST", "/api/v1/events", handler)]) as server:
         client = make_client(f"http://{server.base_url}", policy=NO_RETRY)
         outcome = client.submit(make_request(Wire.PROTOBUF)).result(30)
-        assert outcome.failure.malformed and outcome.failure.http_status == 502
+        assert (outcome.failure.kind is FailureKind.MALFORMED) and outcome.failure.http_status == 502
         assert "over 1048576 bytes" in outcome.failure.message
         client.close()
 
@@ -427,12 +427,12 @@ def test_grpc_printable_ascii_headers_are_sent(emulator, make_client):
         ("Ssl handshake failed (TSI_PROTOCOL_FAILURE): SSL_ERROR_SSL: error:1000007d:SSL "
          "routines:OPENSSL_internal:CERTIFICATE_VERIFY_FAILED", True),
         ("Tls handshake failed (TSI_PROTOCOL_FAILURE): SSL_ERROR_SSL: WRONG_VERSION_NUMBER: "
-         "Invalid certificate verification context", False),
+         "Invalid certificate verification context", True),
         ("Peer name raccoon.example is not in peer certificate", True),
     ],
 )
-def test_grpc_only_certificate_verification_is_a_tls_error(details, tls_error):
-    """M4: a handshake dropped by a load balancer is transient."""
+def test_grpc_tls_that_cannot_work_is_a_tls_error(details, tls_error):
+    """A handshake dropped mid-way (SSL_ERROR_SYSCALL) is transient; one TLS refuses is not."""
     import grpc
     import grpc.aio
 
@@ -444,13 +444,13 @@ def test_grpc_only_certificate_verification_is_a_tls_error(details, tls_error):
     error = grpc.aio.AioRpcError(
         grpc.StatusCode.UNAVAILABLE, grpc.aio.Metadata(), grpc.aio.Metadata(), details=details
     )
-    failure = transport._failure(error)
-    assert failure.tls_error is tls_error
+    failure = transport._failure(error).failure
+    assert (failure.kind is FailureKind.TLS) is tls_error
     assert classify(failure) is (Verdict.PERMANENT if tls_error else Verdict.RETRY)
 
 
-def test_grpc_handshake_answered_by_a_plain_text_server_is_retried(make_client):
-    """M4 over a socket: a TLS client meeting a plain HTTP listener (a misrouted LB)."""
+def test_tls_handshake_answered_by_a_plain_text_server_fails_at_once(make_client):
+    """A TLS client meeting a plain-text listener (grpcs:// or https:// to a plain port): no retry can help."""
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen(16)
@@ -477,8 +477,8 @@ def test_grpc_handshake_answered_by_a_plain_text_server_is_retried(make_client):
             for scheme in ("grpcs", "https", "wss"):
                 client = make_client(f"{scheme}://127.0.0.1:{port}", policy=NO_RETRY, timeout=5.0)
                 outcome = client.submit(make_request(Wire.PROTOBUF)).result(30)
-                assert not outcome.failure.tls_error, (scheme, outcome.failure)
-                assert outcome.verdict is Verdict.RETRY, (scheme, outcome.failure)
+                assert outcome.failure.kind is FailureKind.TLS, (scheme, outcome.failure)
+                assert outcome.verdict is Verdict.PERMANENT and outcome.attempts == 1, (scheme, outcome.failure)
                 client.close()
         finally:
             stop.set()

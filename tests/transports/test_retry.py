@@ -11,9 +11,10 @@ from hypothesis import strategies as st
 
 from raccoon_beam._proto import raccoon_pb2
 from raccoon_beam.emulator import RaccoonEmulator
-from raccoon_beam.errors import SendFailure
-from raccoon_beam.retry import RetryPolicy, SendOutcome, Verdict, classify, send_with_retry
-from raccoon_beam.transports.base import Transport, TransportConfig
+from raccoon_beam.errors import Failure, FailureKind, SendFailure
+from raccoon_beam.delivery import SendOutcome, send_with_retry
+from raccoon_beam.retry import RetryPolicy, Verdict, classify
+from raccoon_beam.transports import Transport, TransportConfig
 from raccoon_beam.wire import Wire, encode_request
 
 from tests.transports.helpers import FakeClock, RecordingSleep
@@ -22,83 +23,68 @@ R, S, P = Verdict.RETRY, Verdict.SPLIT, Verdict.PERMANENT
 
 CLASSIFY_TABLE = [
     # Raccoon codes (any transport)
-    ("CODE_BAD_REQUEST", dict(raccoon_code=raccoon_pb2.CODE_BAD_REQUEST), S),
-    ("CODE_BAD_REQUEST over REST 400", dict(raccoon_code=2, http_status=400), S),
-    ("CODE_INTERNAL_ERROR", dict(raccoon_code=raccoon_pb2.CODE_INTERNAL_ERROR), R),
-    ("CODE_INTERNAL_ERROR over REST 500", dict(raccoon_code=3, http_status=500), R),
-    ("WS code 4 server full", dict(raccoon_code=4, network=True, reconnect=True), R),
-    ("WS code 5 duplicate id", dict(raccoon_code=5, network=True, reconnect=True), R),
-    ("WS close 1008 without response", dict(network=True, reconnect=True), R),
+    ("CODE_BAD_REQUEST", FailureKind.REFUSED, dict(raccoon_code=raccoon_pb2.CODE_BAD_REQUEST), S),
+    ("CODE_BAD_REQUEST over REST 400", FailureKind.REFUSED, dict(raccoon_code=2, http_status=400), S),
+    ("CODE_INTERNAL_ERROR", FailureKind.REFUSED, dict(raccoon_code=raccoon_pb2.CODE_INTERNAL_ERROR), R),
+    ("CODE_INTERNAL_ERROR over REST 500", FailureKind.REFUSED, dict(raccoon_code=3, http_status=500), R),
+    ("WS code 4 server full", FailureKind.NETWORK, dict(raccoon_code=4), R),
+    ("WS code 5 duplicate id", FailureKind.NETWORK, dict(raccoon_code=5), R),
+    ("WS close 1008 without response", FailureKind.NETWORK, dict(), R),
     # HTTP statuses
     # A proxy's 400 says nothing about the events: no bisection storm.
-    ("HTTP 400 not Raccoon's body", dict(http_status=400, malformed=True), P),
-    ("HTTP 400 without a Raccoon code", dict(http_status=400), P),
+    ("HTTP 400 not Raccoon's body", FailureKind.MALFORMED, dict(http_status=400), P),
+    ("HTTP 400 without a Raccoon code", FailureKind.REFUSED, dict(http_status=400), P),
     (
-        "CODE_BAD_REQUEST invalid content type (a proxy rewrote it)",
-        dict(raccoon_code=2, http_status=400, reason="invalid content type"),
-        P,
-    ),
+        "CODE_BAD_REQUEST invalid content type (a proxy rewrote it)", FailureKind.REFUSED, dict(raccoon_code=2, http_status=400, reason="invalid content type"), P),
     (
-        "CODE_BAD_REQUEST deserialization failure",
-        dict(raccoon_code=2, http_status=400, reason="deserialization failure"),
-        S,
-    ),
-    ("WS close 1009 message too big", dict(too_large=True, reconnect=True), S),
-    ("unexpected client error", dict(unexpected=True), P),
-    ("HTTP 413", dict(http_status=413, malformed=True), S),
-    ("HTTP 500", dict(http_status=500, malformed=True), R),
-    ("HTTP 429", dict(http_status=429, retry_after=3.0, malformed=True), R),
-    ("HTTP 502 proxy page", dict(http_status=502, malformed=True), R),
-    ("HTTP 503", dict(http_status=503), R),
-    ("HTTP 504", dict(http_status=504), R),
-    ("HTTP 408", dict(http_status=408), R),
-    ("HTTP 401", dict(http_status=401), P),
-    ("HTTP 403", dict(http_status=403), P),
-    ("HTTP 404", dict(http_status=404), P),
-    ("HTTP 405", dict(http_status=405), P),
-    ("HTTP 200 garbage body", dict(http_status=200, malformed=True), R),
-    ("HTTP 200 truncated", dict(http_status=200, malformed=True), R),
+        "CODE_BAD_REQUEST deserialization failure", FailureKind.REFUSED, dict(raccoon_code=2, http_status=400, reason="deserialization failure"), S),
+    ("WS close 1009 message too big", FailureKind.TOO_LARGE, dict(), S),
+    ("unexpected client error", FailureKind.UNEXPECTED, dict(), P),
+    ("HTTP 413", FailureKind.MALFORMED, dict(http_status=413), S),
+    ("HTTP 500", FailureKind.MALFORMED, dict(http_status=500), R),
+    ("HTTP 429", FailureKind.MALFORMED, dict(http_status=429, retry_after=3.0), R),
+    ("HTTP 502 proxy page", FailureKind.MALFORMED, dict(http_status=502), R),
+    ("HTTP 503", FailureKind.REFUSED, dict(http_status=503), R),
+    ("HTTP 504", FailureKind.REFUSED, dict(http_status=504), R),
+    ("HTTP 408", FailureKind.REFUSED, dict(http_status=408), R),
+    ("HTTP 401", FailureKind.REFUSED, dict(http_status=401), P),
+    ("HTTP 403", FailureKind.REFUSED, dict(http_status=403), P),
+    ("HTTP 404", FailureKind.REFUSED, dict(http_status=404), P),
+    ("HTTP 405", FailureKind.REFUSED, dict(http_status=405), P),
+    ("HTTP 200 garbage body", FailureKind.MALFORMED, dict(http_status=200), R),
+    ("HTTP 200 truncated", FailureKind.MALFORMED, dict(http_status=200), R),
     # gRPC statuses
-    ("UNAVAILABLE", dict(grpc_status="UNAVAILABLE", network=True), R),
-    ("DEADLINE_EXCEEDED", dict(grpc_status="DEADLINE_EXCEEDED", timeout=True), R),
-    ("INTERNAL", dict(grpc_status="INTERNAL"), R),
-    ("CANCELLED", dict(grpc_status="CANCELLED"), R),
-    ("ABORTED", dict(grpc_status="ABORTED"), R),
+    ("UNAVAILABLE", FailureKind.NETWORK, dict(grpc_status="UNAVAILABLE"), R),
+    ("DEADLINE_EXCEEDED", FailureKind.TIMEOUT, dict(grpc_status="DEADLINE_EXCEEDED"), R),
+    ("INTERNAL", FailureKind.REFUSED, dict(grpc_status="INTERNAL"), R),
+    ("CANCELLED", FailureKind.REFUSED, dict(grpc_status="CANCELLED"), R),
+    ("ABORTED", FailureKind.REFUSED, dict(grpc_status="ABORTED"), R),
     (
-        "RESOURCE_EXHAUSTED too large",
-        dict(
-            grpc_status="RESOURCE_EXHAUSTED",
-            message="grpc: received message larger than max (5000000 vs. 4194304)",
-        ),
-        S,
-    ),
-    ("RESOURCE_EXHAUSTED quota", dict(grpc_status="RESOURCE_EXHAUSTED", message="quota"), R),
+        "RESOURCE_EXHAUSTED too large", FailureKind.REFUSED, dict(grpc_status="RESOURCE_EXHAUSTED", message="grpc: received message larger than max (5000000 vs. 4194304)"), S),
+    ("RESOURCE_EXHAUSTED quota", FailureKind.REFUSED, dict(grpc_status="RESOURCE_EXHAUSTED", message="quota"), R),
     (
-        "UNKNOWN connection id header missing",
-        dict(grpc_status="UNKNOWN", message="connection id header missing"),
-        P,
-    ),
-    ("UNKNOWN other", dict(grpc_status="UNKNOWN", message="panic"), R),
-    ("UNAUTHENTICATED", dict(grpc_status="UNAUTHENTICATED"), P),
-    ("PERMISSION_DENIED", dict(grpc_status="PERMISSION_DENIED"), P),
-    ("UNIMPLEMENTED", dict(grpc_status="UNIMPLEMENTED"), P),
-    ("NOT_FOUND", dict(grpc_status="NOT_FOUND"), P),
-    ("INVALID_ARGUMENT", dict(grpc_status="INVALID_ARGUMENT"), S),
+        "UNKNOWN connection id header missing", FailureKind.REFUSED, dict(grpc_status="UNKNOWN", message="connection id header missing"), P),
+    ("UNKNOWN other", FailureKind.REFUSED, dict(grpc_status="UNKNOWN", message="panic"), R),
+    ("UNAUTHENTICATED", FailureKind.REFUSED, dict(grpc_status="UNAUTHENTICATED"), P),
+    ("PERMISSION_DENIED", FailureKind.REFUSED, dict(grpc_status="PERMISSION_DENIED"), P),
+    ("UNIMPLEMENTED", FailureKind.REFUSED, dict(grpc_status="UNIMPLEMENTED"), P),
+    ("NOT_FOUND", FailureKind.REFUSED, dict(grpc_status="NOT_FOUND"), P),
+    ("INVALID_ARGUMENT", FailureKind.REFUSED, dict(grpc_status="INVALID_ARGUMENT"), S),
     # connection-level facts
-    ("connection refused/reset", dict(network=True), R),
-    ("timeout", dict(timeout=True), R),
-    ("malformed answer", dict(malformed=True), R),
-    ("TLS certificate not trusted", dict(tls_error=True, network=True), P),
-    ("TLS failure wins over gRPC UNAVAILABLE", dict(tls_error=True, grpc_status="UNAVAILABLE"), P),
-    ("no fact at all", dict(), R),
+    ("connection refused/reset", FailureKind.NETWORK, dict(), R),
+    ("timeout", FailureKind.TIMEOUT, dict(), R),
+    ("malformed answer", FailureKind.MALFORMED, dict(), R),
+    ("TLS certificate not trusted", FailureKind.TLS, dict(), P),
+    ("TLS failure wins over gRPC UNAVAILABLE", FailureKind.TLS, dict(grpc_status="UNAVAILABLE"), P),
+    ("no fact at all", FailureKind.REFUSED, dict(), R),
 ]
 
 
-@pytest.mark.parametrize("name, facts, verdict", CLASSIFY_TABLE, ids=[row[0] for row in CLASSIFY_TABLE])
-def test_classify(name, facts, verdict):
-    facts = dict(facts)
-    message = facts.pop("message", name)
-    assert classify(SendFailure(message, **facts)) is verdict
+@pytest.mark.parametrize("name, kind, status, verdict", CLASSIFY_TABLE, ids=[row[0] for row in CLASSIFY_TABLE])
+def test_classify(name, kind, status, verdict):
+    status = dict(status)
+    message = status.pop("message", name)
+    assert classify(Failure(kind, message, **status)) is verdict
 
 
 class ScriptedTransport(Transport):
@@ -126,7 +112,7 @@ def _send(transport, policy, **kwargs) -> SendOutcome:
 
 
 def unavailable():
-    return SendFailure("down", grpc_status="UNAVAILABLE", network=True)
+    return SendFailure(FailureKind.NETWORK, "down", grpc_status="UNAVAILABLE")
 
 
 def test_success_first_time():
@@ -135,7 +121,7 @@ def test_success_first_time():
 
 
 def test_retries_then_succeeds_with_the_same_request():
-    transport = ScriptedTransport([unavailable(), SendFailure("t", timeout=True)])
+    transport = ScriptedTransport([unavailable(), SendFailure(FailureKind.TIMEOUT, "t")])
     sleep = RecordingSleep()
     outcome, request = _send(transport, RetryPolicy(), sleep=sleep)
     assert outcome.ok and outcome.attempts == 3
@@ -148,17 +134,17 @@ def test_retries_then_succeeds_with_the_same_request():
 @pytest.mark.parametrize(
     "failure, verdict",
     [
-        (SendFailure("bad", raccoon_code=raccoon_pb2.CODE_BAD_REQUEST), Verdict.SPLIT),
-        (SendFailure("big", grpc_status="RESOURCE_EXHAUSTED"), Verdict.RETRY),
-        (SendFailure("id", grpc_status="UNKNOWN"), Verdict.RETRY),
-        (SendFailure("connection id header missing", grpc_status="UNKNOWN"), Verdict.PERMANENT),
-        (SendFailure("auth", http_status=401), Verdict.PERMANENT),
+        (SendFailure(FailureKind.REFUSED, "bad", raccoon_code=raccoon_pb2.CODE_BAD_REQUEST), Verdict.SPLIT),
+        (SendFailure(FailureKind.REFUSED, "big", grpc_status="RESOURCE_EXHAUSTED"), Verdict.RETRY),
+        (SendFailure(FailureKind.REFUSED, "id", grpc_status="UNKNOWN"), Verdict.RETRY),
+        (SendFailure(FailureKind.REFUSED, "connection id header missing", grpc_status="UNKNOWN"), Verdict.PERMANENT),
+        (SendFailure(FailureKind.REFUSED, "auth", http_status=401), Verdict.PERMANENT),
     ],
 )
 def test_only_retry_verdicts_are_retried(failure, verdict):
     transport = ScriptedTransport([failure] * 10)
     outcome, _ = _send(transport, RetryPolicy(max_attempts=3), sleep=RecordingSleep())
-    assert outcome.failure is failure and outcome.verdict is verdict
+    assert outcome.failure is failure.failure and outcome.verdict is verdict
     assert outcome.attempts == (3 if verdict is Verdict.RETRY else 1)
 
 
@@ -202,7 +188,7 @@ def test_jitter_actually_varies():
 
 
 def test_retry_after_is_a_minimum_wait():
-    failure = SendFailure("slow down", http_status=429, retry_after=7.0)
+    failure = SendFailure(FailureKind.REFUSED, "slow down", http_status=429, retry_after=7.0)
     sleep = RecordingSleep()
     seen = []
     outcome, _ = _send(
@@ -213,12 +199,12 @@ def test_retry_after_is_a_minimum_wait():
     )
     assert outcome.ok and outcome.attempts == 3
     assert sleep.waits == [7.0, 7.0]
-    assert seen == [(failure, 7.0), (failure, 7.0)]
+    assert seen == [(failure.failure, 7.0), (failure.failure, 7.0)]
 
 
 def test_retry_after_below_jitter_does_not_shorten_it():
     random.seed(1)
-    failure = SendFailure("slow down", http_status=503, retry_after=0.0)
+    failure = SendFailure(FailureKind.REFUSED, "slow down", http_status=503, retry_after=0.0)
     sleep = RecordingSleep()
     _send(ScriptedTransport([failure] * 3), RetryPolicy(initial_backoff=5.0, max_backoff=5.0), sleep=sleep)
     assert all(0 <= wait <= 5.0 for wait in sleep.waits) and any(wait > 0 for wait in sleep.waits)
@@ -243,11 +229,11 @@ def test_deadline_stops_with_the_injected_clock():
 
 def test_deadline_refuses_a_wait_that_would_end_past_it():
     clock = FakeClock()
-    failure = SendFailure("later", http_status=503, retry_after=500.0)
+    failure = SendFailure(FailureKind.REFUSED, "later", http_status=503, retry_after=500.0)
     outcome, _ = _send(
         ScriptedTransport([failure] * 3), RetryPolicy(deadline=300.0), sleep=RecordingSleep(), clock=clock
     )
-    assert outcome.attempts == 1 and outcome.failure is failure
+    assert outcome.attempts == 1 and outcome.failure is failure.failure
 
 
 def test_cancellation_propagates():
@@ -306,18 +292,18 @@ def test_unexpected_transport_exception_is_a_permanent_failure_not_a_crash(emula
     """
     import logging
 
-    from raccoon_beam.transports import RaccoonClient
+    from raccoon_beam.delivery import Sender
 
     config = TransportConfig(emulator.grpc_endpoint, headers={"X-Team": "plain"})
     object.__setattr__(config, "headers", {"X-Team": "caf\u00e9-team-value"})
-    client = RaccoonClient(config, RetryPolicy(max_attempts=5), sleep=RecordingSleep())
+    client = Sender(config, RetryPolicy(max_attempts=5), sleep=RecordingSleep())
     try:
-        with caplog.at_level(logging.ERROR, logger="raccoon_beam.retry"):
+        with caplog.at_level(logging.ERROR, logger="raccoon_beam.delivery"):
             outcome = client.submit(encode_request([("click", b"{}")], wire=Wire.PROTOBUF)).result(30)
     finally:
         client.close()
     failure = outcome.failure
-    assert isinstance(failure, SendFailure) and failure.unexpected, failure
+    assert isinstance(failure, Failure) and (failure.kind is FailureKind.UNEXPECTED), failure
     assert outcome.verdict is Verdict.PERMANENT and outcome.attempts == 1
     assert "ExecuteBatchError" in failure.message
     logged = "\n".join(record.getMessage() for record in caplog.records)
@@ -332,7 +318,7 @@ def test_default_policy_outlasts_a_raccoon_restart(make_client):
     The server is down for 5 s of virtual time (the waits are recorded and
     added to a fake clock, not slept), then comes back on the same port.
     """
-    from raccoon_beam.transports import RaccoonClient
+    from raccoon_beam.delivery import Sender
 
     emulator = RaccoonEmulator().start()
     try:
@@ -348,7 +334,7 @@ def test_default_policy_outlasts_a_raccoon_restart(make_client):
                 await asyncio.get_running_loop().run_in_executor(None, emulator.start)
             await asyncio.sleep(0)
 
-        client = RaccoonClient(TransportConfig(endpoint), RetryPolicy(), sleep=virtual_sleep, clock=clock)
+        client = Sender(TransportConfig(endpoint), RetryPolicy(), sleep=virtual_sleep, clock=clock)
         try:
             outcome = client.submit(encode_request([("click", b"{}")], wire=Wire.PROTOBUF)).result(60)
         finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from raccoon_beam.errors import FailureKind
 from raccoon_beam.emulator import RaccoonEmulator
 from raccoon_beam.retry import Verdict
 from raccoon_beam.transports import TlsOptions
@@ -65,7 +66,7 @@ def test_refused_without_the_ca(attribute, wire, trust, tls_target, other_ca, ma
     client = make_client(getattr(tls_target, attribute), wire=wire, tls=tls)
     outcome = client.submit(make_request(wire)).result(30)
     assert not outcome.ok
-    assert outcome.failure.tls_error, outcome.failure
+    assert (outcome.failure.kind is FailureKind.TLS), outcome.failure
     assert outcome.verdict is Verdict.PERMANENT and outcome.attempts == 1
     assert tls_target.events() == []
 
@@ -78,7 +79,7 @@ def test_hostname_is_verified(endpoint_attr, tls_target, pki, make_client):
         tls=TlsOptions(ca_certs=pki[0], server_hostname="raccoon.example"),
     )
     outcome = client.submit(make_request(Wire.PROTOBUF)).result(30)
-    assert outcome.failure is not None and outcome.failure.tls_error
+    assert outcome.failure is not None and (outcome.failure.kind is FailureKind.TLS)
 
 
 def test_grpc_hostname_override(tls_target, pki, make_client):
@@ -101,7 +102,7 @@ def test_plain_client_against_tls_server_fails_clearly(tls_target, make_client):
     plain = tls_target.rest_endpoint.replace("https://", "http://")
     client = make_client(plain, policy=NO_RETRY)
     outcome = client.submit(make_request(Wire.PROTOBUF)).result(30)
-    assert not outcome.ok and outcome.failure.network
+    assert not outcome.ok and (outcome.failure.kind is FailureKind.NETWORK)
 
 
 @pytest.mark.parametrize("attribute", ["grpc_endpoint", "rest_endpoint", "ws_endpoint"])
@@ -110,5 +111,5 @@ def test_missing_ca_file_is_a_permanent_tls_failure(attribute, tls_target, tmp_p
         getattr(tls_target, attribute), tls=TlsOptions(ca_certs=str(tmp_path / "missing.pem"))
     )
     outcome = client.submit(make_request(Wire.PROTOBUF)).result(30)
-    assert outcome.failure.tls_error and outcome.verdict is Verdict.PERMANENT and outcome.attempts == 1
+    assert (outcome.failure.kind is FailureKind.TLS) and outcome.verdict is Verdict.PERMANENT and outcome.attempts == 1
     assert "missing.pem" in outcome.failure.message

@@ -12,11 +12,13 @@ from collections import Counter
 
 import pytest
 
+from raccoon_beam.errors import FailureKind
 from raccoon_beam.emulator import Outcome, RaccoonEmulator
 from raccoon_beam.retry import RetryPolicy, Verdict
 from raccoon_beam.wire import Wire, encode_request
 
 from tests.transports.helpers import (
+    assert_facts,
     NO_RETRY,
     RecordingSleep,
     SHORT_TIMEOUT,
@@ -200,8 +202,7 @@ def test_fault_single_attempt(name, attribute, wire, emulator, make_client):
     outcome = client.submit(make_request(wire)).result(30)
     assert not outcome.ok and outcome.attempts == 1
     assert outcome.verdict is verdict, outcome.failure
-    for fact, value in facts.items():
-        assert getattr(outcome.failure, fact) == value, (fact, outcome.failure)
+    assert_facts(outcome.failure, facts)
     assert emulator.events() == []
     # The transport is still usable afterwards (WebSocket: reconnects).
     assert client.submit(make_request(wire)).result(30).ok
@@ -241,7 +242,7 @@ def test_dropped_connection_is_retried(attribute, wire, emulator, make_client):
     emulator.faults.drop_connection(1, transport=kind)
     outcome = client.submit(make_request(wire)).result(30)
     assert outcome.verdict is Verdict.RETRY
-    assert outcome.failure.network, outcome.failure
+    assert (outcome.failure.kind is FailureKind.NETWORK), outcome.failure
     retrying = make_client(getattr(emulator, attribute), wire=wire)
     emulator.faults.drop_connection(1, transport=kind)
     assert retrying.submit(make_request(wire)).result(30).ok
@@ -265,7 +266,7 @@ def test_latency_over_timeout_is_a_timeout(attribute, wire, emulator, make_clien
     client = make_client(getattr(emulator, attribute), wire=wire, policy=NO_RETRY, timeout=SHORT_TIMEOUT)
     emulator.faults.add_latency(5.0, transport=kind)
     outcome = client.submit(make_request(wire)).result(30)
-    assert outcome.failure.timeout and outcome.verdict is Verdict.RETRY
+    assert (outcome.failure.kind is FailureKind.TIMEOUT) and outcome.verdict is Verdict.RETRY
 
 
 @pytest.mark.parametrize("attribute, wire", TRANSPORT_WIRES, ids=TRANSPORT_WIRE_IDS)

@@ -8,6 +8,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from raccoon_beam.errors import FailureKind
 from raccoon_beam._proto import raccoon_pb2
 from raccoon_beam.emulator import Outcome, RaccoonEmulator
 from raccoon_beam.retry import Verdict
@@ -88,7 +89,7 @@ def test_pending_requests_fail_at_once_when_the_connection_drops(emulator, make_
     # Well before the 60 s ack timeout: every pending request fails with the drop.
     outcomes = [f.result(30) for f in futures]
     for outcome in outcomes:
-        assert outcome.failure.network and not outcome.failure.timeout, outcome.failure
+        assert (outcome.failure.kind is FailureKind.NETWORK) and outcome.failure.kind is not FailureKind.TIMEOUT, outcome.failure
         assert outcome.verdict is Verdict.RETRY
     # The next request reconnects.
     assert client.submit(make_request(Wire.PROTOBUF)).result(30).ok
@@ -114,7 +115,7 @@ def test_duplicate_id_gets_a_fresh_id(emulator, make_client):
     single = make_client(emulator.ws_endpoint, conn_id="worker-1", policy=NO_RETRY)
     outcome = single.submit(make_request(Wire.PROTOBUF)).result(30)
     failure = outcome.failure
-    assert failure.raccoon_code == raccoon_pb2.CODE_MAX_USER_LIMIT_REACHED and failure.reconnect
+    assert failure.raccoon_code == raccoon_pb2.CODE_MAX_USER_LIMIT_REACHED
     assert outcome.verdict is Verdict.RETRY
     assert single.transport.conn_id.startswith("worker-1-")  # the next connection's id
     assert single.submit(make_request(Wire.PROTOBUF)).result(30).ok
@@ -203,5 +204,5 @@ def test_connection_refused_is_retried_then_reported(make_client):
         port = sock.getsockname()[1]
     client = make_client(f"ws://127.0.0.1:{port}")
     outcome = client.submit(make_request(Wire.PROTOBUF)).result(30)
-    assert outcome.failure.network and outcome.verdict is Verdict.RETRY
+    assert (outcome.failure.kind is FailureKind.NETWORK) and outcome.verdict is Verdict.RETRY
     assert outcome.attempts == FAST_POLICY.max_attempts

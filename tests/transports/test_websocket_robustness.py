@@ -9,6 +9,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from raccoon_beam.errors import FailureKind
 from raccoon_beam._proto import raccoon_pb2
 from raccoon_beam.emulator import Outcome, RaccoonEmulator
 from raccoon_beam.retry import Verdict
@@ -56,7 +57,7 @@ def test_send_to_a_server_that_stops_reading_times_out_and_retires_the_connectio
         # Far more than the socket buffers of both sides hold.
         outcome = client.submit(_big_request(32 * 1024 * 1024)).result(20)
         assert time.monotonic() - started < 15
-        assert outcome.failure.timeout and outcome.verdict is Verdict.RETRY, outcome.failure
+        assert (outcome.failure.kind is FailureKind.TIMEOUT) and outcome.verdict is Verdict.RETRY, outcome.failure
         assert "could not be sent" in outcome.failure.message
         # Retired: its socket is closed without waiting for client.close().
         assert eventually(lambda: client_sockets([server.port]) == [])
@@ -76,9 +77,9 @@ def test_ack_timeout_retires_the_connection_and_fails_its_other_requests(emulato
     assert eventually(lambda: emulator.counters().received("websocket") >= 1)
     second = client.submit(make_request(Wire.PROTOBUF))  # pending on the same connection
     timed_out, other = first.result(30), second.result(30)
-    assert timed_out.failure.timeout and timed_out.verdict is Verdict.RETRY, timed_out.failure
+    assert (timed_out.failure.kind is FailureKind.TIMEOUT) and timed_out.verdict is Verdict.RETRY, timed_out.failure
     # Failed with the retirement, before its own deadline: resent on a fresh connection.
-    assert other.failure.network and other.failure.reconnect and not other.failure.timeout, other.failure
+    assert (other.failure.kind is FailureKind.NETWORK) and other.failure.kind is not FailureKind.TIMEOUT, other.failure
     assert other.verdict is Verdict.RETRY
     old_id = client.transport.conn_id
     assert client.submit(make_request(Wire.PROTOBUF)).result(30).ok
@@ -144,7 +145,7 @@ def test_reader_failure_closes_the_connection_and_redacts_its_cause(make_client,
         )
         outcome = client.submit(make_request(Wire.PROTOBUF)).result(30)
         failure = outcome.failure
-        assert failure.network and outcome.verdict is Verdict.RETRY, failure
+        assert (failure.kind is FailureKind.NETWORK) and outcome.verdict is Verdict.RETRY, failure
         assert "RuntimeError" in failure.message
         assert "hunter2" not in failure.message and "tok-abcdef-123" not in failure.message
         # Closed by the transport itself, not left open until client.close().
@@ -169,7 +170,7 @@ def test_close_1009_message_too_big_is_split_not_retried_whole():
             client = factory(emulator.ws_endpoint, policy=FAST_POLICY)
             outcome = client.submit(_big_request(size)).result(30)
             failure = outcome.failure
-            assert failure is not None and failure.too_large, failure
+            assert failure is not None and (failure.kind is FailureKind.TOO_LARGE), failure
             assert outcome.verdict is Verdict.SPLIT and outcome.attempts == 1
             assert "1009" in failure.message
             # Small requests still go through, on a new connection.
@@ -190,8 +191,8 @@ def test_close_1009_blames_only_the_largest_pending_request():
             assert eventually(lambda: emulator.counters().received("websocket") >= 1)
             large = client.submit(_big_request(4096))
             small_outcome, large_outcome = small.result(30), large.result(30)
-            assert large_outcome.failure.too_large and large_outcome.verdict is Verdict.SPLIT
-            assert small_outcome.failure.network and not small_outcome.failure.too_large
+            assert (large_outcome.failure.kind is FailureKind.TOO_LARGE) and large_outcome.verdict is Verdict.SPLIT
+            assert (small_outcome.failure.kind is FailureKind.NETWORK) and small_outcome.failure.kind is not FailureKind.TOO_LARGE
             assert small_outcome.verdict is Verdict.RETRY
         finally:
             factory.close_and_check()
@@ -217,5 +218,5 @@ def test_concurrent_sends_stuck_on_a_full_socket_each_fail_on_their_own(make_cli
             assert len(done) == len(futures), "a send hung"
             assert not [f for f in futures if f.cancelled()]
             failures = [f.result().failure for f in futures]
-            assert all(f is not None and (f.timeout or f.network) for f in failures), failures
+            assert all(f is not None and ((f.kind is FailureKind.TIMEOUT) or (f.kind is FailureKind.NETWORK)) for f in failures), failures
             client.close()

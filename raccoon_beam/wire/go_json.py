@@ -1,210 +1,35 @@
-"""SendEventRequest/SendEventResponse <-> bytes, in Raccoon's two wire types.
+"""Decoding requests and responses, and encoding responses, as Raccoon's Go code does.
 
-* ``Wire.PROTOBUF``: protobuf bytes, Content-Type ``application/proto``.
-* ``Wire.JSON``: what Raccoon's Go ``encoding/json`` reads and writes on its
-  generated structs, Content-Type ``application/json``. This is *not*
-  protobuf-JSON: keys are the snake_case proto field names, ``event_bytes`` is
-  standard padded base64, ``sent_time`` is ``{"seconds": s, "nanos": n}`` and
-  enums are integers. Raccoon silently ignores camelCase keys and rejects
-  RFC 3339 times, so ``json_format`` must never produce this wire.
-
-Encoding a request is on the sink's hot path and stays cheap per event; the
-request decoder (used by the emulator) reproduces Go's acceptance rules
-exactly, while the response decoder (used by the client) accepts any
-reasonable JSON a server may send.
+* The request decoder (used by the emulator) reproduces Go ``encoding/json``'s
+  acceptance rules on Raccoon's generated structs exactly: case-insensitive
+  keys (with Go's case folding), the last duplicate wins, ``null`` leaves a
+  field alone, byte arrays, trailing data rejected, integer ranges, lone
+  surrogates replaced by U+FFFD.
+* The response encoder writes Go's layout byte for byte.
+* The response decoder (used by the client) accepts any reasonable JSON a
+  server may send.
 """
 
 from __future__ import annotations
 
 import binascii
-import dataclasses
-import enum
-import functools
 import json
 import re
-import time
-import uuid
-from typing import Any, Dict, List, Optional, Sequence, Tuple, TypeVar, Union
+from typing import Any, Dict, List, Sequence, Tuple, TypeVar, Union
 
 from google.protobuf.message import DecodeError
 
-from raccoon_beam import protocol
 from raccoon_beam._proto import raccoon_pb2
 from raccoon_beam.errors import WireFormatError
+from raccoon_beam.wire.types import Wire
 
-__all__ = [
-    "Wire",
-    "CONTENT_TYPES",
-    "EncodedRequest",
-    "REQUEST_OVERHEAD_BYTES",
-    "wire_for_content_type",
-    "new_req_guid",
-    "encode_request",
-    "decode_request",
-    "encode_response",
-    "decode_response",
-    "encoded_event_size",
-]
+__all__ = ["decode_request", "encode_response", "decode_response"]
 
 Body = Union[bytes, bytearray, memoryview, str]
 _Message = TypeVar("_Message", raccoon_pb2.SendEventRequest, raccoon_pb2.SendEventResponse)
 
-
-class Wire(str, enum.Enum):
-    """How a SendEventRequest itself is encoded (not the events inside it)."""
-
-    PROTOBUF = "protobuf"
-    JSON = "json"
-
-
-CONTENT_TYPES: Dict[Wire, str] = {
-    Wire.PROTOBUF: protocol.CONTENT_TYPE_PROTOBUF,
-    Wire.JSON: protocol.CONTENT_TYPE_JSON,
-}
-_WIRE_BY_CONTENT_TYPE = {value: wire for wire, value in CONTENT_TYPES.items()}
-
-# Bytes a request may need beyond its events: req_guid (a uuid4, or a user
-# guid of up to 64 chars) and sent_time, in either wire type, rounded up.
-REQUEST_OVERHEAD_BYTES = 256
-
 _INT32 = (-(2**31), 2**31 - 1)
 _INT64 = (-(2**63), 2**63 - 1)
-
-
-@dataclasses.dataclass(frozen=True)
-class EncodedRequest:
-    """A request ready to send; the same object is resent on every retry.
-
-    Attributes:
-      body: the encoded SendEventRequest (ASCII bytes for the JSON wire).
-      req_guid: the request's guid, which the server echoes in its ack.
-      wire: the wire type of ``body``.
-      event_count: how many events ``body`` carries.
-    """
-
-    body: bytes
-    req_guid: str
-    wire: Wire
-    event_count: int
-
-    @property
-    def content_type(self) -> str:
-        return CONTENT_TYPES[self.wire]
-
-
-def wire_for_content_type(value: Optional[str]) -> Optional[Wire]:
-    """The wire type of a Content-Type header; only Raccoon's exact values match."""
-    return _WIRE_BY_CONTENT_TYPE.get(value) if value is not None else None
-
-
-def new_req_guid() -> str:
-    """A fresh request guid (a random UUID)."""
-    return str(uuid.uuid4())
-
-
-def _split_time(sent_time_ns: Optional[int]) -> Tuple[int, int]:
-    nanos_total = time.time_ns() if sent_time_ns is None else sent_time_ns
-    return nanos_total // 1_000_000_000, nanos_total % 1_000_000_000
-
-
-# ---------------------------------------------------------------- requests
-
-
-def encode_request(
-    events: Sequence[Tuple[str, bytes]],
-    *,
-    wire: Wire,
-    req_guid: Optional[str] = None,
-    sent_time_ns: Optional[int] = None,
-) -> EncodedRequest:
-    """Encodes one SendEventRequest.
-
-    Args:
-      events: ``(event_type, event_bytes)`` pairs, in order.
-      wire: the wire type to produce.
-      req_guid: the request guid; a fresh one by default.
-      sent_time_ns: Unix time in nanoseconds; now by default. Raccoon computes
-        its latency metrics from it, so it is always set.
-
-    Returns:
-      The encoded request.
-    """
-    guid = req_guid if req_guid is not None else new_req_guid()
-    seconds, nanos = _split_time(sent_time_ns)
-    if wire is Wire.PROTOBUF:
-        body = _encode_protobuf_request(events, guid, seconds, nanos)
-    elif wire is Wire.JSON:
-        body = _encode_json_request(events, guid, seconds, nanos)
-    else:
-        raise ValueError(f"unknown wire type {wire!r}")
-    return EncodedRequest(body=body, req_guid=guid, wire=wire, event_count=len(events))
-
-
-def _encode_protobuf_request(
-    events: Sequence[Tuple[str, bytes]], guid: str, seconds: int, nanos: int
-) -> bytes:
-    request = raccoon_pb2.SendEventRequest(req_guid=guid)
-    request.sent_time.seconds = seconds
-    request.sent_time.nanos = nanos
-    add = request.events.add
-    for event_type, event_bytes in events:
-        add(event_bytes=event_bytes, type=event_type)
-    return request.SerializeToString()
-
-
-# Per-type work is cached: it runs once or twice per event, and a pipeline
-# has few distinct event types (the bound keeps a pathological one in check).
-_PER_TYPE_CACHE_SIZE = 10_000
-
-
-@functools.lru_cache(maxsize=_PER_TYPE_CACHE_SIZE)
-def _json_string(value: str) -> str:
-    return json.dumps(value)
-
-
-def _encode_json_request(
-    events: Sequence[Tuple[str, bytes]], guid: str, seconds: int, nanos: int
-) -> bytes:
-    b64 = binascii.b2a_base64
-    quoted_type = _json_string
-    items = ",".join(
-        [
-            '{"event_bytes":"%s","type":%s}'
-            % (b64(event_bytes, newline=False).decode("ascii"), quoted_type(event_type))
-            for event_type, event_bytes in events
-        ]
-    )
-    return (
-        '{"req_guid":%s,"sent_time":{"seconds":%d,"nanos":%d},"events":[%s]}'
-        % (json.dumps(guid), seconds, nanos, items)
-    ).encode("ascii")
-
-
-def encoded_event_size(event_type: str, payload_size: int, wire: Wire) -> int:
-    """How many bytes one event adds to an encoded request.
-
-    Exact for the protobuf wire; for the JSON wire exact when ``event_type``
-    is ASCII without characters that need escaping, an upper bound otherwise.
-    """
-    if wire is Wire.PROTOBUF:
-        inner = _protobuf_type_field_size(event_type)
-        if payload_size:
-            inner += 1 + _varint_size(payload_size) + payload_size
-        return 1 + _varint_size(inner) + inner
-    # {"event_bytes":"<b64>","type":"<type>"} plus a separating comma.
-    b64_size = 4 * ((payload_size + 2) // 3)
-    return len(_json_string(event_type)) + b64_size + 28
-
-
-@functools.lru_cache(maxsize=_PER_TYPE_CACHE_SIZE)
-def _protobuf_type_field_size(event_type: str) -> int:
-    """Bytes of an Event's ``type`` field: tag, length and UTF-8."""
-    length = len(event_type.encode("utf-8"))
-    return 1 + _varint_size(length) + length if length else 0
-
-
-def _varint_size(value: int) -> int:
-    return 1 if value < 0x80 else (value.bit_length() + 6) // 7
 
 
 def decode_request(body: Body, wire: Wire) -> raccoon_pb2.SendEventRequest:
@@ -323,9 +148,9 @@ def decode_response(body: Body, wire: Wire) -> raccoon_pb2.SendEventResponse:
             if value is None:
                 continue
             if name == "status":
-                response.status = _enum_value(raccoon_pb2.Status, value)
+                response.status = _enum_value(raccoon_pb2.Status, value)  # type: ignore[assignment]
             elif name == "code":
-                response.code = _enum_value(raccoon_pb2.Code, value)
+                response.code = _enum_value(raccoon_pb2.Code, value)  # type: ignore[assignment]
             elif name == "sent_time":
                 response.sent_time = _go_int(value, _INT64, "SendEventResponse.sent_time")
             elif name == "reason":

@@ -1,0 +1,86 @@
+"""What became of a batch: acknowledged events, failed ones, and why.
+
+A :class:`DeliveryReport` is produced on the sender's event loop and read on
+the bundle's thread, where Beam metrics and dead letters are made.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Generic, List, Optional, TypeVar
+
+from raccoon_beam._proto import raccoon_pb2
+from raccoon_beam.errors import Failure
+from raccoon_beam.retry import Verdict
+
+__all__ = ["SendOutcome", "FailedEvents", "DeliveryReport", "dead_letter_reason"]
+
+S = TypeVar("S")
+
+
+@dataclasses.dataclass
+class SendOutcome:
+    """How one request ended after its retries.
+
+    Attributes:
+      response: the server's successful response, or None.
+      failure: the last failure, or None on success.
+      verdict: the classification of ``failure`` (None on success).
+      attempts: how many times the request was sent.
+      waited: seconds spent backing off between attempts.
+    """
+
+    response: Optional[raccoon_pb2.SendEventResponse]
+    failure: Optional[Failure]
+    verdict: Optional[Verdict]
+    attempts: int
+    waited: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """Whether the server acknowledged the request."""
+        return self.failure is None
+
+
+@dataclasses.dataclass
+class FailedEvents(Generic[S]):
+    """Events that could not be delivered, and the last failure they met."""
+
+    sources: List[S]
+    event_types: List[str]
+    failure: Failure
+    verdict: Verdict
+    attempts: int
+    req_guid: str
+
+    @property
+    def reason(self) -> str:
+        """The dead letter's ``error``: see :func:`dead_letter_reason`."""
+        return dead_letter_reason(self.failure, self.verdict, self.attempts)
+
+
+@dataclasses.dataclass
+class DeliveryReport(Generic[S]):
+    """What happened to one batch, for metrics and dead letters.
+
+    Every event of the batch is either counted in ``acknowledged`` or is
+    one of the ``failures``' sources.
+    """
+
+    events: int = 0
+    acknowledged: int = 0
+    requests: int = 0
+    retries: int = 0
+    waited: float = 0.0
+    bytes_sent: int = 0
+    latencies_ms: List[int] = dataclasses.field(default_factory=list)
+    failures: List[FailedEvents[S]] = dataclasses.field(default_factory=list)
+
+
+def dead_letter_reason(failure: Failure, verdict: Verdict, attempts: int) -> str:
+    """A dead letter's reason: why the sink stopped trying, then what the server said."""
+    if verdict is Verdict.RETRY:
+        return f"gave up after {attempts} attempt(s): {failure.message}"
+    if verdict is Verdict.SPLIT:
+        return f"rejected by the server: {failure.message}"
+    return f"not retryable: {failure.message}"

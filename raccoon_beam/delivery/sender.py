@@ -1,0 +1,284 @@
+"""The sender: the one owner of the event loop, the transport, the retry loop and the bound.
+
+A :class:`Sender` sends to one endpoint from any thread. :meth:`Sender.deliver`
+hands it a batch and returns a ``concurrent.futures.Future`` of the batch's
+:class:`~raccoon_beam.delivery.report.DeliveryReport`; :meth:`Sender.submit`
+does the same for one encoded request. Both block the caller while
+``max_in_flight`` batches or requests are under way: that one semaphore is
+the sink's back-pressure and the bound on requests in flight (the halves of a
+split batch go one after the other, in their batch's slot).
+
+Each request is retried as the :class:`~raccoon_beam.retry.RetryPolicy`
+says, resending the very same encoded bytes so that its ``req_guid`` and
+``sent_time`` never change. Retries and dead letters are logged,
+rate-limited, under ``raccoon_beam.delivery``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import threading
+import time
+import traceback
+from typing import Any, Awaitable, Callable, Coroutine, Optional, Set, TypeVar
+
+from raccoon_beam._loop import EventLoopThread
+from raccoon_beam.batching import Batch
+from raccoon_beam.delivery.bisection import deliver
+from raccoon_beam.delivery.log import DEFAULT_LOG_INTERVAL, RateLimitedLog
+from raccoon_beam.delivery.report import DeliveryReport, SendOutcome
+from raccoon_beam.errors import Failure, FailureKind, SendFailure
+from raccoon_beam.retry import RetryPolicy, classify
+from raccoon_beam.transports import Transport, TransportConfig, open_transport
+from raccoon_beam.transports import redact
+from raccoon_beam.wire import EncodedRequest, Wire
+
+__all__ = ["Sender", "send_with_retry", "DEFAULT_CLOSE_TIMEOUT"]
+
+# How long close() waits for the transport to shut down.
+DEFAULT_CLOSE_TIMEOUT = 30.0
+
+_log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+S = TypeVar("S")
+
+
+async def send_with_retry(
+    transport: Transport,
+    request: EncodedRequest,
+    policy: RetryPolicy,
+    *,
+    sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+    clock: Callable[[], float] = time.monotonic,
+    on_retry: Optional[Callable[[Failure, float], None]] = None,
+) -> SendOutcome:
+    """Sends ``request`` until it is acknowledged or its failure is not retryable.
+
+    The same ``request`` object is resent on every attempt, so the req_guid
+    and sent_time in its body never change.
+
+    Args:
+      transport: where to send.
+      request: the encoded request.
+      policy: attempts, backoff and deadline.
+      sleep: the coroutine function that waits between attempts.
+      clock: a monotonic clock in seconds, for the deadline.
+      on_retry: called with each retried failure and the wait before the
+        next attempt (for logs).
+
+    Returns:
+      The outcome; a failure is returned in it, never raised. Any other
+      exception from the transport (a bug, an unanticipated library error)
+      is logged with its traceback and returned as an ``UNEXPECTED`` failure
+      (PERMANENT): raised, it would fail the bundle on every runner retry.
+      Cancellation still propagates.
+    """
+    attempts = 0
+    waited = 0.0
+
+    def before_retry(failure: Failure, wait: float) -> None:
+        nonlocal waited
+        waited += wait
+        if on_retry is not None:
+            on_retry(failure, wait)
+
+    failure: Optional[Failure] = None
+    try:
+        async for attempt in policy.retrying(sleep=sleep, clock=clock, on_retry=before_retry):
+            with attempt:
+                attempts += 1
+                response = await transport.send(request)
+    except SendFailure as exc:
+        failure = exc.failure
+    except Exception as exc:  # noqa: BLE001 - the one boundary where anything is caught
+        failure = _unexpected_failure(exc, transport)
+    if failure is not None:
+        return SendOutcome(None, failure, classify(failure), attempts, waited)
+    return SendOutcome(response, None, None, attempts, waited)
+
+
+def _unexpected_failure(exc: Exception, transport: Transport) -> Failure:
+    """Logs ``exc`` (traceback, redacted messages) and turns it into an UNEXPECTED failure.
+
+    The traceback is formatted here rather than with ``exc_info``: a library
+    exception's message may quote a header or the URL's password, so every
+    message of the chain goes through ``redact`` first (frames show source
+    lines, never values).
+    """
+    config = transport.config
+
+    def clean(error: BaseException) -> str:
+        return redact(f"{type(error).__name__}: {error}", config)
+
+    where = config.parsed_endpoint.redacted
+    chain = []
+    seen = set()
+    current: Optional[BaseException] = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        chain.append("".join(traceback.format_tb(current.__traceback__)) + clean(current))
+        current = current.__cause__ or current.__context__
+    message = clean(exc)
+    _log.error(
+        "unexpected error sending a request to %s (not retried): %s\n%s",
+        where,
+        message,
+        "\n--- caused by ---\n".join(chain),
+    )
+    return Failure(FailureKind.UNEXPECTED, f"unexpected client error sending to {where}: {message}")
+
+
+class Sender:
+    """Sends batches and requests to one endpoint, with retries, from any thread.
+
+    Args:
+      config: the transport configuration; ``config.max_in_flight`` is the
+        most batches (or requests) under way at once.
+      policy: the retry policy (default: ``RetryPolicy()``).
+      sleep: the coroutine function that waits between attempts (tests).
+      clock: the monotonic clock of the retry deadline (tests).
+      transport_factory: builds the transport (tests and benchmarks may wrap it).
+      log_interval: the least seconds between two log lines of one kind.
+    """
+
+    def __init__(
+        self,
+        config: TransportConfig,
+        policy: Optional[RetryPolicy] = None,
+        *,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        transport_factory: Callable[[TransportConfig], Transport] = open_transport,
+        log_interval: float = DEFAULT_LOG_INTERVAL,
+    ) -> None:
+        self.config = config
+        self.policy = policy if policy is not None else RetryPolicy()
+        self._sleep = sleep
+        self._clock = clock
+        self._slots = threading.BoundedSemaphore(config.max_in_flight)
+        self._transport = transport_factory(config)  # opens nothing until its first send
+        self._wire = Wire(config.wire)
+        self._active: Set["asyncio.Task[Any]"] = set()
+        self._closed = False
+        self._close_lock = threading.Lock()
+        self._retries = RateLimitedLog(_log, logging.WARNING, "request(s) failed and will be retried", log_interval)
+        self._dead_letters = RateLimitedLog(_log, logging.ERROR, "event(s) dead-lettered at stage 'send'", log_interval)
+        self._loop = EventLoopThread(name=f"raccoon-beam-{config.kind}-sender")
+        self._loop.start()
+        _log.info(
+            "raccoon_beam: sending to %s over %s as connection id %s",
+            config.parsed_endpoint.redacted,
+            config.kind,
+            getattr(self._transport, "conn_id", "?"),
+        )
+
+    @property
+    def transport(self) -> Transport:
+        """The transport (its connection opens with the first request)."""
+        return self._transport
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def deliver(self, batch: Batch[S]) -> "concurrent.futures.Future[DeliveryReport[S]]":
+        """Starts delivering ``batch`` (with retries and bisection).
+
+        Blocks while ``max_in_flight`` batches or requests are under way.
+
+        Returns:
+          A future of the batch's report, in which every event is either
+          acknowledged or failed. It is cancelled if the sender is closed first.
+
+        Raises:
+          RuntimeError: the sender is closed.
+        """
+        return self._start(self._deliver(batch))
+
+    def submit(self, request: EncodedRequest) -> "concurrent.futures.Future[SendOutcome]":
+        """Sends one encoded request (with retries, no bisection); blocks like :meth:`deliver`.
+
+        Raises:
+          RuntimeError: the sender is closed.
+        """
+        return self._start(self._send(request))
+
+    def close(self, timeout: float = DEFAULT_CLOSE_TIMEOUT) -> None:
+        """Cancels what is pending, closes the transport and stops the loop.
+
+        Afterwards no thread or socket of the sender remains. Idempotent.
+        """
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+        try:
+            if self._loop.running:
+                self._loop.run(self._aclose(), timeout)
+        finally:
+            self._loop.stop()
+
+    def __enter__(self) -> "Sender":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"Sender({self.config.parsed_endpoint.redacted}, {state})"
+
+    def _start(self, coro: Coroutine[Any, Any, T]) -> "concurrent.futures.Future[T]":
+        self._check_open(coro)
+        self._slots.acquire()
+        try:
+            self._check_open(coro)
+            future = self._loop.submit(self._tracked(coro))
+        except BaseException:
+            self._slots.release()
+            raise
+        future.add_done_callback(lambda _: self._slots.release())
+        return future
+
+    def _check_open(self, coro: Coroutine[Any, Any, Any]) -> None:
+        if self._closed:
+            coro.close()
+            raise RuntimeError(f"{self!r} is closed")
+
+    async def _deliver(self, batch: Batch[S]) -> DeliveryReport[S]:
+        report = await deliver(batch, self._send, self._wire)
+        for failed in report.failures:
+            self._dead_letters.record(len(failed.sources), f"{failed.reason} (code {failed.failure.code})")
+        return report
+
+    async def _send(self, request: EncodedRequest) -> SendOutcome:
+        return await send_with_retry(
+            self._transport, request, self.policy, sleep=self._sleep, clock=self._clock, on_retry=self._on_retry
+        )
+
+    def _on_retry(self, failure: Failure, wait: float) -> None:
+        self._retries.record(1, f"{failure.message} (code {failure.code}); next attempt in {wait:.1f} s")
+
+    async def _tracked(self, coro: Awaitable[T]) -> T:
+        # Remember the task so that close() can cancel it: a request still
+        # retrying at close would otherwise retry against a closed transport.
+        task = asyncio.current_task()
+        assert task is not None
+        self._active.add(task)
+        try:
+            return await coro
+        finally:
+            self._active.discard(task)
+
+    async def _aclose(self) -> None:
+        active = [task for task in self._active if task is not asyncio.current_task()]
+        for task in active:
+            task.cancel()
+        await asyncio.gather(*active, return_exceptions=True)
+        await self._transport.close()
+        # aiohttp resolves host names in the loop's default executor: join its
+        # threads, or they would outlive the sender.
+        await asyncio.get_running_loop().shutdown_default_executor()

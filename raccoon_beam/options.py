@@ -1,0 +1,123 @@
+"""The options of ``WriteToRaccoon``: validated once, frozen, picklable.
+
+Every check runs when the transform is built, before the pipeline runs, and
+every message names the parameter as the user wrote it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Union
+
+from raccoon_beam import serializers
+from raccoon_beam.batching import DEFAULT_MAX_BATCH_BYTES, DEFAULT_MAX_BATCH_SIZE, check_batch_limits, check_positive_int
+from raccoon_beam.events import EventBuilder, EventTypeSpec, describe_event_type
+from raccoon_beam.retry import RetryPolicy
+from raccoon_beam.transports import (
+    DEFAULT_CONN_ID_HEADER,
+    DEFAULT_CONN_ID_PREFIX,
+    DEFAULT_GROUP_HEADER,
+    DEFAULT_MAX_IN_FLIGHT,
+    DEFAULT_SECRET_HEADERS,
+    DEFAULT_TIMEOUT,
+    TlsOptions,
+    TransportConfig,
+)
+from raccoon_beam.wire import Wire
+
+__all__ = ["WriteOptions"]
+
+
+@dataclasses.dataclass(frozen=True)
+class WriteOptions:
+    """Everything ``WriteToRaccoon`` was given, checked; see its docstring for each field.
+
+    Derived, also checked at construction: ``transport`` (the
+    :class:`~raccoon_beam.transports.TransportConfig`), ``builder`` (the
+    :class:`~raccoon_beam.events.EventBuilder`) and ``wire_type``.
+
+    Raises:
+      ValueError, TypeError: an option is invalid; the message names it.
+    """
+
+    endpoint: str
+    event_type: EventTypeSpec
+    serializer: Union[str, Callable[[Any], bytes]] = "json"
+    wire: str = "protobuf"
+    avro_schema: Optional[Union[Dict[str, Any], str]] = None
+    max_batch_size: int = DEFAULT_MAX_BATCH_SIZE
+    max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES
+    max_event_bytes: Optional[int] = None
+    max_buffering_duration: Optional[float] = None
+    retry: RetryPolicy = dataclasses.field(default_factory=RetryPolicy)
+    timeout: float = DEFAULT_TIMEOUT
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
+    headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    conn_id_header: str = DEFAULT_CONN_ID_HEADER
+    conn_id_prefix: str = DEFAULT_CONN_ID_PREFIX
+    group: Optional[str] = None
+    group_header: str = DEFAULT_GROUP_HEADER
+    tls: TlsOptions = dataclasses.field(default_factory=TlsOptions)
+    secret_headers: Sequence[str] = ()
+    fail_on_error: bool = False
+    buffering_clock: Callable[[], float] = time.time
+
+    transport: TransportConfig = dataclasses.field(init=False, repr=False, compare=False)
+    builder: EventBuilder = dataclasses.field(init=False, repr=False, compare=False)
+    wire_type: Wire = dataclasses.field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        check_batch_limits(self.max_batch_size, self.max_batch_bytes)
+        if self.max_event_bytes is not None:
+            check_positive_int("max_event_bytes", self.max_event_bytes)
+        duration = self.max_buffering_duration
+        if duration is not None and not (
+            isinstance(duration, (int, float))
+            and not isinstance(duration, bool)
+            and math.isfinite(duration)
+            and duration > 0
+        ):
+            raise ValueError(f"max_buffering_duration must be a positive number of seconds, got {duration!r}")
+        if not isinstance(self.retry, RetryPolicy):
+            raise TypeError(f"retry must be a RetryPolicy, got {type(self.retry).__name__}")
+        if not isinstance(self.tls, TlsOptions):
+            raise TypeError(f"tls must be a TlsOptions, got {type(self.tls).__name__}")
+        if not isinstance(self.fail_on_error, bool):
+            raise TypeError(f"fail_on_error must be True or False, got {self.fail_on_error!r}")
+        transport = TransportConfig(
+            endpoint=self.endpoint,
+            wire=self.wire,
+            timeout=self.timeout,
+            headers=dict(self.headers or {}),
+            conn_id_header=self.conn_id_header,
+            conn_id_prefix=self.conn_id_prefix,
+            group=self.group,
+            group_header=self.group_header,
+            tls=self.tls,
+            max_in_flight=self.max_in_flight,
+            secret_headers=tuple(DEFAULT_SECRET_HEADERS) + tuple(self.secret_headers),
+        )
+        wire_type = Wire(transport.wire)
+        builder = EventBuilder(
+            self.event_type,
+            serializers.resolve_serializer(self.serializer, avro_schema=self.avro_schema),
+            wire_type,
+            self.max_event_bytes,
+            self.max_batch_bytes,
+        )
+        object.__setattr__(self, "transport", transport)
+        object.__setattr__(self, "wire_type", wire_type)
+        object.__setattr__(self, "builder", builder)
+
+    @property
+    def serializer_name(self) -> str:
+        """The serializer, for display data."""
+        return serializers.describe_serializer(self.serializer)
+
+    @property
+    def event_type_name(self) -> str:
+        """The event type, for display data."""
+        return describe_event_type(self.event_type)
+
