@@ -259,7 +259,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="100,000 events, one run each; writes nothing by default")
     parser.add_argument("--events", type=int, help="events per throughput run (default 1,000,000; quick 100,000)")
     parser.add_argument("--memory-factor", type=int, default=5, help="the memory run has this many times --events")
-    parser.add_argument("--repeat", type=int, help="runs per configuration, the best kept (default 2; quick 1)")
+    parser.add_argument("--repeat", type=int, help="rounds: runs per configuration, the best kept (default 3; quick 1)")
     parser.add_argument("--chunk", type=int, default=10_000, help="events generated per input element")
     parser.add_argument("--only", help="comma-separated substrings of configuration names to run")
     parser.add_argument("--no-memory", action="store_true", help="skip the memory run")
@@ -274,7 +274,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     if args.events is None:
         args.events = 100_000 if args.quick else 1_000_000
     if args.repeat is None:
-        args.repeat = 1 if args.quick else 2
+        args.repeat = 1 if args.quick else 3
     if args.streaming_duration is None:
         args.streaming_duration = 10.0 if args.quick else 30.0
     args.chunk = min(args.chunk, args.events)

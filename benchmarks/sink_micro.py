@@ -23,7 +23,7 @@ from typing import Any, Dict, Optional, Sequence
 
 from benchmarks import workload
 from raccoon_beam._proto import raccoon_pb2
-from raccoon_beam.transports.base import Transport, check_response
+from raccoon_beam.transports import Transport, check_response
 
 __all__ = ["NullTransport", "measure"]
 
@@ -54,15 +54,15 @@ def measure(serializer: str, events: int = 200_000, passes: int = 5) -> float:
 
     from raccoon_beam import WriteToRaccoon
     from raccoon_beam import io as sink_io
-    from raccoon_beam.transports.client import RaccoonClient
+    from raccoon_beam.delivery import Sender, shared
 
     # Every WriteToRaccoon of this process sends to a NullTransport.
-    sink_io.RaccoonClient = functools.partial(RaccoonClient, transport_factory=NullTransport)
+    shared.Sender = functools.partial(Sender, transport_factory=NullTransport)  # type: ignore[misc]
     extra = {"avro_schema": workload.AVRO_SCHEMA} if serializer == "avro" else {}
     transform = WriteToRaccoon(
         "http://127.0.0.1:1/api/v1/events", event_type=workload.event_type_of(serializer), serializer=serializer, **extra
     )
-    fn = sink_io._WriteEventsFn(transform._builder, transform._sender())
+    fn = sink_io._WriteEventsFn(transform.options)
     windows = (GlobalWindow(),)
     elements = [WindowedValue(e, MIN_TIMESTAMP, windows) for e in workload.generate(serializer, events)(0)]
     fn.setup()
