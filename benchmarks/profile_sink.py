@@ -158,6 +158,7 @@ def profile(
     rate: int = DEFAULT_RATE,
     top: int = DEFAULT_TOP,
     raw: Optional[str] = None,
+    gil: bool = False,
 ) -> Dict[str, str]:
     """Profiles one run; returns ``{"title", "command", "text"}``. Raises RuntimeError without py-spy.
 
@@ -170,6 +171,8 @@ def profile(
       rate: py-spy samples per second.
       top: functions per table.
       raw: keep py-spy's collapsed stacks in this file.
+      gil: sample only the thread holding the GIL (py-spy ``--gil``): where
+        the interpreter's time goes, without the threads waiting for it.
     """
     executable = py_spy()
     if executable is None:
@@ -182,15 +185,17 @@ def profile(
         endpoint = {"grpc": emu.grpc_endpoint, "rest": emu.rest_endpoint, "websocket": emu.ws_endpoint}[transport]
         pipeline = ["-m", "benchmarks.sink_pipeline", "--mode", mode, "--endpoint", endpoint,
                     "--events", str(events), "--wire", wire, "--serializer", serializer]
-        command = [executable, "record", "--rate", str(rate), "--format", "raw", "--output", raw, "--",
-                   sys.executable, *pipeline]
+        command = [executable, "record", "--rate", str(rate), "--format", "raw", "--output", raw,
+                   *(["--gil"] if gil else []), "--", sys.executable, *pipeline]
         done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
         if done.returncode != 0:
             raise RuntimeError(f"py-spy failed ({done.returncode}): {done.stderr[-2000:]}")
     text = render(*summarize(raw), top=top)
     flags = f"--mode {mode} --transport {transport} --wire {wire} --serializer {serializer} --events {events}"
+    flags += " --gil" if gil else ""
     return {
-        "title": f"{mode}, {transport} / {wire} wire, {serializer} serializer, {events:,} events",
+        "title": f"{mode}, {transport} / {wire} wire, {serializer} serializer, {events:,} events"
+        + (", GIL holder only" if gil else ""),
         "command": f"python -m benchmarks.profile_sink {flags}",
         "text": text,
         "raw": raw,
@@ -209,10 +214,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--rate", type=int, default=DEFAULT_RATE, help="py-spy samples per second")
     parser.add_argument("--top", type=int, default=DEFAULT_TOP, help="functions per table")
     parser.add_argument("--raw", help="keep py-spy's collapsed stacks in this file")
+    parser.add_argument("--gil", action="store_true", help="sample only the thread holding the GIL")
     args = parser.parse_args(argv)
     try:
         result = profile(mode=args.mode, transport=args.transport, wire=args.wire, serializer=args.serializer,
-                         events=args.events, rate=args.rate, top=args.top, raw=args.raw)
+                         events=args.events, rate=args.rate, top=args.top, raw=args.raw, gil=args.gil)
     except RuntimeError as exc:
         print(exc, file=sys.stderr)
         return 2

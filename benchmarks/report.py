@@ -1,4 +1,9 @@
-"""Tables, targets, chart and README section of a benchmark run."""
+"""Tables, targets, chart and README section of a benchmark run.
+
+``python -m benchmarks.report [results.json] [--output-dir DIR]`` renders
+them again from a run's ``results.json`` (after a change to this module,
+without running the benchmark again).
+"""
 
 from __future__ import annotations
 
@@ -283,7 +288,7 @@ def chart(results: Dict[str, Any], path: str) -> bool:
 
     rows = list(results["throughput"])
     by_name = _rows_by_name(results)
-    noop, ideal = _rate(by_name, NOOP), _rate(by_name, IDEAL)
+    noop, ideal, noop_messages = _rate(by_name, NOOP), _rate(by_name, IDEAL), _rate(by_name, NOOP_MESSAGES)
     colors = {"sink": "#2b6cb0", "noop": "#718096", "ideal": "#a0aec0", "handwritten": "#c05621"}
     fig, ax = plt.subplots(figsize=(9, 0.45 * len(rows) + 1.6))
     names = [row["name"] for row in rows][::-1]
@@ -297,6 +302,8 @@ def chart(results: Dict[str, Any], path: str) -> bool:
     if noop:
         lines += [(0.4 * noop, "0.4 x no-op (gRPC)", "#68d391"), (0.35 * noop, "0.35 x no-op (REST, WS)", "#d69e2e"),
                   (0.3 * noop, "0.3 x no-op (JSON wire)", "#dd6b20")]
+    if noop_messages:
+        lines.append((0.4 * noop_messages, "0.4 x no-op of messages (protobuf serializer)", "#805ad5"))
     for x, label, color in lines:
         ax.axvline(x, linestyle="--", color=color, linewidth=1, label=label)
     if lines:
@@ -340,3 +347,22 @@ def write(results: Dict[str, Any], folder: str) -> None:
     text = pattern.sub(lambda _: f"{BEGIN}\n{section}\n{END}", text, count=1)
     with open(readme, "w", encoding="utf-8") as out:
         out.write(text)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    import argparse
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("results", nargs="?", default=os.path.join(here, RESULTS))
+    parser.add_argument("--output-dir", default=here, help="where README.md, results.json and the chart are written")
+    args = parser.parse_args(argv)
+    with open(args.results, encoding="utf-8") as source:
+        results = json.load(source)
+    print(render(results))
+    write(results, args.output_dir)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
