@@ -241,14 +241,19 @@ def _streaming(duration: float, rate: float, buffering: float) -> Dict[str, Any]
 
 
 def _profile(results: Dict[str, Any], events: int) -> None:
-    """Adds the py-spy profile of the gRPC run (the main configuration) to ``results``, when py-spy is here."""
+    """Adds the py-spy profile (GIL holder) of the gRPC run, the main configuration, to ``results``, when py-spy is here."""
     if profile_sink.py_spy() is None:
         _log("a target was missed; no profile: py-spy is not installed (pip install -e '.[bench]')")
         return
     _log(f"a target was missed: profiling {MEMORY_CONFIG.name}, {events:,} events")
     try:
         results["profile"] = profile_sink.profile(
-            transport=MEMORY_CONFIG.transport, wire=MEMORY_CONFIG.wire, serializer=MEMORY_CONFIG.serializer, events=events
+            transport=MEMORY_CONFIG.transport, wire=MEMORY_CONFIG.wire, serializer=MEMORY_CONFIG.serializer,
+            events=events,
+            # The thread holding the GIL: the sink is CPU-bound on the bundle's
+            # thread, and without --gil py-spy also counts threads blocked in
+            # native calls (epoll, gRPC's poller), which hides where CPU goes.
+            gil=True,
         )
     except (RuntimeError, OSError) as exc:
         _log(f"  profile failed: {exc}")
