@@ -32,6 +32,21 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time, __getattr__ b
     from raccoon_beam.transports import TlsOptions
 
 
+__all__ = [
+    "WriteToRaccoon",
+    "WriteToRaccoonResult",
+    "RaccoonDeadLetter",
+    "RetryPolicy",
+    "TlsOptions",
+    "RaccoonError",
+    "SerializationError",
+    "WireFormatError",
+    "SendFailure",
+    "Failure",
+    "FailureKind",
+    "DeliveryError",
+]
+
 __version__ = "0.1.0"
 
 # Public name -> the module that defines it (the TYPE_CHECKING imports above, for run time).
@@ -50,7 +65,5 @@ _LAZY: Dict[str, str] = {
     "DeliveryError": "raccoon_beam.errors",
 }
 
-
-__all__ = list(_LAZY)
 
 __getattr__, __dir__ = lazy_attributes(__name__, _LAZY, __all__)

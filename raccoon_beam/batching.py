@@ -9,7 +9,7 @@ fits here fits under the server's receive limit without encoding it twice.
 from __future__ import annotations
 
 import dataclasses
-from typing import Generic, List, Optional, Tuple, TypeVar
+from typing import Callable, Generic, List, Optional, Tuple, TypeVar
 
 from raccoon_beam import wire as wire_lib
 from raccoon_beam.wire import Wire
@@ -84,18 +84,31 @@ class Batcher(Generic[S]):
       max_batch_bytes: the most bytes in one encoded request. A single event
         larger than this still gets a batch of its own; validating event
         sizes is the caller's job (``max_event_bytes``).
+      on_close: called with each batch as it closes; :meth:`add` then
+        returns None (the sink's hot path saves a call per event this way).
 
     Raises:
       ValueError: a limit is not a positive integer, or leaves no room for events.
     """
 
-    def __init__(self, wire: Wire, max_batch_size: int, max_batch_bytes: int) -> None:
+    _event_types: List[str]
+    _payloads: List[bytes]
+    _sources: List[S]
+    _size: int
+
+    def __init__(
+        self,
+        wire: Wire,
+        max_batch_size: int,
+        max_batch_bytes: int,
+        on_close: Optional[Callable[[Batch[S]], None]] = None,
+    ) -> None:
         check_batch_limits(max_batch_size, max_batch_bytes)
         self._wire = wire
         self._max_events = max_batch_size
         self._max_bytes = max_batch_bytes
-        self._batch: Batch[S] = Batch()
-        self._size = wire_lib.REQUEST_OVERHEAD_BYTES
+        self._on_close = on_close
+        self._start()
 
     def add(
         self, event_type: str, payload: bytes, source: S, encoded_size: Optional[int] = None
@@ -117,29 +130,38 @@ class Batcher(Generic[S]):
         if encoded_size is None:
             encoded_size = wire_lib.encoded_event_size(event_type, len(payload), self._wire)
         closed: Optional[Batch[S]] = None
-        batch = self._batch
-        if batch.payloads and self._size + encoded_size > self._max_bytes:
+        size = self._size + encoded_size
+        if size > self._max_bytes and self._payloads:
             closed = self._take()
-            batch = self._batch
-        batch.event_types.append(event_type)
-        batch.payloads.append(payload)
-        batch.sources.append(source)
-        self._size += encoded_size
-        if len(batch.payloads) >= self._max_events:
+            size = wire_lib.REQUEST_OVERHEAD_BYTES + encoded_size
+        self._size = size
+        self._event_types.append(event_type)
+        self._payloads.append(payload)
+        self._sources.append(source)
+        if len(self._payloads) >= self._max_events:
             closed = self._take()
+        if closed is not None and self._on_close is not None:
+            self._on_close(closed)
+            return None
         return closed
 
     def flush(self) -> Optional[Batch[S]]:
         """Returns the open batch, if it holds any event, and starts a new one."""
-        return self._take() if self._batch.payloads else None
+        return self._take() if self._payloads else None
+
+    def _start(self) -> None:
+        self._event_types = []
+        self._payloads = []
+        self._sources = []
+        self._size = wire_lib.REQUEST_OVERHEAD_BYTES
 
     def _take(self) -> Batch[S]:
-        closed, self._batch = self._batch, Batch()
-        self._size = wire_lib.REQUEST_OVERHEAD_BYTES
+        closed = Batch(self._event_types, self._payloads, self._sources)
+        self._start()
         return closed
 
     def __len__(self) -> int:
-        return len(self._batch)
+        return len(self._payloads)
 
 
 def split_batch(batch: Batch[S]) -> Tuple[Batch[S], Batch[S]]:

@@ -83,6 +83,7 @@ class EventBuilder:
         self._serialize = serializer
         self._wire = wire
         self._sizer = wire_lib.EventSizer(wire)
+        self._constant_overhead = (self._sizer.linear_overhead(self._constant_type) or 0) if self._constant_type else 0
         # No limit of its own: events are bounded only by what fits in a request.
         self._max_event_bytes = max_event_bytes if max_event_bytes is not None else sys.maxsize
         self._max_batch_bytes = max_batch_bytes
@@ -97,7 +98,10 @@ class EventBuilder:
         except Exception as exc:  # any serializer failure is the element's, not the bundle's
             raise EventRejected(STAGE_SERIALIZE, _reason(exc), event_type) from exc
         size = len(payload)
-        encoded_size = self._sizer(event_type, size)
+        if self._constant_overhead:  # a constant type on the protobuf wire: one addition
+            encoded_size = size + self._constant_overhead
+        else:
+            encoded_size = self._sizer(event_type, size)
         if encoded_size > self._room or size > self._max_event_bytes:
             encoded_size = self._checked_size(event_type, size)
         return event_type, payload, encoded_size

@@ -27,12 +27,13 @@ from apache_beam.pvalue import PCollection, TaggedOutput
 from apache_beam.transforms.display import DisplayDataItem
 from apache_beam.utils.windowed_value import WindowedValue
 
-from raccoon_beam.batching import DEFAULT_MAX_BATCH_BYTES, DEFAULT_MAX_BATCH_SIZE, Batcher
+from raccoon_beam.batching import DEFAULT_MAX_BATCH_BYTES, DEFAULT_MAX_BATCH_SIZE
 from raccoon_beam.delivery import BundleWriter, DeliveryReport, Sender, acquire_sender, release_sender
 from raccoon_beam.errors import STAGE_SEND, DeliveryError, RaccoonDeadLetter
 from raccoon_beam.events import EventRejected, EventTypeSpec
 from raccoon_beam.options import WriteOptions
 from raccoon_beam.retry import RetryPolicy
+from raccoon_beam.serializers import DescriptorSetSpec, MessageTypeSpec
 from raccoon_beam.transports import (
     DEFAULT_CONN_ID_HEADER,
     DEFAULT_CONN_ID_PREFIX,
@@ -86,7 +87,16 @@ class WriteToRaccoon(beam.PTransform):
         ``avro_schema``), ``"bytes"``, or a callable element -> bytes.
       wire: how requests are encoded, ``"protobuf"`` or ``"json"`` (REST and
         WebSocket only; gRPC is always protobuf).
-      avro_schema: the Avro schema (a dict or JSON string) for ``"avro"``.
+      avro_schema: the Avro schema (a dict or JSON string) for ``"avro"``;
+        by default derived from the input's Beam schema (see
+        :mod:`raccoon_beam.avro_schema`).
+      message_type: with ``"protobuf"``, the message plain data (dicts, Rows,
+        NamedTuples, dataclasses) is converted to: a generated message class,
+        or a full name with ``descriptor_set``.
+      descriptor_set: the FileDescriptorSet file (or its bytes) that defines
+        a ``message_type`` given by name.
+      ignore_unknown_fields: with ``message_type``, skip fields the message
+        does not have instead of dead-lettering the element.
       max_batch_size: the most events in one request.
       max_batch_bytes: the most bytes in one encoded request; by default
         safely under gRPC's 4 MiB receive limit.
@@ -130,6 +140,9 @@ class WriteToRaccoon(beam.PTransform):
         serializer: Union[str, Callable[[Any], bytes]] = "json",
         wire: str = "protobuf",
         avro_schema: Optional[Union[Dict[str, Any], str]] = None,
+        message_type: Optional[MessageTypeSpec] = None,
+        descriptor_set: Optional[DescriptorSetSpec] = None,
+        ignore_unknown_fields: bool = False,
         max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
         max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
         max_event_bytes: Optional[int] = None,
@@ -154,6 +167,9 @@ class WriteToRaccoon(beam.PTransform):
             serializer=serializer,
             wire=wire,
             avro_schema=avro_schema,
+            message_type=message_type,
+            descriptor_set=descriptor_set,
+            ignore_unknown_fields=ignore_unknown_fields,
             max_batch_size=max_batch_size,
             max_batch_bytes=max_batch_bytes,
             max_event_bytes=max_event_bytes,
@@ -178,7 +194,8 @@ class WriteToRaccoon(beam.PTransform):
         return self._options
 
     def expand(self, pcoll: PCollection) -> WriteToRaccoonResult:
-        options = self._options
+        # The serializer may depend on the input's Beam schema (a derived Avro schema).
+        options = self._options.for_element_type(pcoll.element_type)
         if options.max_buffering_duration is None:
             outputs = pcoll | "WriteEvents" >> beam.ParDo(_WriteEventsFn(options)).with_outputs(
                 FAILED_TAG, main="unused"
@@ -289,9 +306,7 @@ class _SendingFn(beam.DoFn):
     def setup(self) -> None:
         options = self._options
         self._sender = acquire_sender(options.transport, options.retry)
-        self._writer = BundleWriter(
-            self._sender, Batcher(options.wire_type, options.max_batch_size, options.max_batch_bytes)
-        )
+        self._writer = BundleWriter(self._sender, options.wire_type, options.max_batch_size, options.max_batch_bytes)
         self._metrics = _Metrics()
         self._dead_letters = []
 
@@ -330,7 +345,7 @@ class _SendingFn(beam.DoFn):
         one window.
         """
         assert self._writer is not None
-        if self._writer.has_finished:
+        if self._writer.finished:
             self._record(self._writer.take_finished())
         if not self._dead_letters:
             return None
@@ -374,6 +389,7 @@ class _WriteEventsFn(_SendingFn):
 
     def __init__(self, options: WriteOptions) -> None:
         super().__init__(options)
+        assert options.builder is not None, "options.for_element_type() first"
         self._build = options.builder
         self._rejected = _counter(_EVENTS_DEAD_LETTERED)
 
@@ -389,8 +405,8 @@ class _WriteEventsFn(_SendingFn):
             return (TaggedOutput(FAILED_TAG, letter),)  # inherits the element's windowing
         writer = self._writer
         assert writer is not None
-        writer.add(event_type, payload, encoded_size, windowed)
-        if writer.has_finished and len(windowed.windows) == 1:
+        writer.add(event_type, payload, windowed, encoded_size)
+        if writer.finished and len(windowed.windows) == 1:
             return self._ready_dead_letters()
         return None  # Beam would multiply the windows of a WindowedValue output here
 
@@ -399,6 +415,7 @@ class _BuildEventsFn(beam.DoFn):
     """Builds events ahead of GroupIntoBatches (the buffering path)."""
 
     def __init__(self, options: WriteOptions) -> None:
+        assert options.builder is not None, "options.for_element_type() first"
         self._build = options.builder
         self._fail_on_error = options.fail_on_error
         self._rejected = _counter(_EVENTS_DEAD_LETTERED)
@@ -425,7 +442,7 @@ class _WriteBatchesFn(_SendingFn):
         assert writer is not None
         windows = (window,)
         for event_type, payload, encoded_size, element, timestamp in keyed_batch[1]:
-            writer.add(event_type, payload, encoded_size, WindowedValue(element, timestamp, windows))
+            writer.add(event_type, payload, WindowedValue(element, timestamp, windows), encoded_size)
         # A buffered batch is due now: do not hold it until the bundle ends.
         writer.flush()
         return self._ready_dead_letters()

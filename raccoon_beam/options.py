@@ -47,6 +47,9 @@ class WriteOptions:
     serializer: Union[str, Callable[[Any], bytes]] = "json"
     wire: str = "protobuf"
     avro_schema: Optional[Union[Dict[str, Any], str]] = None
+    message_type: Optional[serializers.MessageTypeSpec] = None
+    descriptor_set: Optional[serializers.DescriptorSetSpec] = None
+    ignore_unknown_fields: bool = False
     max_batch_size: int = DEFAULT_MAX_BATCH_SIZE
     max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES
     max_event_bytes: Optional[int] = None
@@ -63,9 +66,12 @@ class WriteOptions:
     secret_headers: Sequence[str] = ()
     fail_on_error: bool = False
     buffering_clock: Callable[[], float] = time.time
+    # The input PCollection's element type, set by ``for_element_type`` in
+    # expand(): serializer="avro" without avro_schema derives the schema from it.
+    element_type: Any = dataclasses.field(default=None, repr=False, compare=False)
 
     transport: TransportConfig = dataclasses.field(init=False, repr=False, compare=False)
-    builder: EventBuilder = dataclasses.field(init=False, repr=False, compare=False)
+    builder: Optional[EventBuilder] = dataclasses.field(init=False, repr=False, compare=False)
     wire_type: Wire = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -100,16 +106,53 @@ class WriteOptions:
             secret_headers=tuple(DEFAULT_SECRET_HEADERS) + tuple(self.secret_headers),
         )
         wire_type = Wire(transport.wire)
-        builder = EventBuilder(
-            self.event_type,
-            serializers.resolve_serializer(self.serializer, avro_schema=self.avro_schema),
-            wire_type,
-            self.max_event_bytes,
-            self.max_batch_bytes,
-        )
+        builder: Optional[EventBuilder] = None
+        if not self._waits_for_element_type():
+            builder = EventBuilder(
+                self.event_type,
+                serializers.resolve_serializer(
+                    self.serializer,
+                    avro_schema=self.avro_schema,
+                    message_type=self.message_type,
+                    descriptor_set=self.descriptor_set,
+                    ignore_unknown_fields=self.ignore_unknown_fields,
+                    element_type=self.element_type,
+                ),
+                wire_type,
+                self.max_event_bytes,
+                self.max_batch_bytes,
+            )
         object.__setattr__(self, "transport", transport)
         object.__setattr__(self, "wire_type", wire_type)
         object.__setattr__(self, "builder", builder)
+
+    def __repr__(self) -> str:
+        # The endpoint's password and the headers' values may be credentials:
+        # shown as the transport configuration shows them, redacted.
+        return f"WriteOptions(event_type={self.event_type_name!r}, serializer={self.serializer_name!r}, transport={self.transport!r})"
+
+    def _waits_for_element_type(self) -> bool:
+        """An Avro schema to derive from an input not seen yet (before expand())."""
+        return self.serializer == "avro" and self.avro_schema is None and self.element_type is None
+
+    def for_element_type(self, element_type: Any) -> "WriteOptions":
+        """These options for an input of ``element_type`` (called in ``expand()``).
+
+        Args:
+          element_type: the input PCollection's element type.
+
+        Returns:
+          ``self`` when nothing depends on it, or a copy whose builder was
+          made for it.
+
+        Raises:
+          ValueError: serializer="avro" without avro_schema on an input with
+            no Beam schema.
+        """
+        if self.builder is not None:
+            return self
+        # Any, not None: None would mean "not seen yet" and leave no builder.
+        return dataclasses.replace(self, element_type=Any if element_type is None else element_type)
 
     @property
     def serializer_name(self) -> str:

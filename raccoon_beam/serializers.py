@@ -12,12 +12,16 @@ Built-in serializers:
 
 - ``"json"``: dicts, lists, scalars, Beam ``Row`` s, ``NamedTuple`` s and
   dataclasses (the last three as JSON objects of their fields), nested in any
-  combination. Compact UTF-8 JSON; NaN and Infinity are rejected.
-- ``"protobuf"``: a ``google.protobuf.message.Message`` instance.
+  combination. Compact UTF-8 JSON written by orjson; NaN and Infinity are
+  rejected.
+- ``"protobuf"``: a ``google.protobuf.message.Message`` instance; with
+  ``message_type``, plain data converted to that message
+  (:mod:`raccoon_beam.protobuf_data`).
 - ``"avro"``: Avro binary encoding without header (fastavro's schemaless
-  writer) under a user-given schema; dicts, ``Row`` s, ``NamedTuple`` s and
-  dataclasses as records. A missing field takes its schema default; fields
-  the schema does not name are ignored.
+  writer) under a user-given schema, or one derived from the input's Beam
+  schema (:mod:`raccoon_beam.avro_schema`); dicts, ``Row`` s, ``NamedTuple`` s
+  and dataclasses as records. A missing field takes its schema default;
+  fields the schema does not name are ignored.
 - ``"bytes"``: ``bytes``, ``bytearray``, ``memoryview``, and ``str`` as UTF-8.
 
 Any other callable element -> bytes is accepted too; its failures are turned
@@ -31,15 +35,26 @@ import functools
 import io
 import json
 import math
+import os
+import sys
 from json import encoder as _json_encoder
-from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Hashable, Iterable, Mapping, Optional, Sequence, Tuple, Type, Union, cast
 
 import fastavro
 import fastavro.validation
+import orjson
 from apache_beam.pvalue import Row
+from apache_beam.utils.timestamp import Timestamp as BeamTimestamp
 from google.protobuf.message import EncodeError, Message
 
+from raccoon_beam.avro_schema import avro_schema_from_beam
 from raccoon_beam.errors import SerializationError
+from raccoon_beam.protobuf_data import (
+    DEFAULT_IGNORE_UNKNOWN_FIELDS,
+    converter_for,
+    descriptor_set_of,
+    load_message_class,
+)
 
 __all__ = [
     "Serializer",
@@ -55,6 +70,10 @@ SERIALIZER_NAMES = ("json", "protobuf", "avro", "bytes")
 """The names of the built-in serializers, accepted by :func:`resolve_serializer`."""
 
 AvroSchema = Union[Mapping[str, Any], list, str]
+MessageTypeSpec = Union[str, Type[Message]]
+"""A generated message class, or a message's full name (with a descriptor set)."""
+DescriptorSetSpec = Union[str, "os.PathLike[str]", bytes]
+"""A FileDescriptorSet: the path of its file, or its bytes."""
 
 # Values that JSON and Avro take as they are: a container holding only these
 # needs no conversion, which one C-level set test can tell.
@@ -74,6 +93,10 @@ def resolve_serializer(
     *,
     avro_schema: Optional[AvroSchema] = None,
     avro_validate: bool = True,
+    message_type: Optional[MessageTypeSpec] = None,
+    descriptor_set: Optional[DescriptorSetSpec] = None,
+    ignore_unknown_fields: bool = DEFAULT_IGNORE_UNKNOWN_FIELDS,
+    element_type: Any = None,
 ) -> Serializer:
     """Turns a serializer spec into a picklable callable element -> bytes.
 
@@ -89,6 +112,18 @@ def resolve_serializer(
         writes any value as a ``boolean`` by its truth, and writes a string as
         an array of its characters); turning this off saves about 2 us per
         event and only names the field of records the writer rejects.
+      message_type: with ``"protobuf"``, the message that plain data (dicts,
+        Rows, NamedTuples, dataclasses) is converted to: a generated message
+        class, or its full name (``"pkg.ClickEvent"``) with
+        ``descriptor_set``. Messages of that type are serialized as they are.
+      descriptor_set: a FileDescriptorSet (``protoc --descriptor_set_out
+        --include_imports``): a path to the file, or its bytes.
+      ignore_unknown_fields: with ``message_type``, skip names the message
+        does not have instead of dead-lettering the element.
+      element_type: the input PCollection's element type. With ``"avro"`` and
+        no ``avro_schema``, a type with a Beam schema (a NamedTuple, a
+        ``Row`` type) gives the Avro schema (see
+        :func:`raccoon_beam.avro_schema.avro_schema_from_beam`).
 
     Returns:
       A callable element -> ``bytes`` that raises
@@ -97,12 +132,19 @@ def resolve_serializer(
 
     Raises:
       ValueError: an unknown serializer name, a missing or invalid Avro
-        schema, or an Avro schema given for another serializer.
+        schema (or no Beam schema to derive it from), an Avro schema given
+        for another serializer, a message type that cannot be loaded, or
+        protobuf options given for another serializer.
       TypeError: ``spec`` is neither a string nor a callable.
     """
     if avro_schema is not None and spec != "avro":
         raise ValueError(
             f"avro_schema is only used with serializer='avro', not with {describe_serializer(spec)}"
+        )
+    if spec != "protobuf" and (message_type is not None or descriptor_set is not None or ignore_unknown_fields):
+        raise ValueError(
+            "message_type, descriptor_set and ignore_unknown_fields are only used with "
+            f"serializer='protobuf', not with {describe_serializer(spec)}"
         )
     if isinstance(spec, _BaseSerializer):
         return spec
@@ -110,12 +152,23 @@ def resolve_serializer(
         if spec == "json":
             return _JsonSerializer()
         if spec == "protobuf":
-            return _ProtobufSerializer()
+            if message_type is None:
+                if descriptor_set is not None or ignore_unknown_fields:
+                    raise ValueError("descriptor_set and ignore_unknown_fields need message_type=")
+                return _ProtobufSerializer()
+            return _ProtobufDataSerializer(
+                _message_class(message_type, descriptor_set), ignore_unknown_fields
+            )
         if spec == "bytes":
             return _BytesSerializer()
         if spec == "avro":
             if avro_schema is None:
-                raise ValueError("serializer='avro' needs avro_schema= (a dict or a JSON string)")
+                avro_schema = avro_schema_from_beam(element_type)
+                if avro_schema is None:
+                    raise ValueError(
+                        "serializer='avro' needs avro_schema= (a dict or a JSON string), "
+                        "or an input PCollection with a Beam schema to derive it from"
+                    )
             return _AvroSerializer(avro_schema, validate=avro_validate)
         raise ValueError(_unknown_name_message(spec))
     if callable(spec):
@@ -167,7 +220,16 @@ class _BaseSerializer:
 
 
 class _JsonSerializer(_BaseSerializer):
-    """Compact UTF-8 JSON (``ensure_ascii=False``, ``allow_nan=False``)."""
+    """Compact UTF-8 JSON written by orjson; NaN and Infinity are rejected.
+
+    The hot path is one ``orjson.dumps`` call. orjson cannot refuse NaN (it
+    writes ``null``), so only output that contains ``null`` is checked again
+    with the standard library's encoder (``allow_nan=False``), which is also
+    the path of everything orjson declines: ints beyond 64 bits, non-str
+    keys, nesting deeper than orjson's 255 levels. The standard encoder's
+    output or error is then the answer, so both paths accept the same
+    elements and fail with the same readable reasons.
+    """
 
     __slots__ = ("_chunks",)
     description = "json"
@@ -182,6 +244,18 @@ class _JsonSerializer(_BaseSerializer):
     def __call__(self, element: Any) -> bytes:
         if element is None:
             raise SerializationError(_ELEMENT_IS_NONE)
+        try:
+            data = _orjson_dumps(element, default=_orjson_default, option=_ORJSON_OPTIONS)
+        except TypeError:  # orjson.JSONEncodeError is a TypeError
+            return self._stdlib(element)
+        if b"null" in data and not _flat_and_finite(element):
+            # A None, or a NaN/Infinity that orjson made null: the standard
+            # encoder raises for the latter.
+            self._stdlib(element)
+        return data
+
+    def _stdlib(self, element: Any) -> bytes:
+        """The standard library's compact encoding of ``element``, or its readable failure."""
         try:
             return "".join(self._chunks(_plain_tree(element), 0)).encode("utf-8")
         except (TypeError, ValueError, RecursionError) as exc:
@@ -209,6 +283,66 @@ class _ProtobufSerializer(_BaseSerializer):
         raise SerializationError(
             f"expected a protobuf Message, got {_type_name(element)}"
         )
+
+
+class _ProtobufDataSerializer(_BaseSerializer):
+    """Plain data (or messages) of one message type -> its serialized bytes.
+
+    The converter is built once per message type and process
+    (:func:`raccoon_beam.protobuf_data.converter_for`).
+    """
+
+    __slots__ = ("_convert", "_ignore_unknown", "description")
+
+    def __init__(self, message_class: Type[Message], ignore_unknown_fields: bool) -> None:
+        self._convert = converter_for(cast(Hashable, message_class), ignore_unknown_fields)
+        self._ignore_unknown = ignore_unknown_fields
+        self.description = f"protobuf {message_class.DESCRIPTOR.full_name}"
+
+    def __reduce__(self):
+        message_class = self._convert.message_class
+        module = sys.modules.get(message_class.__module__)
+        if getattr(module, message_class.__qualname__, None) is message_class:
+            source: Any = message_class  # generated code: the worker imports it
+        else:  # a class made from a descriptor set: ship the schema itself
+            source = (message_class.DESCRIPTOR.full_name, descriptor_set_of(message_class.DESCRIPTOR))
+        return (_make_protobuf_data_serializer, (source, self._ignore_unknown))
+
+    def __call__(self, element: Any) -> bytes:
+        return self._convert(element)
+
+
+def _make_protobuf_data_serializer(source: Any, ignore_unknown_fields: bool) -> _ProtobufDataSerializer:
+    if isinstance(source, tuple):
+        source = load_message_class(*source)
+    return _ProtobufDataSerializer(source, ignore_unknown_fields)
+
+
+def _message_class(message_type: MessageTypeSpec, descriptor_set: Optional[DescriptorSetSpec]) -> Type[Message]:
+    """The message class a ``message_type`` (and ``descriptor_set``) names."""
+    if isinstance(message_type, type) and issubclass(message_type, Message):
+        if descriptor_set is not None:
+            raise ValueError("descriptor_set is only used with message_type given as a full name")
+        return message_type
+    if not isinstance(message_type, str) or not message_type:
+        raise ValueError(
+            "message_type must be a generated protobuf message class or a full message name, "
+            f"got {message_type!r}"
+        )
+    if descriptor_set is None:
+        raise ValueError(
+            f"message_type={message_type!r} needs descriptor_set= (a FileDescriptorSet file, as "
+            "protoc --descriptor_set_out --include_imports writes it)"
+        )
+    if isinstance(descriptor_set, (bytes, bytearray, memoryview)):
+        data = bytes(descriptor_set)
+    else:
+        try:
+            with open(descriptor_set, "rb") as file:
+                data = file.read()
+        except OSError as exc:
+            raise ValueError(f"descriptor_set {os.fspath(descriptor_set)!r} cannot be read: {exc}") from exc
+    return load_message_class(message_type, data)
 
 
 class _BytesSerializer(_BaseSerializer):
@@ -254,7 +388,7 @@ class _AvroSerializer(_BaseSerializer):
         if element is None:
             raise SerializationError(_ELEMENT_IS_NONE)
         try:
-            record = _plain_tree(element)
+            record = _plain_tree(element, avro=True)
         except RecursionError as exc:
             raise SerializationError("circular reference or nesting too deep") from exc
         if self._validate and not fastavro.validation.validate(
@@ -321,42 +455,46 @@ def _make_avro_serializer(schema: AvroSchema, validate: bool) -> _AvroSerializer
 # --------------------------------------------------------------------------- #
 
 
-def _plain_tree(obj: Any) -> Any:
+def _plain_tree(obj: Any, avro: bool = False) -> Any:
     """``obj`` with every Row, NamedTuple and dataclass in it made a dict.
 
     Returns ``obj`` itself when there is nothing to convert (the common case of
     a dict of scalars costs one C-level set test), and otherwise copies only
     the containers on the way to a converted value. Other values are left to
-    the encoder, which rejects what it cannot hold. Raises RecursionError on a
+    the encoder, which rejects what it cannot hold; for Avro (``avro=True``)
+    a Beam ``Timestamp`` becomes its microseconds. Raises RecursionError on a
     circular reference.
     """
     cls = type(obj)
     if cls is dict:
         if _PLAIN_SCALARS.issuperset(map(type, obj.values())):
             return obj
-        return _plain_dict(obj)
+        return _plain_dict(obj, avro)
     if cls is list:
         if _PLAIN_SCALARS.issuperset(map(type, obj)):
             return obj
-        return _plain_sequence(obj)
+        return _plain_sequence(obj, avro)
     if cls in _PLAIN_SCALARS:
         return obj
     fields = _fields_of(obj)
     if fields is not None:
-        return {name: _plain_tree(value) for name, value in fields}
+        return {name: _plain_tree(value, avro) for name, value in fields}
     if isinstance(obj, dict):
-        return _plain_dict(obj)
+        return _plain_dict(obj, avro)
     if isinstance(obj, (list, tuple)):
-        return _plain_sequence(obj)
+        return _plain_sequence(obj, avro)
+    if avro and cls is BeamTimestamp:
+        # The derived schema's timestamp-micros (Beam's micros_instant).
+        return obj.micros
     return obj
 
 
-def _plain_dict(obj: dict) -> dict:
+def _plain_dict(obj: dict, avro: bool) -> dict:
     copy = None
     for key, value in obj.items():
         if type(value) in _PLAIN_SCALARS:
             continue
-        plain = _plain_tree(value)
+        plain = _plain_tree(value, avro)
         if plain is not value:
             if copy is None:
                 copy = dict(obj)
@@ -364,8 +502,8 @@ def _plain_dict(obj: dict) -> dict:
     return obj if copy is None else copy
 
 
-def _plain_sequence(obj: Union[list, tuple]) -> Union[list, tuple]:
-    items = [_plain_tree(value) for value in obj]
+def _plain_sequence(obj: Union[list, tuple], avro: bool) -> Union[list, tuple]:
+    items = [_plain_tree(value, avro) for value in obj]
     if all(new is old for new, old in zip(items, obj)):
         return obj
     return items if isinstance(obj, list) else tuple(items)
@@ -389,6 +527,42 @@ def _fields_of(obj: Any) -> Optional[Iterable[Tuple[str, Any]]]:
 # --------------------------------------------------------------------------- #
 # JSON
 # --------------------------------------------------------------------------- #
+
+
+# orjson leaves datetimes and dataclasses to ``default``: the standard encoder
+# rejects datetimes, and orjson would drop a dataclass's fields whose names
+# start with "_", so both keep the stdlib semantics.
+_ORJSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+_orjson_dumps = orjson.dumps
+_isfinite = math.isfinite
+
+
+def _flat_and_finite(element: Any) -> bool:
+    """True for a dict of plain scalars without NaN or Infinity (the common case).
+
+    False means "look closer", not "invalid": nested values are left to the
+    standard encoder.
+    """
+    if type(element) is not dict:
+        return False
+    values = element.values()
+    if not _PLAIN_SCALARS.issuperset(map(type, values)):
+        return False
+    return all(_isfinite(value) for value in values if type(value) is float)
+
+
+def _orjson_default(obj: Any) -> Any:
+    """What orjson writes for a Row, NamedTuple or dataclass: a dict of its fields.
+
+    Anything else raises TypeError, which sends the element to the standard
+    encoder for the verdict and its readable reason.
+    """
+    fields = _fields_of(obj)
+    if fields is None:
+        if isinstance(obj, tuple):  # a tuple subclass that is not a NamedTuple
+            return list(obj)
+        raise TypeError(type(obj).__name__)
+    return dict(fields)
 
 
 def _reject_json_value(obj: Any) -> Any:
@@ -476,7 +650,7 @@ def _find_json_problem(obj: Any, path: str, active: set, cycles_only: bool) -> O
             return f"{where}: Out of range float value {obj!r} is not JSON compliant"
         return None
     if isinstance(obj, dict):
-        items = obj.items()
+        items: Optional[Iterable[Tuple[Any, Any]]] = obj.items()
     elif (fields := _fields_of(obj)) is not None:
         items = fields
     elif isinstance(obj, (list, tuple)):

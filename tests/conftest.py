@@ -26,3 +26,12 @@ def emulator(request: pytest.FixtureRequest) -> Iterator[RaccoonEmulator]:
     kwargs = dict(marker.kwargs) if marker is not None else {}
     with RaccoonEmulator(**kwargs) as emu:
         yield emu
+
+
+@pytest.fixture(autouse=True)
+def _no_lingering_senders() -> Iterator[None]:
+    """Closes the shared senders a test left lingering, so that no test inherits another's connection."""
+    yield
+    from raccoon_beam.delivery import shared
+
+    shared.close_idle_senders()

@@ -9,6 +9,7 @@ import functools
 import io
 import json
 import math
+import re
 from typing import Any, NamedTuple, Optional
 
 import apache_beam as beam
@@ -645,3 +646,49 @@ def test_bytes_round_trip(value):
 @given(st.binary(max_size=64))
 def test_callable_round_trip(value):
     assert resolve_serializer(lambda e: bytes(reversed(e)))(value)[::-1] == value
+
+
+# --------------------------------------------------------------------------- #
+# json: what orjson's fast path must not change
+# --------------------------------------------------------------------------- #
+
+
+@dataclasses.dataclass
+class _WithPrivate:
+    a: int
+    _hidden: int = 2
+
+
+@pytest.mark.parametrize(
+    "element, expected",
+    [
+        ({"big": 2**70}, {"big": 2**70}),  # beyond orjson's 64 bits
+        ({1: "a", None: "b"}, {"1": "a", "null": "b"}),  # non-str keys
+        (_WithPrivate(1), {"a": 1, "_hidden": 2}),  # orjson would drop "_hidden"
+        ({"n": None, "x": 1.5}, {"n": None, "x": 1.5}),
+        ({"t": (1, Point(2, "b"))}, {"t": [1, {"x": 2, "y": "b"}]}),
+    ],
+)
+def test_json_fast_path_keeps_the_standard_semantics(element, expected):
+    assert json_of(resolve_serializer("json"), element) == expected
+
+
+def test_json_deep_nesting_beyond_orjsons_limit_still_serializes():
+    element: list = [1]
+    for _ in range(300):  # orjson stops at 255 levels, the stdlib encoder does not
+        element = [element]
+    assert json.loads(resolve_serializer("json")(element)) == element
+
+
+@pytest.mark.parametrize(
+    "element, fragment",
+    [
+        ({"a": None, "b": [1.0, math.nan]}, "field 'b[1]': Out of range float value nan"),
+        ([None, {"x": math.inf}], "element[1].x"),
+        (beam.Row(a=None, v=-math.inf), "field 'v': Out of range float value -inf"),
+        ({"a": math.nan}, "field 'a': Out of range float value nan"),
+    ],
+)
+def test_json_nan_anywhere_is_an_error_not_null(element, fragment):
+    with pytest.raises(SerializationError, match=re.escape(fragment)):
+        resolve_serializer("json")(element)

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from raccoon_beam import wire
 from raccoon_beam._proto import raccoon_pb2
 from raccoon_beam.errors import WireFormatError
-from raccoon_beam.wire import Wire
+from raccoon_beam.wire import Wire, encode_request
 from tests.vectors import decode_vectors, encode_vectors, request_fields, response_fields
 
 REQUEST_VECTORS = encode_vectors("SendEventRequest")
@@ -228,3 +228,16 @@ def test_round_trip_and_exact_size_accounting(events, guid):
         else:
             assert len(encoded.body) <= empty + sized
         assert empty - len(guid.encode("utf-8")) * 6 <= wire.REQUEST_OVERHEAD_BYTES
+
+
+@pytest.mark.parametrize("size", [0, 1, 127, 128, 16_371, 16_372, 16_383, 16_384, 70_000])
+@pytest.mark.parametrize("types", [["click"], ["click", "page_view"]])
+def test_hand_written_protobuf_encoder_matches_protobuf_at_every_length_boundary(size, types):
+    """Lengths under 16 KiB come from tables, longer ones are computed: both must be protobuf's bytes."""
+    events = [(types[i % len(types)], bytes([i % 251]) * size) for i in range(3)]
+    ours = encode_request(events, wire=Wire.PROTOBUF, req_guid="g", sent_time_ns=1_700_000_000_123_456_789)
+    reference = raccoon_pb2.SendEventRequest(req_guid="g")
+    reference.sent_time.seconds, reference.sent_time.nanos = 1_700_000_000, 123_456_789
+    for event_type, payload in events:
+        reference.events.add(event_bytes=payload, type=event_type)
+    assert ours.body == reference.SerializeToString()

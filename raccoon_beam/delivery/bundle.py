@@ -16,6 +16,7 @@ from typing import Deque, Generic, List, Set, TypeVar
 from raccoon_beam.batching import Batch, Batcher
 from raccoon_beam.delivery.report import DeliveryReport
 from raccoon_beam.delivery.sender import Sender
+from raccoon_beam.wire import Wire
 
 __all__ = ["BundleWriter"]
 
@@ -26,24 +27,26 @@ S = TypeVar("S")
 class BundleWriter(Generic[S]):
     """Batches events and starts the delivery of each full batch.
 
+    Attributes:
+      finished: deliveries that finished since :meth:`take_finished`, in the
+        order they did; non-empty means there are reports to take (checked
+        once per event, so it is a plain deque).
+
     Args:
       sender: where batches go.
-      batcher: the open batch and its limits.
+      wire, max_batch_size, max_batch_bytes: the batches' wire type and limits.
     """
 
-    def __init__(self, sender: Sender, batcher: Batcher[S]) -> None:
+    def __init__(self, sender: Sender, wire: Wire, max_batch_size: int, max_batch_bytes: int) -> None:
         self._sender = sender
-        self._batcher = batcher
         self._pending: Set["concurrent.futures.Future[DeliveryReport[S]]"] = set()
         # Appended to by the sender's loop as deliveries finish; a deque
         # because appending and popping from two threads is safe.
-        self._finished: Deque["concurrent.futures.Future[DeliveryReport[S]]"] = collections.deque()
-
-    def add(self, event_type: str, payload: bytes, encoded_size: int, source: S) -> None:
-        """Adds one event; starts delivering the batch it closes, if any (may block: back-pressure)."""
-        closed = self._batcher.add(event_type, payload, source, encoded_size)
-        if closed is not None:
-            self._start(closed)
+        self.finished: Deque["concurrent.futures.Future[DeliveryReport[S]]"] = collections.deque()
+        self._batcher: Batcher[S] = Batcher(wire, max_batch_size, max_batch_bytes, on_close=self._start)
+        self.add = self._batcher.add
+        """Adds one event, ``add(event_type, payload, source, encoded_size)``; starts
+        delivering the batch it closes, if any (which may block: back-pressure)."""
 
     def flush(self) -> None:
         """Starts delivering the open batch, if it holds any event."""
@@ -51,16 +54,11 @@ class BundleWriter(Generic[S]):
         if closed is not None:
             self._start(closed)
 
-    @property
-    def has_finished(self) -> bool:
-        """Whether some delivery finished since :meth:`take_finished` (cheap: once per event)."""
-        return bool(self._finished)
-
     def take_finished(self) -> List[DeliveryReport[S]]:
         """The reports of the deliveries that finished so far, each handed out once."""
         reports = []
-        while self._finished:
-            future = self._finished.popleft()
+        while self.finished:
+            future = self.finished.popleft()
             if future in self._pending:
                 self._pending.discard(future)
                 reports.append(future.result())
@@ -78,9 +76,9 @@ class BundleWriter(Generic[S]):
         pending, self._pending = self._pending, set()
         for future in pending:
             future.cancel()
-        self._finished.clear()
+        self.finished.clear()
 
     def _start(self, batch: Batch[S]) -> None:
         future = self._sender.deliver(batch)
         self._pending.add(future)
-        future.add_done_callback(self._finished.append)
+        future.add_done_callback(self.finished.append)

@@ -139,7 +139,7 @@ class Sender:
         most batches (or requests) under way at once.
       policy: the retry policy (default: ``RetryPolicy()``).
       sleep: the coroutine function that waits between attempts (tests).
-      clock: the monotonic clock of the retry deadline (tests).
+      clock: the monotonic clock of the retry deadline and the log's rate limit (tests).
       transport_factory: builds the transport (tests and benchmarks may wrap it).
       log_interval: the least seconds between two log lines of one kind.
     """
@@ -164,8 +164,12 @@ class Sender:
         self._active: Set["asyncio.Task[Any]"] = set()
         self._closed = False
         self._close_lock = threading.Lock()
-        self._retries = RateLimitedLog(_log, logging.WARNING, "request(s) failed and will be retried", log_interval)
-        self._dead_letters = RateLimitedLog(_log, logging.ERROR, "event(s) dead-lettered at stage 'send'", log_interval)
+        self._retries = RateLimitedLog(
+            _log, logging.WARNING, "request(s) failed and will be retried", log_interval, clock
+        )
+        self._dead_letters = RateLimitedLog(
+            _log, logging.ERROR, "event(s) dead-lettered at stage 'send'", log_interval, clock
+        )
         self._loop = EventLoopThread(name=f"raccoon-beam-{config.kind}-sender")
         self._loop.start()
         _log.info(

@@ -33,6 +33,7 @@ import apache_beam as beam
 import pytest
 
 from raccoon_beam import RaccoonDeadLetter, RetryPolicy, WriteToRaccoon
+from raccoon_beam.delivery import shared
 from raccoon_beam.emulator import RaccoonEmulator
 
 from tests.transports.helpers import client_sockets, eventually
@@ -171,7 +172,12 @@ def sink_threads() -> set:
 
 
 def assert_no_leaks(threads_before: set, ports: Iterable[int], bound: float = 15.0) -> None:
-    """No client socket to ``ports`` and no new sink thread (bound absorbs a loaded machine)."""
+    """No client socket to ``ports`` and no new sink thread (bound absorbs a loaded machine).
+
+    The pipeline's shared sender lingers for a next user; with none to come,
+    it is closed here, as it would be a few seconds later.
+    """
+    shared.close_idle_senders()
     ports = list(ports)
     assert eventually(lambda: not client_sockets(ports), timeout=bound), f"sockets left: {client_sockets(ports)}"
     assert eventually(lambda: not (sink_threads() - threads_before), timeout=bound), (

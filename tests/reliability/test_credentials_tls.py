@@ -177,8 +177,9 @@ def test_secrets_never_appear_in_display_data_or_reprs(emulator, transport):
     shown = [f"{item.key}={item.value}" for item in items]
     assert_no_secret(shown, "display data")
     assert any("X-Team" in text for text in shown)  # the header is shown, not the secret values
-    config = transform._transport
-    assert_no_secret([repr(config), str(config.parsed_endpoint), repr(config.parsed_endpoint)], "reprs")
+    config = transform.options.transport
+    reprs = [repr(transform.options), repr(config), str(config.parsed_endpoint), repr(config.parsed_endpoint)]
+    assert_no_secret(reprs, "reprs")
 
 
 @pytest.mark.parametrize("transport", ["grpc", "rest", "websocket"])

@@ -13,6 +13,10 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from raccoon_beam import RetryPolicy, WriteToRaccoon
 from raccoon_beam.emulator import Outcome
+from apache_beam.transforms.window import GlobalWindow
+from apache_beam.utils.windowed_value import WindowedValue
+
+from raccoon_beam.delivery import shared
 from raccoon_beam.io import METRICS_NAMESPACE, _WriteBatchesFn, _WriteEventsFn
 
 
@@ -70,7 +74,30 @@ def test_setup_and_teardown_leave_no_thread(emulator):
     fn.setup()
     assert len(threading.enumerate()) > len(before)
     fn.teardown()
+    # The sender lingers for the next DoFn instance (Dask: the next partition), then closes.
+    assert shared.open_senders() == 1
+    assert shared.close_idle_senders() == 1
     assert {t.ident for t in threading.enumerate()} <= before
+
+
+def test_dofn_instances_of_a_process_share_one_sender_and_one_connection(emulator):
+    """Dask sets a DoFn up per partition, one after the other: they must not open a connection each."""
+    transform = WriteToRaccoon(emulator.ws_endpoint, event_type="t")
+    for partition in range(5):
+        fn = _WriteEventsFn(transform.options)
+        fn.setup()
+        fn.start_bundle()
+        fn.process({"partition": partition}, WindowedValue({"partition": partition}, 0, (GlobalWindow(),)))
+        assert list(fn.finish_bundle()) == []
+        fn.teardown()
+    assert shared.open_senders() == 1 and shared.close_idle_senders() == 1
+    assert len(emulator.events()) == 5 and len({event.conn_id for event in emulator.events()}) == 1
+    # Once closed, the next user gets a new sender (and a new connection id).
+    fn = _WriteEventsFn(transform.options)
+    fn.setup()
+    shared.release_sender(fn._sender, linger=0)
+    fn._sender = None
+    assert shared.open_senders() == 0
 
 
 def test_multi_process_direct_runner_delivers_exactly_the_input(emulator):

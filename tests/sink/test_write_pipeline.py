@@ -317,7 +317,6 @@ def test_dead_letters_keep_their_windows_and_timestamps(emulator):
         ({"endpoint": "grpc://"}, ""),
         ({"endpoint": "grpc://h:1", "wire": "json"}, "gRPC"),
         ({"endpoint": "grpc://h:1", "serializer": "yaml"}, "yaml"),
-        ({"endpoint": "grpc://h:1", "serializer": "avro"}, "schema"),
         ({"endpoint": "grpc://h:1", "max_batch_size": 0}, "max_batch_size"),
         ({"endpoint": "grpc://h:1", "max_buffering_duration": -1}, "max_buffering_duration"),
         ({"endpoint": "grpc://h:1", "event_type": ""}, "event_type"),

@@ -12,9 +12,13 @@ from collections import Counter
 
 import pytest
 
-from raccoon_beam.errors import FailureKind
 from raccoon_beam.emulator import Outcome, RaccoonEmulator
+from raccoon_beam.errors import FailureKind
 from raccoon_beam.retry import RetryPolicy, Verdict
+from raccoon_beam.transports import TransportConfig, open_transport
+from raccoon_beam.transports.grpc import GrpcTransport
+from raccoon_beam.transports.rest import RestTransport
+from raccoon_beam.transports.websocket import WebSocketTransport
 from raccoon_beam.wire import Wire, encode_request
 
 from tests.transports.helpers import (
@@ -323,3 +327,12 @@ def test_grpc_request_over_4mib_is_split(emulator, make_client):
     assert outcome.failure.grpc_status == "RESOURCE_EXHAUSTED"
     assert "larger than max" in outcome.failure.message
     assert client.submit(make_request(Wire.PROTOBUF)).result(30).ok
+
+
+def test_open_transport_picks_by_scheme():
+    assert isinstance(open_transport(TransportConfig("grpc://h")), GrpcTransport)
+    assert isinstance(open_transport(TransportConfig("grpcs://h")), GrpcTransport)
+    assert isinstance(open_transport(TransportConfig("http://h")), RestTransport)
+    assert isinstance(open_transport(TransportConfig("https://h")), RestTransport)
+    assert isinstance(open_transport(TransportConfig("ws://h")), WebSocketTransport)
+    assert isinstance(open_transport(TransportConfig("wss://h")), WebSocketTransport)

@@ -1,4 +1,4 @@
-"""Sender: back-pressure, run(), close() leaving no thread or socket."""
+"""Sender: the one bound, retries counted and logged, close() leaving no thread or socket."""
 
 from __future__ import annotations
 
@@ -10,12 +10,9 @@ import pytest
 from raccoon_beam._proto import raccoon_pb2
 from raccoon_beam.batching import Batch
 from raccoon_beam.errors import FailureKind, SendFailure
-from raccoon_beam.retry import RetryPolicy
 from raccoon_beam.delivery import Sender
+from raccoon_beam.retry import RetryPolicy
 from raccoon_beam.transports import Transport, TransportConfig, open_transport
-from raccoon_beam.transports.grpc import GrpcTransport
-from raccoon_beam.transports.rest import RestTransport
-from raccoon_beam.transports.websocket import WebSocketTransport
 from raccoon_beam.wire import Wire
 
 from tests.transports.helpers import (
@@ -69,15 +66,6 @@ def _gated_client(max_in_flight=2):
     return client, holder
 
 
-def test_open_transport_picks_by_scheme():
-    assert isinstance(open_transport(TransportConfig("grpc://h")), GrpcTransport)
-    assert isinstance(open_transport(TransportConfig("grpcs://h")), GrpcTransport)
-    assert isinstance(open_transport(TransportConfig("http://h")), RestTransport)
-    assert isinstance(open_transport(TransportConfig("https://h")), RestTransport)
-    assert isinstance(open_transport(TransportConfig("ws://h")), WebSocketTransport)
-    assert isinstance(open_transport(TransportConfig("wss://h")), WebSocketTransport)
-
-
 def test_submit_blocks_while_max_in_flight_are_pending():
     client, holder = _gated_client(max_in_flight=2)
     try:
@@ -115,9 +103,13 @@ def test_batches_and_requests_share_the_one_bound():
     thread = threading.Thread(target=fan_out)
     try:
         thread.start()
+        transport = holder["transport"]
+        for _ in range(3):
+            assert transport.started.acquire(timeout=30)
+        assert not transport.started.acquire(timeout=0.3)  # a fourth waits for a slot
+        assert transport.in_flight == 3
         for _ in range(10):
-            assert holder["transport"].started.acquire(timeout=30)
-            holder["transport"].release.release()
+            transport.release.release()
         thread.join(30)
         reports, outcomes = [f.result(30) for f in futures[:5]], [f.result(30) for f in futures[5:]]
         assert all(r.acknowledged == 1 and not r.failures for r in reports)

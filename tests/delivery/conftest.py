@@ -1,0 +1,3 @@
+"""The delivery tests share the transports' leak-checked sender factory."""
+
+from tests.transports.conftest import make_client  # noqa: F401 (a fixture)
