@@ -2,21 +2,25 @@
 
 Runs, in one go and on one machine, so that the ratios compare like with like:
 
-1. throughput of ``WriteToRaccoon`` on the DirectRunner (1,000,000 events by
-   default) for every transport x wire with the json serializer, and the
-   protobuf and Avro serializers over gRPC, against the emulator running in
-   a process of its own in digest mode; every run's digest is checked;
-2. the references: the *ceiling* (the same sink with a transport that
-   acknowledges without sending), the *floor* (no sink: the runner, the
-   generator and the json serializer alone) and the hand-written *baseline*;
-3. peak RSS of the pipeline process at 1x and 5x the event count;
-4. streaming latency with ``max_buffering_duration=0.5`` (p50, p99);
-5. the wire micro-benchmark (microseconds per event to encode a 500-event
-   request).
+1. throughput on the DirectRunner (1,000,000 events by default) of the
+   references (:mod:`benchmarks.references`: the no-op pipeline, the ideal
+   encode-only DoFn, the hand-written sink) and of ``WriteToRaccoon`` on
+   every transport and wire with the json serializer, and with the protobuf
+   and Avro serializers over gRPC (with the no-op pipeline over the same
+   generator of messages); every sending run goes to an emulator running in
+   a process of its own, in digest mode, and its digest is checked;
+2. peak RSS of the pipeline process at 1x and 5x the event count;
+3. streaming latency with ``max_buffering_duration=0.5`` (p50, p99);
+4. the wire micro-benchmark (microseconds per event to encode a 500-event
+   request);
+5. where a target is missed, a py-spy profile of the gRPC run
+   (:mod:`benchmarks.profile_sink`), when py-spy is installed.
 
 Each pipeline runs in a fresh process (``benchmarks.sink_pipeline``), so
-runs do not share warm caches or memory. The table is printed; a full run
-also rewrites the results section of ``benchmarks/README.md``,
+runs do not share warm caches or memory. Configurations run round-robin,
+``--repeat`` rounds; the best run of each is kept and every ratio is between
+two configurations of this run. The table is printed; a full run also
+rewrites the results section of ``benchmarks/README.md``,
 ``benchmarks/results.json`` and ``benchmarks/throughput.png`` (or those in
 ``--output-dir``). ``--quick`` runs 100,000 events, once each, and writes
 nothing unless ``--output-dir`` is given.
@@ -34,7 +38,7 @@ import tempfile
 import time
 from typing import Any, Dict, List, Optional, Sequence
 
-from benchmarks import report, streaming_latency, wire_encode, workload
+from benchmarks import profile_sink, report, streaming_latency, wire_encode, workload
 
 __all__ = ["Config", "CONFIGS", "main"]
 
@@ -51,30 +55,32 @@ class Config:
     """One throughput configuration."""
 
     name: str
-    mode: str  # sink | ceiling | baseline | floor
+    mode: str  # one of sink_pipeline.MODES
     transport: str  # grpc | rest | websocket | none
     wire: str = "protobuf"
     serializer: str = "json"
 
     @property
     def sends(self) -> bool:
-        return self.mode in ("sink", "baseline")
+        return self.mode in ("sink", "handwritten")
 
 
+# The names are the report's keys (report.NOOP, report.TARGETS, ...).
 CONFIGS: Sequence[Config] = (
-    Config("ceiling", "ceiling", "none"),
-    Config("ceiling (json wire)", "ceiling", "none", wire="json"),
-    Config("floor (serialize only)", "floor", "none"),
-    Config("grpc / protobuf", "sink", "grpc"),
-    Config("rest / protobuf", "sink", "rest"),
-    Config("rest / json", "sink", "rest", wire="json"),
-    Config("websocket / protobuf", "sink", "websocket"),
-    Config("websocket / json", "sink", "websocket", wire="json"),
-    Config("grpc / protobuf, protobuf serializer", "sink", "grpc", serializer="protobuf"),
-    Config("grpc / protobuf, avro serializer", "sink", "grpc", serializer="avro"),
-    Config("baseline (hand-written)", "baseline", "rest"),
+    Config(report.NOOP, "noop", "none"),
+    Config(report.IDEAL, "ideal", "none"),
+    Config(report.HAND_WRITTEN, "handwritten", "rest"),
+    Config(report.GRPC, "sink", "grpc"),
+    Config(report.REST, "sink", "rest"),
+    Config(report.WEBSOCKET, "sink", "websocket"),
+    Config(report.REST_JSON, "sink", "rest", wire="json"),
+    Config(report.WEBSOCKET_JSON, "sink", "websocket", wire="json"),
+    Config(report.NOOP_MESSAGES, "noop", "none", serializer="protobuf"),
+    Config(report.GRPC_PROTOBUF, "sink", "grpc", serializer="protobuf"),
+    Config(report.GRPC_AVRO, "sink", "grpc", serializer="avro"),
 )
-MEMORY_CONFIG = CONFIGS[3]  # grpc / protobuf, json serializer
+MEMORY_CONFIG = CONFIGS[3]  # grpc / protobuf wire, json serializer
+assert MEMORY_CONFIG.name == report.GRPC
 
 
 def _log(message: str) -> None:
@@ -234,24 +240,46 @@ def _streaming(duration: float, rate: float, buffering: float) -> Dict[str, Any]
     return result
 
 
+def _profile(results: Dict[str, Any], events: int) -> None:
+    """Adds the py-spy profile (GIL holder) of the gRPC run, the main configuration, to ``results``, when py-spy is here."""
+    if profile_sink.py_spy() is None:
+        _log("a target was missed; no profile: py-spy is not installed (pip install -e '.[bench]')")
+        return
+    _log(f"a target was missed: profiling {MEMORY_CONFIG.name}, {events:,} events")
+    try:
+        results["profile"] = profile_sink.profile(
+            transport=MEMORY_CONFIG.transport, wire=MEMORY_CONFIG.wire, serializer=MEMORY_CONFIG.serializer,
+            events=events,
+            # The thread holding the GIL: the sink is CPU-bound on the bundle's
+            # thread, and without --gil py-spy also counts threads blocked in
+            # native calls (epoll, gRPC's poller), which hides where CPU goes.
+            gil=True,
+        )
+    except (RuntimeError, OSError) as exc:
+        _log(f"  profile failed: {exc}")
+
+
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="100,000 events, one run each; writes nothing by default")
     parser.add_argument("--events", type=int, help="events per throughput run (default 1,000,000; quick 100,000)")
     parser.add_argument("--memory-factor", type=int, default=5, help="the memory run has this many times --events")
-    parser.add_argument("--repeat", type=int, help="runs per configuration, the best kept (default 2; quick 1)")
+    parser.add_argument("--repeat", type=int, help="rounds: runs per configuration, the best kept (default 3; quick 1)")
     parser.add_argument("--chunk", type=int, default=10_000, help="events generated per input element")
     parser.add_argument("--only", help="comma-separated substrings of configuration names to run")
     parser.add_argument("--no-memory", action="store_true", help="skip the memory run")
     parser.add_argument("--no-streaming", action="store_true", help="skip the streaming latency run")
     parser.add_argument("--streaming-duration", type=float, help="seconds (default 30; quick 10)")
     parser.add_argument("--streaming-rate", type=float, default=500.0, help="events per second")
+    parser.add_argument("--no-profile", action="store_true", help="no py-spy profile of the gRPC run when a target is missed")
+    parser.add_argument("--profile-events", type=int, default=profile_sink.DEFAULT_EVENTS,
+                        help="events of the profiled run")
     parser.add_argument("--output-dir", help="where README.md, results.json and throughput.png are written")
     args = parser.parse_args(argv)
     if args.events is None:
         args.events = 100_000 if args.quick else 1_000_000
     if args.repeat is None:
-        args.repeat = 1 if args.quick else 2
+        args.repeat = 1 if args.quick else 3
     if args.streaming_duration is None:
         args.streaming_duration = 10.0 if args.quick else 30.0
     args.chunk = min(args.chunk, args.events)
@@ -278,6 +306,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     digests = _Digests(counts)
 
     started = time.perf_counter()
+    load_before = os.getloadavg()[0]
     results: Dict[str, Any] = {"machine": report.machine(), "events": args.events, "repeat": args.repeat}
     _log(f"wire micro-benchmark ({wire_encode.BATCH}-event requests)")
     results["wire"] = wire_encode.measure()
@@ -289,7 +318,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not args.no_streaming:
         _log(f"streaming latency, {args.streaming_duration:g} s at {args.streaming_rate:g} events/s")
         results["streaming"] = _streaming(args.streaming_duration, args.streaming_rate, 0.5)
+    if not args.no_profile and report.missed(results):
+        _profile(results, args.profile_events)
     results["seconds"] = time.perf_counter() - started
+    results["load"] = [load_before, os.getloadavg()[0]]
 
     tables = report.render(results)
     print(tables)

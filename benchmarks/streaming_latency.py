@@ -35,6 +35,20 @@ __all__ = ["run", "latencies_ms", "percentile"]
 DEFAULT_BUFFERING = 0.5
 
 
+class _Tally:
+    """Dead letters seen by this process's pipeline.
+
+    A module-level counter, not a list in a closure: Beam pickles a closure's
+    list with the DoFn, so appends would go to a copy.
+    """
+
+    dead_letters = 0
+
+
+def _count_dead_letter(letter: Any) -> None:
+    _Tally.dead_letters += 1
+
+
 def _make_event(fired_at: Any) -> Dict[str, Any]:
     event = workload.make_event(int(float(fired_at) * 1000))
     event["created"] = time.time()
@@ -45,7 +59,6 @@ def run(endpoint: str, *, duration: float, rate: float, buffering: float = DEFAU
     """Runs the streaming pipeline for ``duration`` seconds at ``rate`` events/s."""
     from raccoon_beam import WriteToRaccoon
 
-    dead_letters: List[Any] = []
     start = time.time() + 1.0  # leave the runner a second to start
     with beam.Pipeline(runner=FnApiRunner()) as pipeline:
         failed = (
@@ -55,12 +68,12 @@ def run(endpoint: str, *, duration: float, rate: float, buffering: float = DEFAU
             | "WriteToRaccoon"
             >> WriteToRaccoon(endpoint, event_type=workload.event_type_of("json"), max_buffering_duration=buffering)
         ).failed
-        failed | "CountDeadLetters" >> beam.Map(dead_letters.append)
+        failed | "CountDeadLetters" >> beam.Map(_count_dead_letter)
     return {
         "duration": duration,
         "rate": rate,
         "buffering": buffering,
-        "dead_letters": len(dead_letters),
+        "dead_letters": _Tally.dead_letters,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
 
