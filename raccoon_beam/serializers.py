@@ -38,7 +38,7 @@ import math
 import os
 import sys
 from json import encoder as _json_encoder
-from typing import Any, Callable, Hashable, Iterable, Mapping, Optional, Sequence, Tuple, Type, Union, cast
+from typing import Any, Callable, Dict, Hashable, Iterable, Mapping, Optional, Sequence, Tuple, Type, Union, cast
 
 import fastavro
 import fastavro.validation
@@ -257,11 +257,16 @@ class _JsonSerializer(_BaseSerializer):
     def _stdlib(self, element: Any) -> bytes:
         """The standard library's compact encoding of ``element``, or its readable failure."""
         try:
-            return "".join(self._chunks(_plain_tree(element), 0)).encode("utf-8")
+            plain = _plain_tree(element)
+            encoded = "".join(self._chunks(plain, 0)).encode("utf-8")
         except (TypeError, ValueError, RecursionError) as exc:
             # ValueError covers NaN, circular references and the
             # UnicodeEncodeError of a lone surrogate.
             raise SerializationError(_explain_json_failure(element, exc)) from exc
+        collision = _key_collision(plain)
+        if collision:
+            raise SerializationError(collision)
+        return encoded
 
 
 class _ProtobufSerializer(_BaseSerializer):
@@ -453,6 +458,45 @@ def _make_avro_serializer(schema: AvroSchema, validate: bool) -> _AvroSerializer
 # --------------------------------------------------------------------------- #
 # Rows, NamedTuples and dataclasses -> dicts
 # --------------------------------------------------------------------------- #
+
+
+def _json_key(key: Any) -> str:
+    """The JSON object key the standard encoder writes for a dict key (str, int, float, bool or None)."""
+    if isinstance(key, str):
+        return key
+    if key is True or key is False or key is None:
+        return json.dumps(key)
+    return float.__repr__(key) if isinstance(key, float) else int.__repr__(key)
+
+
+def _key_collision(obj: Any, path: str = "") -> Optional[str]:
+    """Why ``obj`` cannot be one JSON document: two keys of a dict that become one JSON key.
+
+    Non-string keys are written as JSON writes them (``1`` as ``"1"``); when
+    that makes two keys of one object equal, the object would carry the key
+    twice and a reader would keep one value: the element is refused instead.
+    Only the standard encoder's path (orjson declines non-string keys) pays for this walk.
+    """
+    if isinstance(obj, dict):
+        seen: Dict[str, Any] = {}
+        for key, value in obj.items():
+            name = _json_key(key)
+            where = f"{path}.{name}" if path else name
+            if name in seen:
+                first = seen[name]
+                return (
+                    f"field {path or '(top)'!r}: keys {first!r} and {key!r} both become the JSON key {name!r}"
+                )
+            seen[name] = key
+            found = _key_collision(value, where)
+            if found:
+                return found
+    elif isinstance(obj, (list, tuple)):
+        for index, item in enumerate(obj):
+            found = _key_collision(item, f"{path}[{index}]")
+            if found:
+                return found
+    return None
 
 
 def _plain_tree(obj: Any, avro: bool = False) -> Any:

@@ -692,3 +692,12 @@ def test_json_deep_nesting_beyond_orjsons_limit_still_serializes():
 def test_json_nan_anywhere_is_an_error_not_null(element, fragment):
     with pytest.raises(SerializationError, match=re.escape(fragment)):
         resolve_serializer("json")(element)
+
+
+def test_json_keys_that_collide_once_written_are_refused():
+    serializer = resolve_serializer("json")
+    assert serializer({1: "a", "2": "b"}) == b'{"1":"a","2":"b"}'
+    with pytest.raises(SerializationError, match="field 'v': keys '1' and 1 both become the JSON key '1'"):
+        serializer({"v": {"1": "a", 1: "b"}})
+    with pytest.raises(SerializationError, match="keys True and 'true'"):
+        serializer([{True: 1, "true": 2}])

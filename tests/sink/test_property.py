@@ -362,17 +362,23 @@ NON_STRING_KEYS = [
     {"tag": 1, "v": {True: "a"}},
     {"tag": 2, "v": {None: "a"}},
     {"tag": 3, "v": {1.5: "a"}},
-    {"tag": 4, "v": {(1, 2): "a"}},
-    {"tag": 5, "v": {"1": "a", 1: "b"}},  # json.dumps would write the key "1" twice
+    {"tag": 4, "v": {(1, 2): "a"}},  # no JSON key for a tuple
+    {"tag": 5, "v": {"1": "a", 1: "b"}},  # two keys that JSON writes as one
     {"tag": 6, "v": "a string-keyed neighbour, delivered"},
 ]
 
 
-def test_non_string_keys_are_dead_letters(emulator):
-    """A dict key that is not a string is a dead letter at serialize, not a key turned into a string (issue 10)."""
+def test_non_string_keys_are_written_as_json_writes_them_unless_two_collide(emulator):
+    """Scalar keys become JSON's keys (as json.dumps writes them); a key with no JSON form, or two keys
+    that would become one, is a dead letter at serialize, never an object with a key twice."""
     emulator.reset()
     dead_letters = run_pipeline(emulator.grpc_endpoint, "protobuf", NON_STRING_KEYS, ["click"] * len(NON_STRING_KEYS))
-    assert [json.loads(event.event_bytes)["tag"] for event in emulator.events()] == [6]
-    assert sorted(tag_of(letter.element) for letter in dead_letters) == [0, 1, 2, 3, 4, 5]
+    delivered = {json.loads(event.event_bytes)["tag"]: event.event_bytes for event in emulator.events()}
+    assert sorted(delivered) == [0, 1, 2, 3, 6]
+    for tag in (0, 1, 2, 3):
+        assert json.loads(delivered[tag]) == json.loads(json.dumps(NON_STRING_KEYS[tag]))
+    assert sorted(tag_of(letter.element) for letter in dead_letters) == [4, 5]
     for letter in dead_letters:
         assert letter.stage == "serialize" and letter.error.strip(), letter
+    (collision,) = [letter for letter in dead_letters if tag_of(letter.element) == 5]
+    assert "both become the JSON key '1'" in collision.error
