@@ -231,6 +231,7 @@ class RetryPolicy:
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
         on_retry: Optional[Callable[[Failure, float], None]] = None,
+        started: Optional[float] = None,
     ) -> tenacity.AsyncRetrying:
         """A tenacity ``AsyncRetrying`` that retries SendFailures classified RETRY.
 
@@ -240,8 +241,9 @@ class RetryPolicy:
           sleep: the coroutine function that waits (injectable for tests).
           clock: a monotonic clock in seconds, for the deadline.
           on_retry: called with the failure and the wait before each retry.
+          started: when the first attempt started, on ``clock`` (default: now).
         """
-        past_deadline = _PastDeadline(self.deadline, clock)
+        past_deadline = _PastDeadline(self.deadline, clock, started)
 
         def before_sleep(retry_state: tenacity.RetryCallState) -> None:
             if on_retry is not None and retry_state.outcome is not None:
@@ -264,10 +266,10 @@ class RetryPolicy:
 class _PastDeadline(tenacity.stop.stop_base):
     """Stops when the next wait would end past the deadline, counted from now."""
 
-    def __init__(self, deadline: float, clock: Callable[[], float]) -> None:
+    def __init__(self, deadline: float, clock: Callable[[], float], started: Optional[float] = None) -> None:
         self._deadline = deadline
         self._clock = clock
-        self._started = clock()
+        self._started = clock() if started is None else started
 
     def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
         # tenacity computes the wait (upcoming_sleep) before asking stop:

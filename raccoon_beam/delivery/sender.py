@@ -30,7 +30,7 @@ from raccoon_beam.delivery.bisection import deliver
 from raccoon_beam.delivery.log import DEFAULT_LOG_INTERVAL, RateLimitedLog
 from raccoon_beam.delivery.report import DeliveryReport, SendOutcome
 from raccoon_beam.errors import Failure, FailureKind, SendFailure
-from raccoon_beam.retry import RetryPolicy, classify
+from raccoon_beam.retry import RetryPolicy, Verdict, classify
 from raccoon_beam.transports import Transport, TransportConfig, open_transport
 from raccoon_beam.transports import redact
 from raccoon_beam.wire import EncodedRequest, Wire
@@ -76,6 +76,19 @@ async def send_with_retry(
       (PERMANENT): raised, it would fail the bundle on every runner retry.
       Cancellation still propagates.
     """
+    started = clock()
+    # The first attempt outside tenacity: most requests succeed at once, and
+    # the retry machinery costs more than the call itself.
+    try:
+        return SendOutcome(await transport.send(request), None, None, 1)
+    except SendFailure as exc:
+        first = exc
+    except Exception as exc:  # noqa: BLE001 - the one boundary where anything is caught
+        unexpected = _unexpected_failure(exc, transport)
+        return SendOutcome(None, unexpected, classify(unexpected), 1)
+    if classify(first.failure) is not Verdict.RETRY or policy.max_attempts == 1:
+        return SendOutcome(None, first.failure, classify(first.failure), 1)
+
     attempts = 0
     waited = 0.0
 
@@ -85,11 +98,14 @@ async def send_with_retry(
         if on_retry is not None:
             on_retry(failure, wait)
 
+    replay = [first]  # tenacity's first attempt is the one made above
     failure: Optional[Failure] = None
     try:
-        async for attempt in policy.retrying(sleep=sleep, clock=clock, on_retry=before_retry):
+        async for attempt in policy.retrying(sleep=sleep, clock=clock, on_retry=before_retry, started=started):
             with attempt:
                 attempts += 1
+                if replay:
+                    raise replay.pop()
                 response = await transport.send(request)
     except SendFailure as exc:
         failure = exc.failure
