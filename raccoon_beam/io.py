@@ -393,6 +393,13 @@ class _WriteEventsFn(_SendingFn):
         self._build = options.builder
         self._rejected = _counter(_EVENTS_DEAD_LETTERED)
 
+    def setup(self) -> None:
+        super().setup()
+        assert self._writer is not None
+        # Bound once: process() runs per element.
+        self._add = self._writer.add
+        self._finished = self._writer.finished
+
     # Once per element, so kept lean: one call to build the event, one to add
     # it, and an attribute check for finished batches. Not a generator: most
     # elements output nothing, which Beam takes as None at less cost.
@@ -403,10 +410,8 @@ class _WriteEventsFn(_SendingFn):
             letter = _rejection_letter(element, rejection, self._options.fail_on_error)
             self._rejected.inc()
             return (TaggedOutput(FAILED_TAG, letter),)  # inherits the element's windowing
-        writer = self._writer
-        assert writer is not None
-        writer.add(event_type, payload, windowed, encoded_size)
-        if writer.finished and len(windowed.windows) == 1:
+        self._add(event_type, payload, windowed, encoded_size)
+        if self._finished and len(windowed.windows) == 1:
             return self._ready_dead_letters()
         return None  # Beam would multiply the windows of a WindowedValue output here
 
