@@ -14,13 +14,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
 import json
 import logging
 import sys
 import threading
 import time
-from typing import Any, Callable, List, NoReturn, Optional, Sequence, TextIO, Tuple, TypeVar
+from typing import Any, Callable, Iterator, List, NoReturn, Optional, Sequence, TextIO, Tuple, TypeVar
 
 
 
@@ -38,6 +39,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from apache_beam.runners.runner import PipelineResult, PipelineState, create_runner  # noqa: E402
 
 from raccoon_beam.batching import DEFAULT_MAX_BATCH_SIZE  # noqa: E402
+from raccoon_beam.emulator import RaccoonEmulator  # noqa: E402
 from raccoon_beam.io import METRICS_NAMESPACE as SINK_NAMESPACE  # noqa: E402
 
 __all__ = [
@@ -372,3 +374,22 @@ class Progress:
             if self._stop.wait(self._interval):
                 return
 
+
+@contextlib.contextmanager
+def raccoon_endpoint(endpoint: Optional[str], transport: str = "grpc") -> Iterator[Tuple[str, Optional[RaccoonEmulator]]]:
+    """Yields ``(endpoint, emulator or None)``: ``endpoint`` when given, else an embedded emulator's.
+
+    Args:
+      endpoint: a Raccoon endpoint URL (``--endpoint``), or None for the embedded emulator.
+      transport: which of the emulator's endpoints: ``grpc``, ``rest`` or ``websocket``.
+    """
+    if endpoint:
+        yield endpoint, None
+        return
+    with RaccoonEmulator() as emulator:
+        endpoints = {
+            "grpc": emulator.grpc_endpoint,
+            "rest": emulator.rest_endpoint,
+            "websocket": emulator.ws_endpoint,
+        }
+        yield endpoints[transport], emulator

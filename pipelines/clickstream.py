@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import contextlib
 import json
 import pathlib
 import sys
@@ -48,7 +47,6 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.runner import PipelineResult
 
 from raccoon_beam import RaccoonDeadLetter, WriteToRaccoon
-from raccoon_beam.emulator import RaccoonEmulator
 
 __all__ = [
     "run",
@@ -387,21 +385,6 @@ def summarise(
     return lines, counts
 
 
-@contextlib.contextmanager
-def raccoon_endpoint(args: argparse.Namespace) -> Iterator[Tuple[str, Optional[RaccoonEmulator]]]:
-    """Yields ``(endpoint, emulator or None)``: the given endpoint, or an embedded emulator's."""
-    if args.endpoint:
-        yield args.endpoint, None
-        return
-    with RaccoonEmulator() as emulator:
-        endpoints = {
-            "grpc": emulator.grpc_endpoint,
-            "rest": emulator.rest_endpoint,
-            "websocket": emulator.ws_endpoint,
-        }
-        yield endpoints[args.transport], emulator
-
-
 def run(argv: Optional[Sequence[str]] = None) -> int:
     """Runs the sample; returns its exit status."""
     parser = make_parser()
@@ -413,7 +396,7 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
     if args.endpoint:
         _cli.check(parser, "--endpoint", lambda: make_sink(args, args.endpoint))
     pipeline = _cli.check(parser, "pipeline options", lambda: beam.Pipeline(options=options))
-    with raccoon_endpoint(args) as (endpoint, emulator):
+    with _cli.raccoon_endpoint(args.endpoint, args.transport) as (endpoint, emulator):
         print(f"writing {args.input} to {endpoint} ({args.wire} wire, {args.serializer} events)", flush=True)
         sink = make_sink(args, endpoint)
         build(pipeline, args, sink, files)

@@ -28,7 +28,6 @@ emulator. Every other flag must be a Beam pipeline option.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import statistics
 import sys
 import time
@@ -184,16 +183,6 @@ def choose_runner(parser: _cli.SampleParser, options: PipelineOptions) -> Option
     return None
 
 
-@contextlib.contextmanager
-def raccoon_endpoint(args: argparse.Namespace) -> Iterator[Tuple[str, Optional[RaccoonEmulator]]]:
-    """Yields ``(endpoint, emulator or None)``: the given endpoint, or an embedded emulator's."""
-    if args.endpoint:
-        yield args.endpoint, None
-        return
-    with RaccoonEmulator() as emulator:
-        yield emulator.grpc_endpoint, emulator
-
-
 def run(argv: Optional[Sequence[str]] = None) -> int:
     """Runs the sample; returns its exit status."""
     parser = make_parser()
@@ -203,7 +192,7 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
     if args.endpoint:
         _cli.check(parser, "--endpoint", lambda: make_sink(args, args.endpoint))
     pipeline = _cli.check(parser, "pipeline options", lambda: beam.Pipeline(runner=runner, options=options))
-    with raccoon_endpoint(args) as (endpoint, emulator):
+    with _cli.raccoon_endpoint(args.endpoint) as (endpoint, emulator):
         runner_name = type(runner).__name__ if runner is not None else options.view_as(StandardOptions).runner
         print(f"streaming {args.rate:,.0f} events/s for {args.duration:g} s to {endpoint} on {runner_name}", flush=True)
         build(pipeline, args, make_sink(args, endpoint))
