@@ -95,15 +95,15 @@ class GrpcServer:
             await context.abort(grpc.StatusCode.UNKNOWN, CONN_ID_MISSING)
         # grpc-go's metadata.Get returns an empty group as it is, unlike REST.
         group = self._config.default_group if group is None else group
-        verdict = await ingest.handle(request, conn_id, group, "grpc")  # type: ignore[arg-type]
-        if verdict.response is not None:
-            return encode_response(verdict.response, Wire.PROTOBUF)
-        if verdict.drop:
+        answer = await ingest.handle(request, conn_id, group, "grpc")  # type: ignore[arg-type]
+        if answer.response is not None:
+            return encode_response(answer.response, Wire.PROTOBUF)
+        if answer.drop:
             # grpc.aio cannot reset the TCP connection from a handler; a client
             # sees a dropped connection as UNAVAILABLE, so that is what it gets.
             await context.abort(grpc.StatusCode.UNAVAILABLE, "connection dropped (emulated)")
-        assert verdict.outcome is not None
-        return await self._render(verdict.outcome, context)
+        assert answer.outcome is not None
+        return await self._render(answer.outcome, context)
 
     async def _render(self, outcome: Outcome, context: aio.ServicerContext) -> bytes:
         if outcome.kind == "garbage":

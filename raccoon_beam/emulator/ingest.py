@@ -1,7 +1,7 @@
 """The transport-neutral part of handling a request: faults, dedup, publish, capture.
 
 Each server decodes its request, hands it to :meth:`Ingest.handle` and
-renders the :class:`Verdict` it gets back in its own protocol.
+renders the :class:`Answer` it gets back in its own protocol.
 """
 
 from __future__ import annotations
@@ -25,13 +25,13 @@ from raccoon_beam.emulator.faults import (
 )
 from raccoon_beam.emulator.outcomes import Outcome, raccoon_http_status
 
-__all__ = ["Ingest", "Verdict", "success_response", "error_response", "PUBLISH_ERROR"]
+__all__ = ["Ingest", "Answer", "success_response", "error_response", "PUBLISH_ERROR"]
 
 # The error text in "cannot publish events: <error>".
 PUBLISH_ERROR = "emulated publisher failure"
 
 
-class Verdict(NamedTuple):
+class Answer(NamedTuple):
     """How to answer one request.
 
     Exactly one of: ``response`` (a SendEventResponse, with the HTTP status
@@ -93,7 +93,7 @@ class Ingest:
         group: str,
         transport: str,
         seen: Optional[Set[str]] = None,
-    ) -> Verdict:
+    ) -> Answer:
         """Processes one decoded request.
 
         Args:
@@ -112,27 +112,27 @@ class Ingest:
             await asyncio.sleep(decision.latency)
         if decision.drop == DROP_BEFORE_CAPTURE:
             counters.rejected(transport, DROP_BEFORE_CAPTURE, "connection dropped", conn_id)
-            return Verdict(drop=True)
+            return Answer(drop=True)
         outcome = decision.outcome
         if outcome is not None:
             counters.rejected(transport, outcome.kind, outcome.describe(), conn_id)
             if outcome.kind == "raccoon":
                 response = error_response(outcome.code, outcome.reason, guid)
-                return Verdict(response, raccoon_http_status(outcome.code))
+                return Answer(response, raccoon_http_status(outcome.code))
             if outcome.kind == "wrong_req_guid":
-                return Verdict(success_response(f"{guid}-not-{uuid.uuid4()}"))
-            return Verdict(outcome=outcome)
+                return Answer(success_response(f"{guid}-not-{uuid.uuid4()}"))
+            return Answer(outcome=outcome)
 
         rejected_type = self.faults.rejected_type(e.type for e in request.events)
         if rejected_type is not None:
             reason = f"event type rejected: {rejected_type}"
             counters.rejected(transport, REJECT_EVENT_TYPE, reason, conn_id)
-            return Verdict(error_response(raccoon_pb2.CODE_BAD_REQUEST, reason, guid), 400)
+            return Answer(error_response(raccoon_pb2.CODE_BAD_REQUEST, reason, guid), 400)
 
         if seen is not None:
             if guid in seen:
                 counters.deduplicated(transport, len(request.events))
-                return Verdict(success_response(guid))
+                return Answer(success_response(guid))
             seen.add(guid)
 
         if self.config.sync_ack:
@@ -143,15 +143,15 @@ class Ingest:
             if seen is not None:
                 seen.discard(guid)  # Raccoon forgets a batch whose publish failed.
             if not self.config.sync_ack:
-                return Verdict(success_response(guid))  # acked already; the batch is lost
+                return Answer(success_response(guid))  # acked already; the batch is lost
             # Raccoon's gRPC handler leaves the reason empty; REST and WebSocket fill it.
             reason = "" if transport == "grpc" else f"cannot publish events: {PUBLISH_ERROR}"
-            return Verdict(error_response(raccoon_pb2.CODE_INTERNAL_ERROR, reason, guid), 500)
+            return Answer(error_response(raccoon_pb2.CODE_INTERNAL_ERROR, reason, guid), 500)
 
         count = self.capture.add(request, conn_id, group, transport)
         if decision.drop == DROP_AFTER_CAPTURE:
             counters.fault(DROP_AFTER_CAPTURE, transport)
             counters.accepted(transport, count)
-            return Verdict(drop=True)
+            return Answer(drop=True)
         counters.accepted(transport, count)
-        return Verdict(success_response(guid))
+        return Answer(success_response(guid))

@@ -17,7 +17,7 @@ from aiohttp import web
 
 from raccoon_beam._proto import raccoon_pb2
 from raccoon_beam.emulator.config import EmulatorConfig
-from raccoon_beam.emulator.ingest import Ingest, Verdict, error_response
+from raccoon_beam.emulator.ingest import Ingest, Answer, error_response
 from raccoon_beam.emulator.outcomes import Outcome, grpc_to_http_status
 from raccoon_beam.errors import WireFormatError
 from raccoon_beam.protocol import REASON_DESERIALIZATION_FAILURE, REASON_INVALID_CONTENT_TYPE
@@ -77,20 +77,20 @@ class RestHandler:
             body = encode_response(response, wire)
             return web.Response(status=400, body=body, headers=headers)
         group = request.headers.get(self._config.group_header, "") or self._config.default_group
-        verdict = await self._ingest.handle(event_request, conn_id, group, "rest")
-        return await self._render(verdict, request, wire, headers)
+        answer = await self._ingest.handle(event_request, conn_id, group, "rest")
+        return await self._render(answer, request, wire, headers)
 
     async def _render(
-        self, verdict: Verdict, request: web.Request, wire: Wire, headers: dict
+        self, answer: Answer, request: web.Request, wire: Wire, headers: dict
     ) -> web.StreamResponse:
-        if verdict.response is not None:
+        if answer.response is not None:
             return web.Response(
-                status=verdict.http_status, body=encode_response(verdict.response, wire), headers=headers
+                status=answer.http_status, body=encode_response(answer.response, wire), headers=headers
             )
-        if verdict.drop:
+        if answer.drop:
             _abort(request)
             raise asyncio.CancelledError()
-        outcome = verdict.outcome
+        outcome = answer.outcome
         assert outcome is not None
         if outcome.kind == "no_answer":
             await self._stopping.wait()

@@ -18,7 +18,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from raccoon_beam._proto import raccoon_pb2
 from raccoon_beam.emulator.config import EmulatorConfig
-from raccoon_beam.emulator.ingest import Ingest, Verdict, error_response
+from raccoon_beam.emulator.ingest import Ingest, Answer, error_response
 from raccoon_beam.emulator.outcomes import Outcome
 from raccoon_beam.errors import WireFormatError
 from raccoon_beam.protocol import CLOSE_MESSAGE_TOO_BIG, CLOSE_POLICY_VIOLATION
@@ -196,17 +196,17 @@ class WebSocketHandler:
             response = error_response(raccoon_pb2.CODE_BAD_REQUEST, f"cannot deserialize request: {detail}", "")
             await _send(connection.ws, encode_response(response, wire), wire)
             return
-        verdict = await ingest.handle(request, conn_id, group, "websocket", connection.seen)
-        await self._render(connection, verdict, wire)
+        answer = await ingest.handle(request, conn_id, group, "websocket", connection.seen)
+        await self._render(connection, answer, wire)
 
-    async def _render(self, connection: _Connection, verdict: Verdict, wire: Wire) -> None:
-        if verdict.response is not None:
-            await _send(connection.ws, encode_response(verdict.response, wire), wire)
+    async def _render(self, connection: _Connection, answer: Answer, wire: Wire) -> None:
+        if answer.response is not None:
+            await _send(connection.ws, encode_response(answer.response, wire), wire)
             return
-        if verdict.drop:
+        if answer.drop:
             connection.abort()
             return
-        outcome: Outcome = verdict.outcome  # type: ignore[assignment]
+        outcome: Outcome = answer.outcome  # type: ignore[assignment]
         if outcome.kind == "no_answer":
             return
         if outcome.kind == "garbage":
