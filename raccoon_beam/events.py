@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import sys
-from typing import Any, Callable, Optional, Tuple, Union
+from typing import Any, Callable, Optional, Set, Tuple, Union
 
 from raccoon_beam import wire as wire_lib
 from raccoon_beam.errors import STAGE_SERIALIZE, STAGE_VALIDATE, RaccoonError
@@ -80,6 +80,8 @@ class EventBuilder:
             raise TypeError(f"event_type must be a string or a callable, got {type(event_type).__name__}")
         self._event_type = event_type
         self._constant_type = event_type if isinstance(event_type, str) else ""
+        # Types the callable returned that were checked already (checked once, then a set lookup).
+        self._valid_types: Set[str] = set()
         self._serialize = serializer
         self._wire = wire
         self._sizer = wire_lib.EventSizer(wire)
@@ -123,13 +125,16 @@ class EventBuilder:
         return encoded_size
 
     def _type_of(self, element: Any) -> str:
-        spec = self._event_type
-        if isinstance(spec, str):
-            return spec
         try:
-            event_type = spec(element)
+            event_type = self._event_type(element)  # type: ignore[operator]  # a callable here
         except Exception as exc:  # the user's callable failed on this element
             raise EventRejected(STAGE_SERIALIZE, f"event_type callable failed: {_reason(exc)}") from exc
+        if type(event_type) is str and event_type in self._valid_types:  # the usual case: seen before
+            return event_type
+        return self._checked_type(event_type)
+
+    def _checked_type(self, event_type: Any) -> str:
+        """``event_type`` if it can route an event (remembered), or :class:`EventRejected`."""
         if not isinstance(event_type, str):
             raise EventRejected(
                 STAGE_SERIALIZE,
@@ -138,11 +143,16 @@ class EventBuilder:
         problem = _type_problem(event_type)
         if problem:
             raise EventRejected(STAGE_VALIDATE, f"event_type {event_type!r:.80} {problem}")
+        if type(event_type) is str and len(self._valid_types) < _TYPE_CACHE_SIZE:
+            self._valid_types.add(event_type)
         return event_type
 
 
-# Cached: it runs per event, and a pipeline has few distinct event types.
-@functools.lru_cache(maxsize=10_000)
+# A pipeline has few distinct event types; the bound keeps a pathological one in check.
+_TYPE_CACHE_SIZE = 10_000
+
+
+@functools.lru_cache(maxsize=_TYPE_CACHE_SIZE)
 def _type_problem(event_type: str) -> Optional[str]:
     """Why ``event_type`` cannot route an event, or None."""
     if not event_type:

@@ -69,3 +69,12 @@ def test_the_size_given_to_the_batcher_bounds_the_encoded_size(event_type, paylo
     request = wire.encode_request([(event_type, payload)] * 3, wire=wire_type, req_guid="0" * 36)
     alone = wire.encode_request([], wire=wire_type, req_guid="0" * 36)
     assert len(request.body) - len(alone.body) <= 3 * size
+
+
+def test_a_computed_type_is_checked_once_and_a_rejected_one_every_time():
+    types = iter(["click", "click", "", "", "\ud800", "click"])
+    builder = EventBuilder(lambda e: next(types), _bytes, Wire.PROTOBUF, None, 10_000)
+    assert builder(b"x")[0] == builder(b"x")[0] == "click"
+    for _ in range(3):  # "" twice, then a lone surrogate: never remembered as valid
+        assert _rejection(builder, b"x").stage == STAGE_VALIDATE
+    assert builder(b"x")[0] == "click"

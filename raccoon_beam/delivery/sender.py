@@ -86,8 +86,9 @@ async def send_with_retry(
     except Exception as exc:  # noqa: BLE001 - the one boundary where anything is caught
         unexpected = _unexpected_failure(exc, transport)
         return SendOutcome(None, unexpected, classify(unexpected), 1)
-    if classify(first.failure) is not Verdict.RETRY or policy.max_attempts == 1:
-        return SendOutcome(None, first.failure, classify(first.failure), 1)
+    verdict = classify(first.failure)
+    if verdict is not Verdict.RETRY or policy.max_attempts == 1:
+        return SendOutcome(None, first.failure, verdict, 1)
 
     attempts = 0
     waited = 0.0
