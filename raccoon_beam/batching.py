@@ -145,6 +145,39 @@ class Batcher(Generic[S]):
             return None
         return closed
 
+    def extend(
+        self, event_types: List[str], payloads: List[bytes], sources: List[S], encoded_size: int
+    ) -> List[Batch[S]]:
+        """Adds many events at once; returns the batches that closed (none with ``on_close``).
+
+        Batches close on the count and stay under the byte limit as with
+        :meth:`add`. ``encoded_size`` is what all the events add to a
+        request (an upper bound, :meth:`EventBuilder.build_many
+        <raccoon_beam.events.EventBuilder.build_many>`): when they all fit in
+        the open batch, the usual case, no event is sized on its own.
+        """
+        count = len(self._payloads) + len(payloads)
+        size = self._size + encoded_size
+        if count > self._max_events or size > self._max_bytes:
+            # A limit falls among these events: one by one, each closing a batch where it must.
+            return [batch for batch in map(self.add, event_types, payloads, sources) if batch is not None]
+        self._size = size
+        self._event_types.extend(event_types)
+        self._payloads.extend(payloads)
+        self._sources.extend(sources)
+        if count < self._max_events:
+            return []
+        closed = self._take()
+        if self._on_close is not None:
+            self._on_close(closed)
+            return []
+        return [closed]
+
+    @property
+    def room(self) -> int:
+        """How many more events the open batch takes before it closes on its count."""
+        return self._max_events - len(self._payloads)
+
     def flush(self) -> Optional[Batch[S]]:
         """Returns the open batch, if it holds any event, and starts a new one."""
         return self._take() if self._payloads else None

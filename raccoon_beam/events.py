@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import functools
 import sys
-from typing import Any, Callable, Optional, Set, Tuple, Union
+from typing import Any, Callable, List, NamedTuple, Optional, Sequence, Set, Tuple, Union
 
 from raccoon_beam import wire as wire_lib
 from raccoon_beam.errors import STAGE_SERIALIZE, STAGE_VALIDATE, RaccoonError
 from raccoon_beam.wire import Wire
 
-__all__ = ["EventTypeSpec", "EventBuilder", "EventRejected", "describe_event_type"]
+__all__ = ["EventTypeSpec", "EventBuilder", "EventRejected", "BuiltEvents", "describe_event_type"]
 
 EventTypeSpec = Union[str, Callable[[Any], str]]
 
@@ -35,6 +35,25 @@ class EventRejected(RaccoonError):
         self.stage = stage
         self.reason = reason
         self.event_type = event_type
+
+
+class BuiltEvents(NamedTuple):
+    """The events of many elements (:meth:`EventBuilder.build_many`).
+
+    Attributes:
+      event_types: the type of each event built.
+      payloads: the bytes of each event built.
+      encoded_size: what these events add to an encoded request, at least
+        the sum of their ``wire.encoded_event_size`` (an upper bound).
+      rejected: ``(index, rejection)`` of each element that could not become
+        an event, by its index in the elements given; the events above are
+        those of the other elements, in order.
+    """
+
+    event_types: List[str]
+    payloads: List[bytes]
+    encoded_size: int
+    rejected: List[Tuple[int, EventRejected]]
 
 
 def describe_event_type(spec: EventTypeSpec) -> str:
@@ -83,7 +102,12 @@ class EventBuilder:
         # Types the callable returned that were checked already (checked once, then a set lookup).
         self._valid_types: Set[str] = set()
         self._serialize = serializer
+        # The serializer's own batch path, if it has one (see serializers._BaseSerializer).
+        self._serialize_all: Optional[Callable[[Sequence[Any]], Optional[List[bytes]]]] = getattr(
+            serializer, "serialize_many", None
+        )
         self._wire = wire
+        self._json_wire = wire is Wire.JSON
         self._sizer = wire_lib.EventSizer(wire)
         self._constant_overhead = (self._sizer.linear_overhead(self._constant_type) or 0) if self._constant_type else 0
         # No limit of its own: events are bounded only by what fits in a request.
@@ -94,7 +118,55 @@ class EventBuilder:
 
     def __call__(self, element: Any) -> Tuple[str, bytes, int]:
         """Returns the event of ``element`` and its size in a request; raises :class:`EventRejected`."""
-        event_type = self._constant_type or self._type_of(element)
+        return self._event_of(element, self._constant_type or self._type_of(element))
+
+    def build_many(self, elements: Sequence[Any]) -> BuiltEvents:
+        """The events of ``elements``: what calling the builder on each would give, for less.
+
+        The user's callables run once per element, as with single calls. The
+        common case (every type known, the serializer takes every element,
+        no event near a limit) costs a few list operations per element; any
+        other element is built on its own, with its reason if rejected.
+        """
+        count = len(elements)
+        if self._constant_type:
+            types: List[Any] = [self._constant_type] * count
+            known = True
+        else:
+            types = self._type_values(elements)
+            try:
+                known = self._valid_types.issuperset(types)
+            except TypeError:  # the callable returned something unhashable
+                known = False
+        # Only a serializer with a batch path of its own (a pure one of this
+        # package): the user's runs once per element, on the path below.
+        if known and count and self._serialize_all is not None:
+            payloads = self._serialize_all(elements)
+            if payloads is not None:
+                encoded_size = self._fast_size(types, payloads)
+                if encoded_size is not None:
+                    return BuiltEvents(types, payloads, encoded_size, [])
+        return self._one_by_one(elements, types)
+
+    def _one_by_one(self, elements: Sequence[Any], type_values: List[Any]) -> BuiltEvents:
+        """:meth:`build_many` element by element, with the types (or their failures) computed already."""
+        built_types: List[str] = []
+        payloads: List[bytes] = []
+        encoded_size = 0
+        rejected: List[Tuple[int, EventRejected]] = []
+        for index, (element, value) in enumerate(zip(elements, type_values)):
+            try:
+                event_type = value if self._constant_type else self._checked_value(value)
+                event_type, payload, size = self._event_of(element, event_type)
+            except EventRejected as rejection:
+                rejected.append((index, rejection))
+                continue
+            built_types.append(event_type)
+            payloads.append(payload)
+            encoded_size += size
+        return BuiltEvents(built_types, payloads, encoded_size, rejected)
+
+    def _event_of(self, element: Any, event_type: str) -> Tuple[str, bytes, int]:
         try:
             payload = self._serialize(element)
         except Exception as exc:  # any serializer failure is the element's, not the bundle's
@@ -107,6 +179,21 @@ class EventBuilder:
         if encoded_size > self._room or size > self._max_event_bytes:
             encoded_size = self._checked_size(event_type, size)
         return event_type, payload, encoded_size
+
+    def _fast_size(self, types: List[str], payloads: List[bytes]) -> Optional[int]:
+        """An upper bound of what the events add to a request, or None if one is near a limit."""
+        longest = max(map(len, payloads))
+        if longest > self._max_event_bytes:
+            return None
+        overhead = self._constant_overhead or max(map(self._sizer.overhead, set(types)))
+        if self._json_wire:
+            # 4 * ceil(n / 3) <= (4 n + 8) / 3 for each event's base64.
+            longest_size = 4 * ((longest + 2) // 3) + overhead
+            total = (4 * sum(map(len, payloads)) + 8 * len(payloads)) // 3 + overhead * len(payloads)
+        else:
+            longest_size = longest + overhead
+            total = sum(map(len, payloads)) + overhead * len(payloads)
+        return total if longest_size <= self._room else None
 
     def _checked_size(self, event_type: str, size: int) -> int:
         """The exact size of an event near a limit, or :class:`EventRejected` if it is over one."""
@@ -128,10 +215,30 @@ class EventBuilder:
         try:
             event_type = self._event_type(element)  # type: ignore[operator]  # a callable here
         except Exception as exc:  # the user's callable failed on this element
-            raise EventRejected(STAGE_SERIALIZE, f"event_type callable failed: {_reason(exc)}") from exc
+            raise _type_failure(exc) from exc
         if type(event_type) is str and event_type in self._valid_types:  # the usual case: seen before
             return event_type
         return self._checked_type(event_type)
+
+    def _type_values(self, elements: Sequence[Any]) -> List[Any]:
+        """What the ``event_type`` callable returned for each element, or an :class:`_TypeFailure`."""
+        compute = self._event_type
+        values: List[Any] = []
+        append = values.append
+        for element in elements:
+            try:
+                append(compute(element))  # type: ignore[operator]  # a callable here
+            except Exception as exc:  # the user's callable failed on this element
+                append(_TypeFailure(exc))
+        return values
+
+    def _checked_value(self, value: Any) -> str:
+        """A value of :meth:`_type_values` as an event type, or :class:`EventRejected`."""
+        if isinstance(value, _TypeFailure):
+            raise _type_failure(value.error) from value.error
+        if type(value) is str and value in self._valid_types:
+            return value
+        return self._checked_type(value)
 
     def _checked_type(self, event_type: Any) -> str:
         """``event_type`` if it can route an event (remembered), or :class:`EventRejected`."""
@@ -150,6 +257,19 @@ class EventBuilder:
 
 # A pipeline has few distinct event types; the bound keeps a pathological one in check.
 _TYPE_CACHE_SIZE = 10_000
+
+
+class _TypeFailure:
+    """The exception the ``event_type`` callable raised for one element (kept until its rejection)."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+def _type_failure(exc: Exception) -> EventRejected:
+    return EventRejected(STAGE_SERIALIZE, f"event_type callable failed: {_reason(exc)}")
 
 
 @functools.lru_cache(maxsize=_TYPE_CACHE_SIZE)

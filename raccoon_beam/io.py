@@ -384,36 +384,84 @@ def _rejection_letter(element: Any, rejection: EventRejected, fail_on_error: boo
     )
 
 
+# Elements built into events at once: enough to spread the cost of a call
+# over many elements, few enough that a chunk of large elements stays small:
+# each chunk is sized after the one before to hold about _CHUNK_BYTES of
+# payloads (so when events turn large, one chunk may hold _CHUNK_EVENTS).
+_CHUNK_EVENTS = 64
+_CHUNK_BYTES = 1 << 20
+
+
 class _WriteEventsFn(_SendingFn):
-    """Builds, batches and sends the events of each bundle."""
+    """Builds, batches and sends the events of each bundle.
+
+    ``process`` only keeps each element (as its WindowedValue); every
+    ``_CHUNK_EVENTS`` of them (fewer for large events) are built into
+    events at once (:meth:`EventBuilder.build_many
+    <raccoon_beam.events.EventBuilder.build_many>`) and added to the batches.
+    """
 
     def __init__(self, options: WriteOptions) -> None:
         super().__init__(options)
         assert options.builder is not None, "options.for_element_type() first"
-        self._build = options.builder
+        self._builder = options.builder
         self._rejected = _counter(_EVENTS_DEAD_LETTERED)
+        self._chunk: List[WindowedValue] = []
+        self._chunk_limit = 1
+        self._chunk_events = 1
 
     def setup(self) -> None:
         super().setup()
-        assert self._writer is not None
-        # Bound once: process() runs per element.
-        self._add = self._writer.add
-        self._finished = self._writer.finished
+        self._chunk = []
+        self._chunk_events = min(_CHUNK_EVENTS, self._options.max_batch_size)
+        self._chunk_limit = 1  # until the first chunk shows how large events are
 
-    # Once per element, so kept lean: one call to build the event, one to add
-    # it, and an attribute check for finished batches. Not a generator: most
-    # elements output nothing, which Beam takes as None at less cost.
+    def start_bundle(self) -> None:
+        super().start_bundle()
+        self._chunk = []
+
+    # Once per element, so kept to an append and a comparison. Not a
+    # generator: most elements output nothing, which Beam takes as None at less cost.
     def process(self, element: Any, windowed=beam.DoFn.WindowedValueParam) -> Optional[Iterable[Any]]:
-        try:
-            event_type, payload, encoded_size = self._build(element)
-        except EventRejected as rejection:
-            letter = _rejection_letter(element, rejection, self._options.fail_on_error)
-            self._rejected.inc()
-            return (TaggedOutput(FAILED_TAG, letter),)  # inherits the element's windowing
-        self._add(event_type, payload, windowed, encoded_size)
-        if self._finished and len(windowed.windows) == 1:
+        chunk = self._chunk
+        chunk.append(windowed)
+        if len(chunk) < self._chunk_limit:
+            return None
+        self._add_chunk()
+        if len(windowed.windows) == 1:
             return self._ready_dead_letters()
         return None  # Beam would multiply the windows of a WindowedValue output here
+
+    def finish_bundle(self) -> Iterable[TaggedOutput]:
+        self._add_chunk()
+        return super().finish_bundle()
+
+    def _add_chunk(self) -> None:
+        """Builds the elements kept so far into events and adds them to the batches."""
+        chunk, self._chunk = self._chunk, []
+        if not chunk:
+            return
+        assert self._writer is not None
+        built = self._builder.build_many([windowed.value for windowed in chunk])
+        if built.rejected:
+            chunk = self._reject(chunk, built.rejected)
+        self._writer.extend(built.event_types, built.payloads, chunk, built.encoded_size)
+        # The next chunk: no more than fills the open batch, fewer when events are large.
+        fitting = _CHUNK_BYTES * len(built.payloads) // built.encoded_size if built.payloads else self._chunk_events
+        self._chunk_limit = max(1, min(self._chunk_events, fitting, self._writer.room))
+
+    def _reject(
+        self, chunk: List[WindowedValue], rejected: List[Tuple[int, EventRejected]]
+    ) -> List[WindowedValue]:
+        """Dead-letters the rejected elements of ``chunk``; returns the others."""
+        fail_on_error = self._options.fail_on_error
+        for index, rejection in rejected:
+            source = chunk[index]
+            letter = _rejection_letter(source.value, rejection, fail_on_error)
+            self._dead_letters.append(WindowedValue(letter, source.timestamp, source.windows))
+        self._rejected.inc(len(rejected))
+        dropped = {index for index, _ in rejected}
+        return [source for index, source in enumerate(chunk) if index not in dropped]
 
 
 class _BuildEventsFn(beam.DoFn):

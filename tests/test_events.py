@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -9,6 +10,7 @@ from hypothesis import strategies as st
 from raccoon_beam import wire
 from raccoon_beam.errors import STAGE_SERIALIZE, STAGE_VALIDATE
 from raccoon_beam.events import EventBuilder, EventRejected
+from raccoon_beam.serializers import resolve_serializer
 from raccoon_beam.wire import Wire
 
 
@@ -78,3 +80,106 @@ def test_a_computed_type_is_checked_once_and_a_rejected_one_every_time():
     for _ in range(3):  # "" twice, then a lone surrogate: never remembered as valid
         assert _rejection(builder, b"x").stage == STAGE_VALIDATE
     assert builder(b"x")[0] == "click"
+
+
+# ------------------------------------------------------------------ build_many
+
+_JSON_ELEMENTS = st.one_of(
+    st.dictionaries(
+        st.sampled_from(["a", "b", "event_name"]),
+        st.one_of(st.none(), st.integers(), st.floats(), st.text(max_size=30), st.booleans()),
+        max_size=4,
+    ),
+    st.none(),
+    st.sets(st.integers(), max_size=2),
+    st.lists(st.floats(), max_size=3),
+    st.text(max_size=2_000),
+    st.integers(min_value=2**64, max_value=2**65),
+    st.dictionaries(st.integers(), st.integers(), max_size=2),
+)
+
+
+def _one_by_one(builder, elements):
+    """What build_many must equal: the builder called on each element."""
+    types, payloads, sizes, rejected = [], [], [], []
+    for index, element in enumerate(elements):
+        try:
+            event_type, payload, size = builder(element)
+        except EventRejected as rejection:
+            rejected.append((index, rejection.stage, rejection.reason, rejection.event_type))
+            continue
+        types.append(event_type)
+        payloads.append(payload)
+        sizes.append(size)
+    return types, payloads, sizes, rejected
+
+
+def _type_of_element(element):
+    if isinstance(element, dict) and "event_name" in element:
+        return element["event_name"]  # any value: a str, "", None, a number ...
+    if isinstance(element, str):
+        raise LookupError("no type for text")
+    return "click"
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    elements=st.lists(_JSON_ELEMENTS, max_size=40),
+    computed_type=st.booleans(),
+    wire_type=st.sampled_from(list(Wire)),
+    max_event_bytes=st.sampled_from([None, 60, 1_500]),
+    max_batch_bytes=st.sampled_from([1_000, 100_000]),
+)
+def test_build_many_equals_building_one_by_one(elements, computed_type, wire_type, max_event_bytes, max_batch_bytes):
+    json = resolve_serializer("json")
+    event_type = _type_of_element if computed_type else "click"
+    single = EventBuilder(event_type, json, wire_type, max_event_bytes, max_batch_bytes)
+    many = EventBuilder(event_type, json, wire_type, max_event_bytes, max_batch_bytes)
+    types, payloads, sizes, rejected = _one_by_one(single, elements)
+    built = many.build_many(elements)
+    assert built.event_types == types
+    assert built.payloads == payloads
+    assert [(i, r.stage, r.reason, r.event_type) for i, r in built.rejected] == rejected
+    exact = sum(wire.encoded_event_size(t, len(p), wire_type) for t, p in zip(types, payloads))
+    assert exact <= built.encoded_size
+    # A second call goes through the types remembered by the first: same answer.
+    again = many.build_many(elements)
+    assert (again.event_types, again.payloads) == (types, payloads)
+
+
+def test_build_many_runs_the_users_callables_once_per_element():
+    seen = []
+
+    def event_type(element):
+        seen.append(("type", element))
+        if element == 3:
+            raise ValueError("three")
+        return "click"
+
+    def serializer(element):
+        seen.append(("serialize", element))
+        if element == 5:
+            raise TypeError("five")
+        return str(element).encode()
+
+    builder = EventBuilder(event_type, serializer, Wire.PROTOBUF, None, 10_000)
+    built = builder.build_many(list(range(8)))
+    assert [index for index, _ in built.rejected] == [3, 5]
+    assert built.rejected[0][1].reason == "event_type callable failed: ValueError: three"
+    assert built.payloads == [b"0", b"1", b"2", b"4", b"6", b"7"]
+    assert sorted(seen) == sorted([("type", i) for i in range(8)] + [("serialize", i) for i in range(8) if i != 3])
+
+
+def test_build_many_takes_the_fast_path_for_plain_elements_and_leaves_it_for_others(monkeypatch):
+    json = resolve_serializer("json")
+    builder = EventBuilder(lambda e: e["event_name"], json, Wire.PROTOBUF, None, 10_000)
+    plain = [{"event_name": "click", "n": i, "gone": None} for i in range(10)]
+    builder.build_many(plain[:1])  # the first sight of a type: checked on the slow path
+    monkeypatch.setattr(builder, "_one_by_one", lambda *args: pytest.fail("slow path taken"))
+    built = builder.build_many(plain)
+    assert built.payloads == [orjson.dumps(element) for element in plain] and built.rejected == []
+    monkeypatch.undo()
+    with_nan = plain[:3] + [{"event_name": "click", "n": float("nan")}]
+    built = builder.build_many(with_nan)
+    assert [index for index, _ in built.rejected] == [3] and len(built.payloads) == 3
+    assert "NaN" in built.rejected[0][1].reason or "nan" in built.rejected[0][1].reason.lower()

@@ -23,14 +23,13 @@ __all__ = ["BundleWriter"]
 S = TypeVar("S")
 
 
-
 class BundleWriter(Generic[S]):
     """Batches events and starts the delivery of each full batch.
 
     Attributes:
       finished: deliveries that finished since :meth:`take_finished`, in the
         order they did; non-empty means there are reports to take (checked
-        once per event, so it is a plain deque).
+        once per chunk of events, so it is a plain deque).
 
     Args:
       sender: where batches go.
@@ -47,6 +46,14 @@ class BundleWriter(Generic[S]):
         self.add = self._batcher.add
         """Adds one event, ``add(event_type, payload, source, encoded_size)``; starts
         delivering the batch it closes, if any (which may block: back-pressure)."""
+        self.extend = self._batcher.extend
+        """Adds many events, ``extend(event_types, payloads, sources, encoded_size)``;
+        starts delivering the batches they close, as :attr:`add` does."""
+
+    @property
+    def room(self) -> int:
+        """How many more events the open batch takes before it closes on its count."""
+        return self._batcher.room
 
     def flush(self) -> None:
         """Starts delivering the open batch, if it holds any event."""

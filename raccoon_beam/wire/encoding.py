@@ -248,6 +248,11 @@ class EventSizer:
             return 4 * ((payload_size + 2) // 3) + overhead
         return payload_size + overhead
 
+    def overhead(self, event_type: str) -> int:
+        """The per-type part of the size: payload size (protobuf) or its base64 size (JSON) plus this."""
+        overhead = self._overheads.get(event_type)
+        return overhead if overhead is not None else self._overhead(event_type)
+
     def linear_overhead(self, event_type: str) -> Optional[int]:
         """For the protobuf wire, the constant ``k`` with size = payload size + ``k``; None for JSON."""
         return None if self._json else self._overhead(event_type)

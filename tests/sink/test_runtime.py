@@ -115,3 +115,26 @@ def test_multi_process_direct_runner_delivers_exactly_the_input(emulator):
     assert captured == list(range(4000))
     # Each worker process identified itself with a connection id of its own.
     assert len({e.conn_id for e in emulator.events()}) >= 2
+
+
+def test_elements_are_built_in_chunks_that_stay_small_when_events_are_large(emulator):
+    """process() keeps elements until a chunk is built: small events 64 at a time, large ones few."""
+    transform = WriteToRaccoon(emulator.grpc_endpoint, event_type="t", serializer="bytes")
+    fn = _WriteEventsFn(transform.options)
+    fn.setup()
+    try:
+        fn.start_bundle()
+        window = (GlobalWindow(),)
+        largest_chunk = {"small": 0, "large": 0}
+        for size, kind, count in ((100, "small", 300), (300_000, "large", 100)):
+            for i in range(count):
+                payload = bytes([i % 256]) * size
+                fn.process(payload, WindowedValue(payload, 0, window))
+                if i >= 64:  # the first chunk of a kind is sized after the kind before
+                    largest_chunk[kind] = max(largest_chunk[kind], len(fn._chunk))
+        assert list(fn.finish_bundle()) == []
+    finally:
+        fn.teardown()
+    assert largest_chunk["small"] == 63  # built when the 64th arrives
+    assert largest_chunk["large"] < (1 << 20) // 300_000  # about 1 MiB of payloads, not 64 elements
+    assert len(emulator.events()) == 400
