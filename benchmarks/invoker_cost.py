@@ -24,27 +24,13 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from benchmarks import workload
-from benchmarks.references import IdealEncodeFn, NoOpFn
+from benchmarks.references import IdealEncodeFn, NoOpFn, WindowedIdealEncodeFn, WindowedNoOpFn
 
-__all__ = ["WindowedNoOpFn", "WindowedIdealEncodeFn", "measure", "main"]
+__all__ = ["CONFIGS", "measure", "main"]
 
 DEFAULT_EVENTS = 1_000_000
 DEFAULT_ROUNDS = 3
 _CHUNK = 10_000
-
-
-class WindowedNoOpFn(beam.DoFn):
-    """:class:`NoOpFn`, taking each element's WindowedValue as a sink with dead letters must."""
-
-    def process(self, element: Any, windowed: Any = beam.DoFn.WindowedValueParam) -> None:
-        pass
-
-
-class WindowedIdealEncodeFn(IdealEncodeFn):
-    """:class:`IdealEncodeFn`, taking each element's WindowedValue (and keeping nothing of it)."""
-
-    def process(self, element: Dict[str, Any], windowed: Any = beam.DoFn.WindowedValueParam) -> None:
-        super().process(element)
 
 
 CONFIGS: Dict[str, Callable[[], beam.DoFn]] = {

@@ -14,6 +14,10 @@ verified digests show the bytes are Raccoon's).
 - :class:`HandWrittenRaccoonFn`: what a user would write without this
   package: ``json_format`` to build each request, ``requests`` to POST it
   (protobuf wire), one request at a time.
+- :class:`WindowedNoOpFn` and :class:`WindowedIdealEncodeFn`: the first two,
+  taking each element's ``WindowedValueParam`` as a sink whose dead letters
+  keep their elements' windows must (and keeping nothing of it): what Beam
+  charges for that parameter alone.
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ __all__ = [
     "NoOpFn",
     "IdealEncodeFn",
     "HandWrittenRaccoonFn",
+    "WindowedNoOpFn",
+    "WindowedIdealEncodeFn",
 ]
 
 # Events per request for the references, as the sink's default batch size
@@ -131,6 +137,20 @@ class IdealEncodeFn(beam.DoFn):
             add(event_bytes=payload, type=event_type)
         self.bytes_encoded += len(request.SerializeToString())
         self._events = []
+
+
+class WindowedNoOpFn(beam.DoFn):
+    """:class:`NoOpFn`, taking each element's WindowedValue as a sink with dead letters must."""
+
+    def process(self, element: Any, windowed: Any = beam.DoFn.WindowedValueParam) -> None:
+        pass
+
+
+class WindowedIdealEncodeFn(IdealEncodeFn):
+    """:class:`IdealEncodeFn`, taking each element's WindowedValue (and keeping nothing of it)."""
+
+    def process(self, element: Dict[str, Any], windowed: Any = beam.DoFn.WindowedValueParam) -> None:
+        super().process(element)
 
 
 class HandWrittenRaccoonFn(beam.DoFn):

@@ -26,6 +26,8 @@ RESULTS = "results.json"
 # Configuration names, shared with run.CONFIGS.
 NOOP = "no-op pipeline"
 IDEAL = "ideal encode-only DoFn"
+NOOP_WINDOWED = "no-op DoFn + WindowedValueParam"
+IDEAL_WINDOWED = "ideal encode-only DoFn + WindowedValueParam"
 HAND_WRITTEN = "hand-written sink (REST)"
 GRPC = "grpc / protobuf wire"
 REST = "rest / protobuf wire"
@@ -35,7 +37,11 @@ WEBSOCKET_JSON = "websocket / json wire"
 NOOP_MESSAGES = "no-op pipeline (messages)"
 GRPC_PROTOBUF = "grpc, protobuf serializer"
 GRPC_AVRO = "grpc, avro serializer"
-REFERENCES = (NOOP, IDEAL, NOOP_MESSAGES)
+REFERENCES = (NOOP, IDEAL, NOOP_WINDOWED, IDEAL_WINDOWED, NOOP_MESSAGES)
+# The references that pay what the sink pays to keep its dead letters in their
+# elements' windows (Beam's per-window invoker): the same targets against them
+# are shown beside issue 10's, for what is the sink's own.
+WINDOWED_TWIN = {NOOP: NOOP_WINDOWED, IDEAL: IDEAL_WINDOWED}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,9 +139,32 @@ def targets(results: Dict[str, Any]) -> List[Tuple[str, str, Optional[bool]]]:
     run of its reference, both from this run; with several configurations
     the lowest ratio is the one that counts.
     """
+    found = _throughput_targets(results, TARGETS)
+    rss = _rss_ratio(results)
+    if rss is not None:
+        found.append((f"peak RSS at {results['memory']['events']:,} events <= {RSS_LIMIT:g} x at {results['events']:,}",
+                      f"{rss:.2f} x", rss <= RSS_LIMIT))
+    streaming = results.get("streaming")
+    if streaming:
+        found.append(("streaming p99 <= 1.5 s (max_buffering_duration=0.5)", f"{streaming['p99_ms'] / 1000:.2f} s",
+                      streaming["p99_ms"] <= STREAMING_P99_MS))
+    return found
+
+
+def windowed_targets(results: Dict[str, Any]) -> List[Tuple[str, str, Optional[bool]]]:
+    """The throughput targets against the references that take ``WindowedValueParam`` (informational)."""
+    twins = tuple(
+        dataclasses.replace(target, reference=WINDOWED_TWIN[target.reference])
+        for target in TARGETS
+        if target.reference in WINDOWED_TWIN
+    )
+    return _throughput_targets(results, twins)
+
+
+def _throughput_targets(results: Dict[str, Any], wanted: Tuple[Target, ...]) -> List[Tuple[str, str, Optional[bool]]]:
     rows = _rows_by_name(results)
     found: List[Tuple[str, str, Optional[bool]]] = []
-    for target in TARGETS:
+    for target in wanted:
         reference = rows.get(target.reference)
         measured = [rows[name] for name in target.configs if name in rows]
         if not reference or not reference["events_per_second"] or not measured:
@@ -146,14 +175,6 @@ def targets(results: Dict[str, Any]) -> List[Tuple[str, str, Optional[bool]]]:
         if len(target.configs) > 1:
             text += f"; lowest: {worst['name']}"
         found.append((f"{target.label} >= {target.factor:g} x {target.reference}", text, ratio >= target.factor))
-    rss = _rss_ratio(results)
-    if rss is not None:
-        found.append((f"peak RSS at {results['memory']['events']:,} events <= {RSS_LIMIT:g} x at {results['events']:,}",
-                      f"{rss:.2f} x", rss <= RSS_LIMIT))
-    streaming = results.get("streaming")
-    if streaming:
-        found.append(("streaming p99 <= 1.5 s (max_buffering_duration=0.5)", f"{streaming['p99_ms'] / 1000:.2f} s",
-                      streaming["p99_ms"] <= STREAMING_P99_MS))
     return found
 
 
@@ -233,6 +254,20 @@ def render(results: Dict[str, Any]) -> str:
         out += ["### Targets (issue 10)", "", "| target | measured | met |", "| --- | --- | --- |"]
         out += [f"| {name} | {measured} | {'yes' if met else '**no**'} |" for name, measured, met in found]
         out.append("")
+    twins = windowed_targets(results)
+    if twins:
+        out += [
+            "### The same throughput targets, against references that keep windows (not issue 10's)",
+            "",
+            "The sink takes `WindowedValueParam` to put each dead letter in its element's window with its "
+            "timestamp; so do these references (and nothing else changes in them). What is left between them "
+            "and the sink is the sink's own cost.",
+            "",
+            "| target | measured | met |",
+            "| --- | --- | --- |",
+        ]
+        out += [f"| {name} | {measured} | {'yes' if met else 'no'} |" for name, measured, met in twins]
+        out.append("")
     memory = results.get("memory")
     if memory:
         small = rows.get(GRPC)
@@ -289,7 +324,8 @@ def chart(results: Dict[str, Any], path: str) -> bool:
     rows = list(results["throughput"])
     by_name = _rows_by_name(results)
     noop, ideal, noop_messages = _rate(by_name, NOOP), _rate(by_name, IDEAL), _rate(by_name, NOOP_MESSAGES)
-    colors = {"sink": "#2b6cb0", "noop": "#718096", "ideal": "#a0aec0", "handwritten": "#c05621"}
+    colors = {"sink": "#2b6cb0", "noop": "#718096", "ideal": "#a0aec0", "noop-windowed": "#718096",
+              "ideal-windowed": "#a0aec0", "handwritten": "#c05621"}
     fig, ax = plt.subplots(figsize=(9, 0.45 * len(rows) + 1.6))
     names = [row["name"] for row in rows][::-1]
     rates = [row["events_per_second"] for row in rows][::-1]

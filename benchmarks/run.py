@@ -69,6 +69,8 @@ class Config:
 CONFIGS: Sequence[Config] = (
     Config(report.NOOP, "noop", "none"),
     Config(report.IDEAL, "ideal", "none"),
+    Config(report.NOOP_WINDOWED, "noop-windowed", "none"),
+    Config(report.IDEAL_WINDOWED, "ideal-windowed", "none"),
     Config(report.HAND_WRITTEN, "handwritten", "rest"),
     Config(report.GRPC, "sink", "grpc"),
     Config(report.REST, "sink", "rest"),
@@ -79,8 +81,7 @@ CONFIGS: Sequence[Config] = (
     Config(report.GRPC_PROTOBUF, "sink", "grpc", serializer="protobuf"),
     Config(report.GRPC_AVRO, "sink", "grpc", serializer="avro"),
 )
-MEMORY_CONFIG = CONFIGS[3]  # grpc / protobuf wire, json serializer
-assert MEMORY_CONFIG.name == report.GRPC
+MEMORY_CONFIG = next(config for config in CONFIGS if config.name == report.GRPC)  # protobuf wire, json serializer
 
 
 def _log(message: str) -> None:

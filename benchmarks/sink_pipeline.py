@@ -15,6 +15,10 @@ Modes (see :mod:`benchmarks.references`):
   generator alone.
 - ``ideal``: :class:`~benchmarks.references.IdealEncodeFn`, the ideal sink
   minus its I/O.
+- ``noop-windowed``, ``ideal-windowed``: the same two taking each element's
+  ``WindowedValueParam``, as the sink must to keep dead letters in their
+  windows (:class:`~benchmarks.references.WindowedNoOpFn`,
+  :class:`~benchmarks.references.WindowedIdealEncodeFn`).
 - ``handwritten``: :class:`~benchmarks.references.HandWrittenRaccoonFn` to
   the REST endpoint.
 - ``sink``: ``WriteToRaccoon`` to the endpoint.
@@ -41,7 +45,7 @@ from benchmarks import references, workload
 
 __all__ = ["MODES", "run"]
 
-MODES = ("noop", "ideal", "handwritten", "sink")
+MODES = ("noop", "ideal", "noop-windowed", "ideal-windowed", "handwritten", "sink")
 # Events per input element: the generator's FlatMap yields this many per
 # chunk number, so the input is a few integers and reading is not measured.
 DEFAULT_CHUNK = 10_000
@@ -120,7 +124,7 @@ def run(
         raise ValueError(f"events ({events}) must be a multiple of the chunk ({chunk})")
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}")
-    if mode in ("ideal", "handwritten") and serializer != "json":
+    if mode in ("ideal", "ideal-windowed", "handwritten") and serializer != "json":
         raise ValueError(f"mode {mode!r} takes the dict events (serializer json)")
 
     options = PipelineOptions(["--runner=DirectRunner", "--direct_num_workers=1"])
@@ -135,6 +139,10 @@ def run(
             generated | "NoOp" >> beam.ParDo(references.NoOpFn())
         elif mode == "ideal":
             generated | "IdealEncode" >> beam.ParDo(references.IdealEncodeFn())
+        elif mode == "noop-windowed":
+            generated | "WindowedNoOp" >> beam.ParDo(references.WindowedNoOpFn())
+        elif mode == "ideal-windowed":
+            generated | "WindowedIdealEncode" >> beam.ParDo(references.WindowedIdealEncodeFn())
         elif mode == "handwritten":
             generated | "HandWritten" >> beam.ParDo(references.HandWrittenRaccoonFn(endpoint))
         else:

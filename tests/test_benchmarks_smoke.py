@@ -37,7 +37,7 @@ def test_the_harness_produces_a_verified_result_table(tmp_path):
     results = json.loads((tmp_path / "results.json").read_text())
     rows = {row["name"]: row for row in results["throughput"]}
     assert set(rows) == {config.name for config in run.CONFIGS}
-    for reference in (report.NOOP, report.IDEAL, report.NOOP_MESSAGES):
+    for reference in report.REFERENCES:
         assert rows[reference]["events_per_second"] > 0 and rows[reference]["digest_ok"] is None
     sending = [row for row in rows.values() if row["mode"] in ("sink", "handwritten")]
     assert len(sending) == 8
@@ -57,5 +57,8 @@ def test_the_harness_produces_a_verified_result_table(tmp_path):
     assert len(judged) == len(report.TARGETS) + 2  # + memory, streaming
     for target in report.TARGETS:
         assert f"{target.label} >= {target.factor:g} x {target.reference}" in readme
+    # ... and, beside them, against the references that keep windows as the sink does.
+    assert len(report.windowed_targets(results)) == 4
+    assert f"x {report.IDEAL_WINDOWED} |" in readme
     if importlib.util.find_spec("matplotlib") is not None:  # the `bench` extra draws the chart
         assert (tmp_path / "throughput.png").stat().st_size > 0
