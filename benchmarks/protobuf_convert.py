@@ -56,20 +56,6 @@ def _best_us(fn: Callable[[], Any], repeat: int, min_seconds: float) -> float:
     return min(timer.repeat(repeat=repeat, number=number)) / number * 1e6
 
 
-def _json_form(order: Dict[str, Any]) -> Dict[str, Any]:
-    from google.protobuf import duration_pb2, timestamp_pb2
-
-    out = dict(order)
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(order["created_at"])
-    out["created_at"] = stamp.ToJsonString()
-    duration = duration_pb2.Duration()
-    duration.FromTimedelta(order["time_on_page"])
-    out["time_on_page"] = duration.ToJsonString()
-    out["slots"] = {str(k): v for k, v in order["slots"].items()}
-    return out
-
-
 def _as_dataclass(name: str, data: Dict[str, Any]) -> Any:
     cls = dataclasses.make_dataclass(name, list(data))
     return cls(**data)
@@ -103,12 +89,12 @@ def measure(repeat: int = 7, min_seconds: float = 0.2) -> Dict[str, Dict[str, fl
     """``{case: {name: microseconds per event, speedup_dict: ParseDict / converter}}``."""
     from benchmarks import workload
     from raccoon_beam.serializers import resolve_serializer
-    from tests.protobuf_helpers import order_class
+    from tests.protobuf_helpers import order_class, parse_dict_form
 
     flat = workload.make_event(7)
     results = {
         "flat ClickEvent": _case(workload.ClickEvent, flat, flat, repeat, min_seconds),
-        "nested Order": _case(order_class(), ORDER_EVENT, _json_form(ORDER_EVENT), repeat, min_seconds),
+        "nested Order": _case(order_class(), ORDER_EVENT, parse_dict_form(ORDER_EVENT), repeat, min_seconds),
     }
     to_json = resolve_serializer("json")
     with_null = dict(flat, note=None)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import functools
 import pathlib
 import tempfile
+from typing import Any, Dict
 
-from google.protobuf import descriptor_pb2
+from google.protobuf import descriptor_pb2, duration_pb2, timestamp_pb2
 
 PROTO_ROOT = pathlib.Path(__file__).resolve().parent / "data" / "protos"
 SHOP_PROTO = "shop/v1/shop.proto"
@@ -49,3 +51,18 @@ def order_class():
     from raccoon_beam.protobuf_data import load_message_class
 
     return load_message_class(ORDER, shop_descriptor_set())
+
+
+def parse_dict_form(order: Dict[str, Any]) -> Dict[str, Any]:
+    """An Order's plain data as ``json_format.ParseDict`` takes it: JSON strings for times, base64 bytes, str map keys."""
+    out = dict(order)
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(order["created_at"])
+    out["created_at"] = stamp.ToJsonString()
+    duration = duration_pb2.Duration()
+    duration.FromTimedelta(order["time_on_page"])
+    out["time_on_page"] = duration.ToJsonString()
+    if order.get("token") is not None:
+        out["token"] = base64.b64encode(order["token"]).decode()
+    out["slots"] = {str(key): value for key, value in order["slots"].items()}
+    return {key: value for key, value in out.items() if value is not None}
