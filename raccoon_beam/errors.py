@@ -114,6 +114,14 @@ class SendFailure(RaccoonError):
         super().__init__(message)
         self.failure = Failure(kind, message, **status)
 
+    @classmethod
+    def carrying(cls, failure: Failure) -> "SendFailure":
+        """The exception of a :class:`Failure` already made (the retry loop raises values it was given)."""
+        error = cls.__new__(cls)
+        RaccoonError.__init__(error, failure.message)
+        error.failure = failure
+        return error
+
     def __repr__(self) -> str:
         return f"SendFailure({self.failure!r})"
 

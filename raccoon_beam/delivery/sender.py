@@ -22,7 +22,7 @@ import logging
 import threading
 import time
 import traceback
-from typing import Any, Awaitable, Callable, Coroutine, Optional, Set, TypeVar
+from typing import Any, Awaitable, Callable, Coroutine, List, Optional, Set, Tuple, TypeVar
 
 from raccoon_beam._loop import EventLoopThread
 from raccoon_beam.batching import Batch
@@ -79,16 +79,12 @@ async def send_with_retry(
     started = clock()
     # The first attempt outside tenacity: most requests succeed at once, and
     # the retry machinery costs more than the call itself.
-    try:
-        return SendOutcome(await transport.send(request), None, None, 1)
-    except SendFailure as exc:
-        first = exc
-    except Exception as exc:  # noqa: BLE001 - the one boundary where anything is caught
-        unexpected = _unexpected_failure(exc, transport)
-        return SendOutcome(None, unexpected, classify(unexpected), 1)
-    verdict = classify(first.failure)
+    response, failure = await _attempt(transport, request)
+    if failure is None:
+        return SendOutcome(response, None, None, 1)
+    verdict = classify(failure)
     if verdict is not Verdict.RETRY or policy.max_attempts == 1:
-        return SendOutcome(None, first.failure, verdict, 1)
+        return SendOutcome(None, failure, verdict, 1)
 
     attempts = 0
     waited = 0.0
@@ -99,22 +95,35 @@ async def send_with_retry(
         if on_retry is not None:
             on_retry(failure, wait)
 
-    replay = [first]  # tenacity's first attempt is the one made above
-    failure: Optional[Failure] = None
+    replay: List[Failure] = [failure]  # tenacity's first attempt is the one made above
     try:
         async for attempt in policy.retrying(sleep=sleep, clock=clock, on_retry=before_retry, started=started):
             with attempt:
                 attempts += 1
                 if replay:
-                    raise replay.pop()
-                response = await transport.send(request)
+                    response, failure = None, replay.pop()
+                else:
+                    response, failure = await _attempt(transport, request)
+                if failure is not None:
+                    raise SendFailure.carrying(failure)  # tenacity decides on exceptions
     except SendFailure as exc:
-        failure = exc.failure
-    except Exception as exc:  # noqa: BLE001 - the one boundary where anything is caught
-        failure = _unexpected_failure(exc, transport)
-    if failure is not None:
-        return SendOutcome(None, failure, classify(failure), attempts, waited)
+        return SendOutcome(None, exc.failure, classify(exc.failure), attempts, waited)
     return SendOutcome(response, None, None, attempts, waited)
+
+
+async def _attempt(transport: Transport, request: EncodedRequest) -> Tuple[Any, Optional[Failure]]:
+    """One send: ``(response, None)``, or ``(None, failure)`` for whatever went wrong.
+
+    The one boundary where anything is caught: an exception that is not a
+    SendFailure (a bug, an unanticipated library error) is logged with its
+    traceback and becomes an ``UNEXPECTED`` failure. Cancellation propagates.
+    """
+    try:
+        return await transport.send(request), None
+    except SendFailure as exc:
+        return None, exc.failure
+    except Exception as exc:  # noqa: BLE001 - see the docstring
+        return None, _unexpected_failure(exc, transport)
 
 
 def _unexpected_failure(exc: Exception, transport: Transport) -> Failure:

@@ -197,3 +197,50 @@ def test_repr_never_shows_credentials():
         assert "Bearer x" not in repr(client.config)
     finally:
         client.close()
+
+
+class _ScriptedTransport(Transport):
+    """Fails or answers each attempt as its script says (a fake: a bug cannot be provoked in a real server)."""
+
+    def __init__(self, config, script):
+        super().__init__(config)
+        self.script = list(script)
+        self.attempts = 0
+
+    async def send(self, request):
+        self.attempts += 1
+        step = self.script.pop(0)
+        if isinstance(step, BaseException):
+            raise step
+        return raccoon_pb2.SendEventResponse(status=1, code=1, data={"req_guid": request.req_guid})
+
+    async def close(self):
+        pass
+
+
+@pytest.mark.parametrize(
+    "script, attempts, kind",
+    [
+        ([SendFailure(FailureKind.NETWORK, "reset"), "ack"], 2, None),
+        ([SendFailure(FailureKind.NETWORK, "reset"), KeyError("bug in a library")], 2, FailureKind.UNEXPECTED),
+        ([SendFailure(FailureKind.NETWORK, "reset")] * 2 + [SendFailure(FailureKind.REFUSED, "bad")], 3, FailureKind.REFUSED),
+        ([SendFailure(FailureKind.NETWORK, "reset")] * 3, 3, FailureKind.NETWORK),
+    ],
+    ids=["retried-then-acked", "unexpected-on-a-retry", "permanent-on-a-retry", "attempts-run-out"],
+)
+def test_every_attempt_ends_as_an_outcome_never_an_exception(script, attempts, kind, caplog):
+    config = TransportConfig("grpc://h:1")
+    sender = Sender(
+        config,
+        RetryPolicy(max_attempts=3),
+        sleep=RecordingSleep(),
+        transport_factory=lambda cfg: _ScriptedTransport(cfg, script),
+    )
+    try:
+        outcome = sender.submit(make_request(Wire.PROTOBUF)).result(10)
+    finally:
+        sender.close()
+    assert outcome.attempts == attempts == sender.transport.attempts
+    assert (None if outcome.failure is None else outcome.failure.kind) is kind
+    if kind is FailureKind.UNEXPECTED:
+        assert "KeyError" in outcome.failure.message and "bug in a library" in caplog.text
