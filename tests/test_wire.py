@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import string
 
 import pytest
 from hypothesis import given, settings
@@ -241,3 +242,122 @@ def test_hand_written_protobuf_encoder_matches_protobuf_at_every_length_boundary
     for event_type, payload in events:
         reference.events.add(event_bytes=payload, type=event_type)
     assert ours.body == reference.SerializeToString()
+
+
+# ------------------------------------------------------------------ the decoder's fast path
+
+def _slow_decode(body):
+    """Go's rules alone, without the orjson fast path."""
+    from raccoon_beam.wire import go_json
+
+    original = go_json._decode_plain_request
+    go_json._decode_plain_request = lambda body: None
+    try:
+        return go_json.decode_request(body, Wire.JSON)
+    except WireFormatError as exc:
+        return ("rejected", str(exc))
+    finally:
+        go_json._decode_plain_request = original
+
+
+_KEYS = st.sampled_from(["req_guid", "sent_time", "events", "REQ_GUID", "Events", "extra", "sent_time"])
+_EVENT_KEYS = st.sampled_from(["event_bytes", "type", "Type", "event_bytes"])
+_SCALARS = st.one_of(
+    st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=False), st.text(max_size=12)
+)
+_BASE64 = st.one_of(
+    st.binary(max_size=30).map(lambda b: base64.b64encode(b).decode()),
+    st.sampled_from(["QR==", "QQ", "Q Q==", "QQ==\n", "@@@@", "", "QUJD"]),
+)
+_EVENT = st.lists(
+    st.tuples(_EVENT_KEYS, st.one_of(_BASE64, _SCALARS, st.lists(st.integers(0, 300), max_size=3))), max_size=3
+)
+_TIMESTAMP = st.one_of(
+    st.lists(st.tuples(st.sampled_from(["seconds", "nanos", "Nanos"]), _SCALARS), max_size=3), _SCALARS
+)
+
+
+def _object(pairs):
+    """A JSON object from pairs, duplicates kept (json.dumps of a dict cannot write them)."""
+    return "{" + ",".join(f"{json.dumps(key)}:{value}" for key, value in pairs) + "}"
+
+
+@st.composite
+def _request_bodies(draw):
+    pairs = []
+    for key in draw(st.lists(_KEYS, max_size=5)):
+        if key.lower() == "events":
+            events = draw(st.lists(_EVENT, max_size=3))
+            value = "[" + ",".join(_object([(k, json.dumps(v)) for k, v in event]) for event in events) + "]"
+        elif key.lower() == "sent_time":
+            stamp = draw(_TIMESTAMP)
+            value = _object([(k, json.dumps(v)) for k, v in stamp]) if isinstance(stamp, list) else json.dumps(stamp)
+        else:
+            value = json.dumps(draw(_SCALARS), ensure_ascii=draw(st.booleans()))
+        pairs.append((key, value))
+    return _object(pairs).encode("utf-8", "surrogatepass")
+
+
+@settings(max_examples=400, deadline=None)
+@given(body=_request_bodies())
+def test_the_fast_path_answers_as_go_or_leaves_the_body_to_go_rules(body):
+    from raccoon_beam.wire import go_json
+
+    fast = go_json._decode_plain_request(body)
+    if fast is not None:
+        assert fast == _slow_decode(body), body
+
+
+def test_a_plain_request_takes_the_fast_path_and_equals_go_rules():
+    from raccoon_beam.wire import go_json
+
+    events = [("click", b'{"a":1}'), ("view", b""), ("click", bytes(range(40)))]
+    body = wire.encode_request(events, wire=Wire.JSON, req_guid="g-1", sent_time_ns=1_700_000_000_123_456_789).body
+    fast = go_json._decode_plain_request(body)
+    assert fast is not None and fast == _slow_decode(body)
+    assert [(e.type, e.event_bytes) for e in fast.events] == events
+    # What Go merges or folds is left to Go's rules.
+    for variant in (
+        b'{"sent_time":{"seconds":1},"sent_time":{"nanos":2}}',
+        b'{"Req_Guid":"x"}',
+        b'{"req_guid":"\\u0041"}',
+        b'{"events":[{"event_bytes":"QR=="}]}',
+        b'{"events":[null]}',
+    ):
+        assert go_json._decode_plain_request(variant) is None, variant
+
+
+@st.composite
+def _plain_bodies(draw):
+    """Requests as clients write them, with at most one thing a little off."""
+    text = st.one_of(st.text(alphabet=string.ascii_letters + string.digits + "_-. ", max_size=8), st.text(max_size=4))
+    events = draw(st.lists(st.tuples(text, st.binary(max_size=20)), max_size=4))
+    body = wire.encode_request(events, wire=Wire.JSON, req_guid=draw(text)).body
+    if draw(st.booleans()):
+        old, new = draw(
+            st.sampled_from(
+                [
+                    (b'"type":', b'"Type":'),
+                    (b'"events":[', b'"events":[null,'),
+                    (b'"nanos":', b'"nanos":1.5,"nanos":'),
+                    (b'"req_guid":', b'"req_guid":7,"req_guid":'),
+                    (b'"seconds":', b'"seconds":99999999999999999999,"seconds":'),
+                    (b'{"event_bytes":"', b'{"event_bytes":"QQ","event_bytes":"'),
+                    (b'"sent_time":', b'"sent_time":{"nanos":3},"sent_time":'),
+                    (b'==', b'=='),
+                    (b'"}', b'\\u0041"}'),
+                ]
+            )
+        )
+        body = body.replace(old, new, 1)
+    return body
+
+
+@settings(max_examples=400, deadline=None)
+@given(body=_plain_bodies())
+def test_the_fast_path_agrees_with_go_on_requests_as_clients_write_them(body):
+    from raccoon_beam.wire import go_json
+
+    fast = go_json._decode_plain_request(body)
+    if fast is not None:
+        assert fast == _slow_decode(body), body

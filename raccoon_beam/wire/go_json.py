@@ -4,7 +4,9 @@
   acceptance rules on Raccoon's generated structs exactly: case-insensitive
   keys (with Go's case folding), the last duplicate wins, ``null`` leaves a
   field alone, byte arrays, trailing data rejected, integer ranges, lone
-  surrogates replaced by U+FFFD.
+  surrogates replaced by U+FFFD. The usual request (exact keys, plain
+  values, nothing repeated or escaped) is decoded by orjson first, about 4 x
+  faster; anything else goes by the rules.
 * The response encoder writes Go's layout byte for byte.
 * The response decoder (used by the client) accepts any reasonable JSON a
   server may send.
@@ -13,10 +15,12 @@
 from __future__ import annotations
 
 import binascii
+import collections
 import json
 import re
-from typing import Any, Dict, List, Sequence, Tuple, TypeVar, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, TypeVar, Union
 
+import orjson
 from google.protobuf.message import DecodeError
 
 from raccoon_beam._proto import raccoon_pb2
@@ -46,6 +50,9 @@ def decode_request(body: Body, wire: Wire) -> raccoon_pb2.SendEventRequest:
     """
     if wire is Wire.PROTOBUF:
         return _parse_protobuf(raccoon_pb2.SendEventRequest(), body)
+    plain = _decode_plain_request(body)
+    if plain is not None:
+        return plain
     document = _parse_go_json(body)
     request = raccoon_pb2.SendEventRequest()
     if document is None:  # Go: unmarshalling null into a struct is a no-op.
@@ -62,6 +69,87 @@ def decode_request(body: Body, wire: Wire) -> raccoon_pb2.SendEventRequest:
         else:
             _decode_events(request, value)
     return request
+
+
+_REQUEST_KEYS = frozenset(("req_guid", "sent_time", "events"))
+_TIMESTAMP_KEYS = frozenset(("seconds", "nanos"))
+_EVENT_KEYS = frozenset(("event_bytes", "type"))
+
+
+def _decode_plain_request(body: Body) -> Optional[raccoon_pb2.SendEventRequest]:
+    """The usual request, decoded with orjson; None for anything where Go's rules need the slow path.
+
+    Usual means: no backslash anywhere (so no escaped key), every key exactly
+    a field's name and never repeated (Go reads every copy: it may reject an
+    earlier one, and it merges a repeated ``sent_time``, where orjson keeps
+    the last), values of the field's own JSON type and range, ``event_bytes``
+    as the canonical padded standard base64 of its bytes. On such a body Go
+    and orjson agree; anything else, valid or not, goes through
+    :func:`_parse_go_json` and gets Go's answer or error.
+    """
+    if isinstance(body, str):
+        body = body.encode("utf-8", "surrogatepass")
+    raw = bytes(body)
+    if b"\\" in raw:
+        return None
+    try:
+        document = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    if type(document) is not dict or not _REQUEST_KEYS.issuperset(document):
+        return None
+    guid = document.get("req_guid", "")
+    events = document.get("events", [])
+    if type(guid) is not str or type(events) is not list:
+        return None
+    request = raccoon_pb2.SendEventRequest(req_guid=guid)
+    if "sent_time" in document:
+        sent_time = document["sent_time"]
+        if type(sent_time) is not dict or not _TIMESTAMP_KEYS.issuperset(sent_time):
+            return None
+        seconds, nanos = sent_time.get("seconds", 0), sent_time.get("nanos", 0)
+        if type(seconds) is not int or type(nanos) is not int:
+            return None
+        if not (_INT64[0] <= seconds <= _INT64[1] and _INT32[0] <= nanos <= _INT32[1]):
+            return None
+        request.sent_time.SetInParent()  # Go allocates the struct even for {}
+        request.sent_time.seconds, request.sent_time.nanos = seconds, nanos
+    if not _keys_appear_once(raw, document, events):
+        return None
+    add = request.events.add
+    for event in events:
+        if type(event) is not dict or not _EVENT_KEYS.issuperset(event):
+            return None
+        event_type, text = event.get("type", ""), event.get("event_bytes", "")
+        if type(event_type) is not str or type(text) is not str:
+            return None
+        try:
+            payload = binascii.a2b_base64(text)  # lenient: checked by encoding it again
+            canonical = binascii.b2a_base64(payload, newline=False) == text.encode("ascii")
+        except (binascii.Error, UnicodeEncodeError):
+            return None
+        if not canonical:
+            return None
+        add(event_bytes=payload, type=event_type)
+    return request
+
+
+def _keys_appear_once(raw: bytes, document: Dict[str, Any], events: List[Any]) -> bool:
+    """Whether no key of the request is repeated: Go reads each copy (and may reject an earlier one).
+
+    Without backslashes in the body a key is written as itself, so each
+    field's name appears exactly as often as objects hold it, unless repeated
+    (or a string value spells a field's name: then the slow path decides too).
+    """
+    expected = collections.Counter(document.keys())
+    sent_time = document.get("sent_time")
+    if isinstance(sent_time, dict):
+        expected.update(sent_time.keys())
+    for event in events:
+        if isinstance(event, dict):
+            expected.update(event.keys())
+    names = _REQUEST_KEYS | _TIMESTAMP_KEYS | _EVENT_KEYS
+    return all(raw.count(b'"%s"' % name.encode()) == expected[name] for name in names)
 
 
 def _decode_timestamp(request: raccoon_pb2.SendEventRequest, value: Any) -> None:
