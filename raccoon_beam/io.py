@@ -425,10 +425,14 @@ class _WriteEventsFn(_SendingFn):
     def process(self, element: Any, windowed=beam.DoFn.WindowedValueParam) -> Optional[Iterable[Any]]:
         chunk = self._chunk
         chunk.append(windowed)
-        if len(chunk) < self._chunk_limit:
-            return None
+        if len(chunk) >= self._chunk_limit:
+            return self._add_full_chunk(windowed)
+        return None  # kept; nothing to output yet (a bare "return None" line makes Beam warn)
+
+    def _add_full_chunk(self, current: WindowedValue) -> Optional[Tuple[TaggedOutput, ...]]:
+        """Adds the chunk; returns the dead letters ready, as outputs of ``current``'s process call."""
         self._add_chunk()
-        if len(windowed.windows) == 1:
+        if len(current.windows) == 1:
             return self._ready_dead_letters()
         return None  # Beam would multiply the windows of a WindowedValue output here
 

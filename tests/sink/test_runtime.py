@@ -138,3 +138,13 @@ def test_elements_are_built_in_chunks_that_stay_small_when_events_are_large(emul
     assert largest_chunk["small"] == 63  # built when the 64th arrives
     assert largest_chunk["large"] < (1 << 20) // 300_000  # about 1 MiB of payloads, not 64 elements
     assert len(emulator.events()) == 400
+
+
+def test_applying_the_sink_logs_no_warning_from_beam(caplog):
+    """Beam reads process()'s source and warns about a bare 'return None' line."""
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="apache_beam"):
+        pipeline = beam.Pipeline()
+        _ = pipeline | beam.Create([{"a": 1}]) | WriteToRaccoon("grpc://127.0.0.1:1", event_type="t")
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("apache_beam.transforms")] == []
