@@ -298,16 +298,6 @@ def _request_bodies(draw):
     return _object(pairs).encode("utf-8", "surrogatepass")
 
 
-@settings(max_examples=400, deadline=None)
-@given(body=_request_bodies())
-def test_the_fast_path_answers_as_go_or_leaves_the_body_to_go_rules(body):
-    from raccoon_beam.wire import go_json
-
-    fast = go_json._decode_plain_request(body)
-    if fast is not None:
-        assert fast == _slow_decode(body), body
-
-
 def test_a_plain_request_takes_the_fast_path_and_equals_go_rules():
     from raccoon_beam.wire import go_json
 
@@ -353,9 +343,11 @@ def _plain_bodies(draw):
     return body
 
 
-@settings(max_examples=400, deadline=None)
-@given(body=_plain_bodies())
-def test_the_fast_path_agrees_with_go_on_requests_as_clients_write_them(body):
+@settings(max_examples=800, deadline=None)
+@given(body=st.one_of(_request_bodies(), _plain_bodies()))
+def test_the_fast_path_answers_as_go_or_leaves_the_body_to_go_rules(body):
+    """Random bodies (case variants, duplicates, nulls, big ints, bad base64), and bodies as
+    clients write them with at most one thing off (about a third of these take the fast path)."""
     from raccoon_beam.wire import go_json
 
     fast = go_json._decode_plain_request(body)
