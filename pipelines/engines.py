@@ -32,7 +32,7 @@ import socket
 import subprocess
 import sys
 import time
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence, TypeVar
 
 import psutil
 
@@ -73,8 +73,8 @@ def _descendants(pid: int) -> List[psutil.Process]:
         return []
 
 
-def _reap(processes: Sequence[psutil.Process], timeout: float) -> List[psutil.Process]:
-    """Waits for ``processes`` to exit, then kills the rest; returns those that had to be killed."""
+def _reap(processes: Sequence[psutil.Process], timeout: float, engine: str) -> None:
+    """Waits for ``processes`` to exit, kills the rest, and raises EngineError if any had to be killed."""
     _, alive = psutil.wait_procs(list(processes), timeout=timeout)
     for process in alive:
         try:
@@ -82,10 +82,31 @@ def _reap(processes: Sequence[psutil.Process], timeout: float) -> List[psutil.Pr
         except psutil.NoSuchProcess:
             pass
     psutil.wait_procs(alive, timeout=5)
-    return alive
+    if alive:
+        raise EngineError(f"{engine} left processes behind: {sorted(p.pid for p in alive)}")
 
 
-class WorkerPool:
+_E = TypeVar("_E", bound="_Engine")
+
+
+class _Engine:
+    """A local engine started and stopped around a ``with`` block."""
+
+    def start(self) -> "_Engine":
+        raise NotImplementedError
+
+    def stop(self, timeout: float = DEFAULT_STOP_TIMEOUT) -> None:
+        raise NotImplementedError
+
+    def __enter__(self: _E) -> _E:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+class WorkerPool(_Engine):
     """Beam's external SDK worker pool, in a process of its own.
 
     The pool starts each SDK worker as ``python -c ...`` with ``python`` taken
@@ -198,16 +219,8 @@ class WorkerPool:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-        left = _reap(list(self._seen.values()), timeout=timeout)
-        self._seen.clear()
-        if left:
-            raise EngineError(f"the worker pool left processes behind: {sorted(p.pid for p in left)}")
-
-    def __enter__(self) -> "WorkerPool":
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+        seen, self._seen = list(self._seen.values()), {}
+        _reap(seen, timeout, "the worker pool")
 
     def portable_options(self) -> List[str]:
         """The ``PortableRunner`` flags: embedded job service, this pool as the environment.
@@ -236,7 +249,7 @@ class WorkerPool:
         return FnApiRunner(default_environment=ExternalEnvironment(self.address))
 
 
-class DaskCluster:
+class DaskCluster(_Engine):
     """A ``distributed.LocalCluster`` of worker processes on 127.0.0.1.
 
     Args:
@@ -293,16 +306,8 @@ class DaskCluster:
         if cluster is None:
             return
         cluster.close(timeout=timeout)
-        left = _reap(self._processes, timeout=timeout)
-        self._processes = []
-        if left:
-            raise EngineError(f"the Dask cluster left processes behind: {sorted(p.pid for p in left)}")
-
-    def __enter__(self) -> "DaskCluster":
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+        processes, self._processes = self._processes, []
+        _reap(processes, timeout, "the Dask cluster")
 
     def options(self) -> List[str]:
         """The ``DaskRunner`` flags for this cluster."""

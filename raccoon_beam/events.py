@@ -107,7 +107,6 @@ class EventBuilder:
             serializer, "serialize_many", None
         )
         self._wire = wire
-        self._json_wire = wire is Wire.JSON
         self._sizer = wire_lib.EventSizer(wire)
         self._constant_overhead = (self._sizer.linear_overhead(self._constant_type) or 0) if self._constant_type else 0
         # No limit of its own: events are bounded only by what fits in a request.
@@ -186,7 +185,7 @@ class EventBuilder:
         if longest > self._max_event_bytes:
             return None
         overhead = self._constant_overhead or max(map(self._sizer.overhead, set(types)))
-        if self._json_wire:
+        if self._wire is Wire.JSON:
             # 4 * ceil(n / 3) <= (4 n + 8) / 3 for each event's base64.
             longest_size = 4 * ((longest + 2) // 3) + overhead
             total = (4 * sum(map(len, payloads)) + 8 * len(payloads)) // 3 + overhead * len(payloads)
@@ -213,12 +212,10 @@ class EventBuilder:
 
     def _type_of(self, element: Any) -> str:
         try:
-            event_type = self._event_type(element)  # type: ignore[operator]  # a callable here
+            value = self._event_type(element)  # type: ignore[operator]  # a callable here
         except Exception as exc:  # the user's callable failed on this element
             raise _type_failure(exc) from exc
-        if type(event_type) is str and event_type in self._valid_types:  # the usual case: seen before
-            return event_type
-        return self._checked_type(event_type)
+        return self._checked_value(value)
 
     def _type_values(self, elements: Sequence[Any]) -> List[Any]:
         """What the ``event_type`` callable returned for each element, or an :class:`_TypeFailure`."""
@@ -236,7 +233,7 @@ class EventBuilder:
         """A value of :meth:`_type_values` as an event type, or :class:`EventRejected`."""
         if isinstance(value, _TypeFailure):
             raise _type_failure(value.error) from value.error
-        if type(value) is str and value in self._valid_types:
+        if type(value) is str and value in self._valid_types:  # the usual case: seen before
             return value
         return self._checked_type(value)
 
