@@ -292,16 +292,26 @@ class _Metrics:
 class _SendingFn(beam.DoFn):
     """Shared lifecycle of the DoFns that send: the process's sender, this instance's batches.
 
-    Sources are the elements' WindowedValues, so every dead letter keeps its
-    window and timestamp.
+    Every event's source (what its dead letter is made from) is its
+    element's WindowedValue, or in the usual case the element alone: when it
+    is in the window, at the timestamp and in the pane that the bundle's
+    elements share (``_windowing``). Either way the dead letter keeps them.
+    Why the element alone: the sink holds each event until its batch is
+    acknowledged, long enough for a held WindowedValue to reach the garbage
+    collector's oldest generation, and those thousands of promotions trigger
+    full collections that scan every object of the worker (about 1 us per
+    event in all; see benchmarks/README.md).
     """
 
     def __init__(self, options: WriteOptions) -> None:
         self._options = options
         self._sender: Optional[Sender] = None
-        self._writer: Optional[BundleWriter[WindowedValue]] = None
+        self._writer: Optional[BundleWriter[Any]] = None
         self._metrics: Optional[_Metrics] = None
         self._dead_letters: List[WindowedValue] = []
+        # The window, timestamp and pane of the bundle's elements, as a
+        # WindowedValue of None; set by the first chunk of a bundle.
+        self._windowing: Optional[WindowedValue] = None
 
     def setup(self) -> None:
         options = self._options
@@ -316,6 +326,7 @@ class _SendingFn(beam.DoFn):
         assert self._writer is not None
         self._writer.discard()
         self._dead_letters = []
+        self._windowing = None
 
     def finish_bundle(self) -> Iterable[TaggedOutput]:
         assert self._writer is not None
@@ -352,7 +363,14 @@ class _SendingFn(beam.DoFn):
         dead_letters, self._dead_letters = self._dead_letters, []
         return tuple(TaggedOutput(FAILED_TAG, letter) for letter in dead_letters)
 
-    def _record(self, reports: Iterable[DeliveryReport[WindowedValue]]) -> None:
+    def _windowed(self, source: Any) -> WindowedValue:
+        """The WindowedValue of an event's source: itself, or the element in the bundle's windowing."""
+        if type(source) is WindowedValue:
+            return source
+        assert self._windowing is not None, "a bare element is only kept once the bundle's windowing is known"
+        return self._windowing.with_value(source)
+
+    def _record(self, reports: Iterable[DeliveryReport[Any]]) -> None:
         metrics = self._metrics
         assert metrics is not None
         for report in reports:
@@ -363,8 +381,9 @@ class _SendingFn(beam.DoFn):
                 metrics.events_dead_lettered.inc(len(failed.sources))
                 error = failed.reason
                 for source, event_type in zip(failed.sources, failed.event_types):
+                    windowed = self._windowed(source)
                     letter = RaccoonDeadLetter(
-                        element=source.value,
+                        element=windowed.value,
                         event_type=event_type,
                         stage=STAGE_SEND,
                         error=error,
@@ -372,7 +391,7 @@ class _SendingFn(beam.DoFn):
                         attempts=failed.attempts,
                         req_guid=failed.req_guid,
                     )
-                    self._dead_letters.append(WindowedValue(letter, source.timestamp, source.windows))
+                    self._dead_letters.append(windowed.with_value(letter))
 
 
 def _rejection_letter(element: Any, rejection: EventRejected, fail_on_error: bool) -> RaccoonDeadLetter:
@@ -446,26 +465,44 @@ class _WriteEventsFn(_SendingFn):
         if not chunk:
             return
         assert self._writer is not None
-        built = self._builder.build_many([windowed.value for windowed in chunk])
+        values = [windowed.value for windowed in chunk]
+        built = self._builder.build_many(values)
+        sources: List[Any] = values if self._share_windowing(chunk, values) else chunk
         if built.rejected:
-            chunk = self._reject(chunk, built.rejected)
-        self._writer.extend(built.event_types, built.payloads, chunk, built.encoded_size)
+            sources = self._reject(chunk, sources, built.rejected)
+        self._writer.extend(built.event_types, built.payloads, sources, built.encoded_size)
         # The next chunk: no more than fills the open batch, fewer when events are large.
         fitting = _CHUNK_BYTES * len(built.payloads) // built.encoded_size if built.payloads else self._chunk_events
         self._chunk_limit = max(1, min(self._chunk_events, fitting, self._writer.room))
 
+    def _share_windowing(self, chunk: List[WindowedValue], values: List[Any]) -> bool:
+        """Whether every element of ``chunk`` is in the bundle's window, timestamp and pane.
+
+        Then the elements alone are their events' sources. An element that is
+        itself a WindowedValue keeps its own wrapper, so that a bare source is
+        never one.
+        """
+        shared = self._windowing
+        if shared is None:
+            shared = self._windowing = chunk[0].with_value(None)
+        micros, windows, pane = shared.timestamp_micros, shared.windows, shared.pane_info
+        return WindowedValue not in map(type, values) and all(
+            windowed.timestamp_micros == micros and windowed.windows == windows and windowed.pane_info is pane
+            for windowed in chunk
+        )
+
     def _reject(
-        self, chunk: List[WindowedValue], rejected: List[Tuple[int, EventRejected]]
-    ) -> List[WindowedValue]:
-        """Dead-letters the rejected elements of ``chunk``; returns the others."""
+        self, chunk: List[WindowedValue], sources: List[Any], rejected: List[Tuple[int, EventRejected]]
+    ) -> List[Any]:
+        """Dead-letters the rejected elements of ``chunk``; returns the sources of the others."""
         fail_on_error = self._options.fail_on_error
         for index, rejection in rejected:
-            source = chunk[index]
-            letter = _rejection_letter(source.value, rejection, fail_on_error)
-            self._dead_letters.append(WindowedValue(letter, source.timestamp, source.windows))
+            windowed = chunk[index]
+            letter = _rejection_letter(windowed.value, rejection, fail_on_error)
+            self._dead_letters.append(windowed.with_value(letter))
         self._rejected.inc(len(rejected))
         dropped = {index for index, _ in rejected}
-        return [source for index, source in enumerate(chunk) if index not in dropped]
+        return [source for index, source in enumerate(sources) if index not in dropped]
 
 
 class _BuildEventsFn(beam.DoFn):

@@ -13,7 +13,8 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from raccoon_beam import RetryPolicy, WriteToRaccoon
 from raccoon_beam.emulator import Outcome
-from apache_beam.transforms.window import GlobalWindow
+from apache_beam.transforms.window import GlobalWindow, IntervalWindow
+from apache_beam.utils.timestamp import Timestamp
 from apache_beam.utils.windowed_value import WindowedValue
 
 from raccoon_beam.delivery import shared
@@ -148,3 +149,28 @@ def test_applying_the_sink_logs_no_warning_from_beam(caplog):
         pipeline = beam.Pipeline()
         _ = pipeline | beam.Create([{"a": 1}]) | WriteToRaccoon("grpc://127.0.0.1:1", event_type="t")
     assert [r.getMessage() for r in caplog.records if r.name.startswith("apache_beam.transforms")] == []
+
+
+def test_an_element_that_is_a_windowed_value_is_dead_lettered_in_the_window_it_arrived_in(emulator):
+    """Elements sharing a window are kept bare, but never one that is itself a WindowedValue."""
+    emulator.faults.reject_event_type("t")  # every request refused: each element is dead-lettered at send
+    transform = WriteToRaccoon(
+        emulator.grpc_endpoint, event_type="t", serializer=lambda element: b"x", retry=RetryPolicy(max_attempts=1)
+    )
+    fn = _WriteEventsFn(transform.options)
+    fn.setup()
+    try:
+        fn.start_bundle()
+        arrived_in = (IntervalWindow(0, 10),)
+        inner = WindowedValue("inner", 99, (GlobalWindow(),))
+        for element in (inner, "plain"):
+            fn.process(element, WindowedValue(element, 5, arrived_in))
+        letters = [output.value for output in fn.finish_bundle()]
+    finally:
+        fn.teardown()
+    assert len(letters) == 2
+    for windowed in letters:
+        assert windowed.value.stage == "send"
+        assert (windowed.timestamp, windowed.windows) == (Timestamp(5), arrived_in)
+    elements = [windowed.value.element for windowed in letters]
+    assert any(element is inner for element in elements) and "plain" in elements

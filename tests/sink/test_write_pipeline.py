@@ -307,6 +307,61 @@ def test_dead_letters_keep_their_windows_and_timestamps(emulator):
     assert [json.loads(e.event_bytes)["id"] for e in emulator.events()] == [1]
 
 
+def _described_dead_letters(failed):
+    """Each dead letter as (id, stage, timestamp, window start)."""
+    return failed | beam.Map(
+        lambda letter, ts=beam.DoFn.TimestampParam, w=beam.DoFn.WindowParam: (
+            letter.element["id"],
+            letter.stage,
+            float(ts),
+            float(w.start),
+        )
+    )
+
+
+def test_dead_letters_of_elements_sharing_a_window_keep_it_and_their_timestamp(emulator):
+    """The usual bundle: every element in one window at one timestamp (then the sink keeps elements bare)."""
+    emulator.faults.reject_event_type("bad")
+    elements = [{"id": i, "event_name": "bad" if i % 5 == 0 else "ok"} for i in range(200)]
+    elements.append({"id": 200, "event_name": "ok", "v": {1}})  # unserializable: stage serialize
+    with beam.Pipeline() as pipeline:
+        result = (
+            pipeline
+            | beam.Create(elements, reshuffle=False)
+            | beam.Map(lambda element: window.TimestampedValue(element, 25))
+            | beam.WindowInto(window.FixedWindows(10))
+            | WriteToRaccoon(
+                emulator.grpc_endpoint, event_type=lambda e: e["event_name"], max_batch_size=50, retry=FAST_RETRY
+            )
+        )
+        expected = [(i, "send", 25.0, 20.0) for i in range(0, 200, 5)] + [(200, "serialize", 25.0, 20.0)]
+        assert_that(_described_dead_letters(result.failed), equal_to(expected))
+    assert len(emulator.events()) == 200 - len(range(0, 200, 5))
+
+
+def test_dead_letters_keep_their_windows_when_the_window_changes_within_a_bundle(emulator):
+    """Runs of one window, then of another, then alternating: batches mix bare elements and WindowedValues."""
+    emulator.faults.reject_event_type("bad")
+
+    def timestamp(i: int) -> int:
+        return 5 if i < 150 else 15 if i < 300 else (25 if i % 2 else 35)
+
+    elements = [({"id": i, "event_name": "bad" if i % 7 == 0 else "ok"}, timestamp(i)) for i in range(450)]
+    with beam.Pipeline() as pipeline:
+        result = (
+            pipeline
+            | beam.Create(elements, reshuffle=False)
+            | beam.Map(lambda pair: window.TimestampedValue(pair[0], pair[1]))
+            | beam.WindowInto(window.FixedWindows(10))
+            | WriteToRaccoon(
+                emulator.grpc_endpoint, event_type=lambda e: e["event_name"], max_batch_size=100, retry=FAST_RETRY
+            )
+        )
+        expected = [(i, "send", float(timestamp(i)), float(timestamp(i) // 10 * 10)) for i in range(0, 450, 7)]
+        assert_that(_described_dead_letters(result.failed), equal_to(expected))
+    assert len(emulator.events()) == 450 - len(range(0, 450, 7))
+
+
 # ------------------------------------------------------------- construction
 
 
