@@ -21,8 +21,9 @@ With ``--sink`` it also runs, to gRPC on the emulator in its own process:
   puts every element in the global window at the minimum timestamp (so its
   dead letters would lose their windows: the contract it breaks) and
   otherwise runs the sink's code unchanged (one WindowedValue copied per
-  element, 0.1 us, is its only cost beyond the shipped sink's). The difference between the two is what the window
-  contract costs the sink, measured rather than estimated.
+  element, 0.1 us, is its only cost beyond the shipped sink's). The
+  difference between the two is what the window contract costs the sink,
+  measured rather than estimated.
 """
 
 from __future__ import annotations

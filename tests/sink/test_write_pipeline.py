@@ -307,6 +307,16 @@ def test_dead_letters_keep_their_windows_and_timestamps(emulator):
     assert [json.loads(e.event_bytes)["id"] for e in emulator.events()] == [1]
 
 
+def _stamped(pipeline, pairs, window_size):
+    """``(element, timestamp)`` pairs as timestamped elements of one bundle, in fixed windows."""
+    return (
+        pipeline
+        | beam.Create(pairs, reshuffle=False)
+        | beam.Map(lambda pair: window.TimestampedValue(pair[0], pair[1]))
+        | beam.WindowInto(window.FixedWindows(window_size))
+    )
+
+
 def _described_dead_letters(failed):
     """Each dead letter as (id, stage, timestamp, window start)."""
     return failed | beam.Map(
@@ -325,14 +335,8 @@ def test_dead_letters_of_elements_sharing_a_window_keep_it_and_their_timestamp(e
     elements = [{"id": i, "event_name": "bad" if i % 5 == 0 else "ok"} for i in range(200)]
     elements.append({"id": 200, "event_name": "ok", "v": {1}})  # unserializable: stage serialize
     with beam.Pipeline() as pipeline:
-        result = (
-            pipeline
-            | beam.Create(elements, reshuffle=False)
-            | beam.Map(lambda element: window.TimestampedValue(element, 25))
-            | beam.WindowInto(window.FixedWindows(10))
-            | WriteToRaccoon(
-                emulator.grpc_endpoint, event_type=lambda e: e["event_name"], max_batch_size=50, retry=FAST_RETRY
-            )
+        result = _stamped(pipeline, [(element, 25) for element in elements], 10) | WriteToRaccoon(
+            emulator.grpc_endpoint, event_type=lambda e: e["event_name"], max_batch_size=50, retry=FAST_RETRY
         )
         expected = [(i, "send", 25.0, 20.0) for i in range(0, 200, 5)] + [(200, "serialize", 25.0, 20.0)]
         assert_that(_described_dead_letters(result.failed), equal_to(expected))
@@ -348,14 +352,8 @@ def test_dead_letters_keep_their_windows_when_the_window_changes_within_a_bundle
 
     elements = [({"id": i, "event_name": "bad" if i % 7 == 0 else "ok"}, timestamp(i)) for i in range(450)]
     with beam.Pipeline() as pipeline:
-        result = (
-            pipeline
-            | beam.Create(elements, reshuffle=False)
-            | beam.Map(lambda pair: window.TimestampedValue(pair[0], pair[1]))
-            | beam.WindowInto(window.FixedWindows(10))
-            | WriteToRaccoon(
-                emulator.grpc_endpoint, event_type=lambda e: e["event_name"], max_batch_size=100, retry=FAST_RETRY
-            )
+        result = _stamped(pipeline, elements, 10) | WriteToRaccoon(
+            emulator.grpc_endpoint, event_type=lambda e: e["event_name"], max_batch_size=100, retry=FAST_RETRY
         )
         expected = [(i, "send", float(timestamp(i)), float(timestamp(i) // 10 * 10)) for i in range(0, 450, 7)]
         assert_that(_described_dead_letters(result.failed), equal_to(expected))
@@ -425,18 +423,12 @@ def test_dead_letters_emitted_mid_bundle_keep_their_windows_and_timestamps(emula
     emulator.faults.reject_event_type("bad")
     elements = [({"id": i, "event_name": "bad" if i % 7 == 0 else "ok"}, i) for i in range(300)]
     with beam.Pipeline() as pipeline:
-        result = (
-            pipeline
-            | beam.Create(elements, reshuffle=False)
-            | beam.Map(lambda pair: window.TimestampedValue(pair[0], pair[1]))
-            | beam.WindowInto(window.FixedWindows(50))
-            | WriteToRaccoon(
-                emulator.grpc_endpoint,
-                event_type=lambda e: e["event_name"],
-                max_batch_size=10,
-                max_in_flight=1,
-                retry=FAST_RETRY,
-            )
+        result = _stamped(pipeline, elements, 50) | WriteToRaccoon(
+            emulator.grpc_endpoint,
+            event_type=lambda e: e["event_name"],
+            max_batch_size=10,
+            max_in_flight=1,
+            retry=FAST_RETRY,
         )
         described = result.failed | beam.Map(
             lambda letter, ts=beam.DoFn.TimestampParam, w=beam.DoFn.WindowParam: (
