@@ -25,6 +25,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.pvalue import PCollection, TaggedOutput
 from apache_beam.transforms.display import DisplayDataItem
+from apache_beam.utils import windowed_value
 from apache_beam.utils.windowed_value import WindowedValue
 
 from raccoon_beam.batching import DEFAULT_MAX_BATCH_BYTES, DEFAULT_MAX_BATCH_SIZE
@@ -522,8 +523,10 @@ class _BuildEventsFn(beam.DoFn):
             self._rejected.inc()
             yield TaggedOutput(FAILED_TAG, letter)
             return
-        # The timestamp travels with the event: GroupIntoBatches re-stamps its output.
-        yield _BUFFERING_KEY, (event_type, payload, encoded_size, element, timestamp)
+        # The timestamp travels with the event (GroupIntoBatches re-stamps its
+        # output), as microseconds: its coder pickles a Timestamp object (5 us
+        # to encode and 5 to decode, against 1.3 for the whole tuple without it).
+        yield _BUFFERING_KEY, (event_type, payload, encoded_size, element, timestamp.micros)
 
 
 class _WriteBatchesFn(_SendingFn):
@@ -535,8 +538,8 @@ class _WriteBatchesFn(_SendingFn):
         writer = self._writer
         assert writer is not None
         windows = (window,)
-        for event_type, payload, encoded_size, element, timestamp in keyed_batch[1]:
-            writer.add(event_type, payload, WindowedValue(element, timestamp, windows), encoded_size)
+        for event_type, payload, encoded_size, element, micros in keyed_batch[1]:
+            writer.add(event_type, payload, windowed_value.create(element, micros, windows), encoded_size)
         # A buffered batch is due now: do not hold it until the bundle ends.
         writer.flush()
         return self._ready_dead_letters()
