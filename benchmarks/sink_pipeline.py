@@ -5,8 +5,9 @@
     Create(chunk numbers) | FlatMap(generate events) | <the DoFn or sink under test>
 
 and prints one JSON line: the events, the seconds from the first generated
-event to the end of the pipeline, events/s, dead letters, CPU per event and
-the peak RSS of the process. :mod:`benchmarks.run` starts one such process
+event to the end of the pipeline, events/s, dead letters, CPU per event,
+the peak RSS of the process and the garbage collector's collections (per
+generation: how many, and their seconds, over the whole pipeline). :mod:`benchmarks.run` starts one such process
 per configuration, so that each run starts cold and its RSS is its own.
 
 Modes (see :mod:`benchmarks.references`):
@@ -31,6 +32,7 @@ Modes (see :mod:`benchmarks.references`):
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import resource
 import sys
@@ -69,6 +71,30 @@ class _Clock:
 
 class _Tally:
     dead_letters = 0
+
+
+class _CollectionTimer:
+    """Counts and times the garbage collector's collections per generation (``gc.callbacks``)."""
+
+    def __init__(self) -> None:
+        self.collections = [0, 0, 0]
+        self.seconds = [0.0, 0.0, 0.0]
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: Dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            generation = info["generation"]
+            self.collections[generation] += 1
+            self.seconds[generation] += time.perf_counter() - self._started
+
+    def __enter__(self) -> "_CollectionTimer":
+        gc.callbacks.append(self)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        gc.callbacks.remove(self)
 
 
 def _timed(generate: Callable[[int], Iterator[Any]]) -> Callable[[int], Iterator[Any]]:
@@ -129,7 +155,7 @@ def run(
 
     options = PipelineOptions(["--runner=DirectRunner", "--direct_num_workers=1"])
     started = time.perf_counter()
-    with beam.Pipeline(options=options) as pipeline:
+    with _CollectionTimer() as collections, beam.Pipeline(options=options) as pipeline:
         generated = (
             pipeline
             | "Chunks" >> beam.Create(range(events // chunk))
@@ -163,6 +189,8 @@ def run(
         # CPU of the whole process (every thread) over the same span.
         "cpu_us_per_event": cpu / events * 1e6,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "gc_collections": collections.collections,
+        "gc_seconds": [round(seconds, 4) for seconds in collections.seconds],
     }
 
 
