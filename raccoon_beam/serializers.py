@@ -265,15 +265,16 @@ class _JsonSerializer(_BaseSerializer):
         One ``orjson.dumps`` per element; only the payloads that hold a
         ``null`` are looked at again, as :meth:`__call__` does.
         """
+        # Each output copied ("%b"): orjson's are shrunk from larger malloc'd
+        # buffers, and held by the hundreds until their request is acknowledged
+        # they cost malloc more than copies of their own size do (about 0.5
+        # us/event in python -m benchmarks.sink_micro).
         try:
-            payloads = [_orjson_dumps(element, default=_orjson_default, option=_ORJSON_OPTIONS) for element in elements]
+            payloads = [
+                b"%b" % _orjson_dumps(element, default=_orjson_default, option=_ORJSON_OPTIONS) for element in elements
+            ]
         except TypeError:
             return None
-        # Copied: orjson's outputs are shrunk from larger malloc'd buffers, and
-        # held by the hundreds until their request is acknowledged they cost
-        # malloc more than copies of their own size do (about 0.5 us/event in
-        # python -m benchmarks.sink_micro).
-        payloads = [b"%b" % payload for payload in payloads]
         if b"null" in b"".join(payloads):  # one scan for the whole batch, not one per payload
             for element, payload in zip(elements, payloads):
                 if b"null" in payload and not _flat_and_finite(element):

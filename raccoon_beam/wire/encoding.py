@@ -244,9 +244,7 @@ class EventSizer:
         self._overheads: Dict[str, int] = {}
 
     def __call__(self, event_type: str, payload_size: int) -> int:
-        overhead = self._overheads.get(event_type)
-        if overhead is None:
-            overhead = self._overhead(event_type)
+        overhead = self.overhead(event_type)
         if self._json:
             return 4 * ((payload_size + 2) // 3) + overhead
         return payload_size + overhead
