@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from typing import Any, NamedTuple, Optional, Union
+from typing import Any, NamedTuple, Optional
 
 __all__ = [
     "RaccoonError",
@@ -81,6 +81,9 @@ class Failure:
       grpc_status: the name of the gRPC status code (e.g. ``"UNAVAILABLE"``), if any.
       reason: the ``reason`` of a decoded Raccoon error response, if any.
       retry_after: seconds the server asked the client to wait, if it did.
+      request_written: False when the request certainly never reached the
+        server (the connection was never made, the transport was closed);
+        True when it may have (the default: it is the safe assumption).
     """
 
     kind: FailureKind
@@ -90,15 +93,36 @@ class Failure:
     grpc_status: Optional[str] = None
     reason: Optional[str] = None
     retry_after: Optional[float] = None
+    request_written: bool = True
 
     @property
-    def code(self) -> Optional[Union[int, str]]:
-        """The most specific status the server gave: Raccoon code, HTTP or gRPC status."""
+    def code(self) -> Optional[str]:
+        """The most specific status the server gave, in one format, or None.
+
+        ``"raccoon:2"`` (a Raccoon ``Code``), ``"http:503"`` (an HTTP status)
+        or ``"grpc:UNAVAILABLE"`` (a gRPC status name): one string type,
+        whatever the transport, so that dead letters have one schema.
+        """
         if self.raccoon_code is not None:
-            return self.raccoon_code
+            return f"raccoon:{self.raccoon_code}"
         if self.http_status is not None:
-            return self.http_status
-        return self.grpc_status
+            return f"http:{self.http_status}"
+        if self.grpc_status is not None:
+            return f"grpc:{self.grpc_status}"
+        return None
+
+    @property
+    def outcome_unknown(self) -> bool:
+        """Whether the server may have published the request although no acknowledgement came.
+
+        True for a timeout, and for a network failure after the request may
+        have been written (a connection dropped or reset mid-request); False
+        when the server answered (a refusal, a malformed answer) or the
+        request never left (``request_written`` False, TLS failures).
+        """
+        if self.kind is FailureKind.TIMEOUT:
+            return True
+        return self.kind is FailureKind.NETWORK and self.raccoon_code is None and self.request_written
 
 
 class SendFailure(RaccoonError):
@@ -131,22 +155,33 @@ class DeliveryError(RaccoonError):
 
 
 class RaccoonDeadLetter(NamedTuple):
-    """An element that was not delivered, and why.
+    """An element that was not acknowledged, and why.
 
     Attributes:
-      element: the input element, unchanged.
+      element: the input element, unchanged; or, when the element itself
+        cannot be encoded by the runner (a lock, a generator, a cycle, an
+        object nested too deeply), a stand-in with its type name and a
+        bounded repr.
       event_type: the event type, when it could be computed.
       stage: ``"serialize"``, ``"validate"`` or ``"send"``.
       error: a readable reason, free of credentials.
-      code: the Raccoon code, HTTP status or gRPC status name, when there was one.
+      code: the server's status in one format, ``"raccoon:2"``,
+        ``"http:503"`` or ``"grpc:UNAVAILABLE"``; None when there was none.
       attempts: how many requests carried the element (0 before sending).
       req_guid: the guid of the last request that carried it, if any.
+      delivered: False when the event was certainly not published; None
+        when the outcome is unknown (a timeout, or a connection dropped
+        after the request was written: the server may have published it,
+        so replaying the letter may publish it twice).
+      payload: the serialized event bytes, when the element got that far.
     """
 
     element: Any
     event_type: Optional[str]
     stage: str
     error: str
-    code: Optional[Any] = None
+    code: Optional[str] = None
     attempts: int = 0
     req_guid: Optional[str] = None
+    delivered: Optional[bool] = False
+    payload: Optional[bytes] = None

@@ -28,13 +28,17 @@ class EventRejected(RaccoonError):
       stage: ``"serialize"`` or ``"validate"``.
       reason: a readable reason.
       event_type: the event type, when it was computed.
+      payload: the event's bytes, when it was serialized (a validate-stage rejection).
     """
 
-    def __init__(self, stage: str, reason: str, event_type: Optional[str] = None) -> None:
+    def __init__(
+        self, stage: str, reason: str, event_type: Optional[str] = None, payload: Optional[bytes] = None
+    ) -> None:
         super().__init__(reason)
         self.stage = stage
         self.reason = reason
         self.event_type = event_type
+        self.payload = payload
 
 
 class BuiltEvents(NamedTuple):
@@ -176,7 +180,11 @@ class EventBuilder:
         else:
             encoded_size = self._sizer(event_type, size)
         if encoded_size > self._room or size > self._max_event_bytes:
-            encoded_size = self._checked_size(event_type, size)
+            try:
+                encoded_size = self._checked_size(event_type, size)
+            except EventRejected as rejection:
+                rejection.payload = payload
+                raise
         return event_type, payload, encoded_size
 
     def _fast_size(self, types: List[str], payloads: List[bytes]) -> Optional[int]:

@@ -380,17 +380,19 @@ class _SendingFn(beam.DoFn):
                 if self._options.fail_on_error:
                     raise DeliveryError(f"{len(failed.sources)} event(s) were not delivered: {failed.reason}")
                 metrics.events_dead_lettered.inc(len(failed.sources))
-                error = failed.reason
-                for source, event_type in zip(failed.sources, failed.event_types):
+                error, code, delivered = failed.reason, failed.failure.code, failed.delivered
+                for source, event_type, payload in zip(failed.sources, failed.event_types, failed.payloads):
                     windowed = self._windowed(source)
                     letter = RaccoonDeadLetter(
                         element=windowed.value,
                         event_type=event_type,
                         stage=STAGE_SEND,
                         error=error,
-                        code=failed.failure.code,
+                        code=code,
                         attempts=failed.attempts,
                         req_guid=failed.req_guid,
+                        delivered=delivered,
+                        payload=payload,
                     )
                     self._dead_letters.append(windowed.with_value(letter))
 
@@ -400,7 +402,11 @@ def _rejection_letter(element: Any, rejection: EventRejected, fail_on_error: boo
     if fail_on_error:
         raise DeliveryError(f"{rejection.stage} failed: {rejection.reason}") from rejection
     return RaccoonDeadLetter(
-        element=element, event_type=rejection.event_type, stage=rejection.stage, error=rejection.reason
+        element=element,
+        event_type=rejection.event_type,
+        stage=rejection.stage,
+        error=rejection.reason,
+        payload=rejection.payload,
     )
 
 

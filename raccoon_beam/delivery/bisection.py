@@ -69,6 +69,7 @@ async def deliver(
             verdict=outcome.verdict,
             attempts=outcome.attempts,
             req_guid=request.req_guid,
+            payloads=batch.payloads,
         )
     )
     return report

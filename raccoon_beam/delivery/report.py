@@ -52,11 +52,18 @@ class FailedEvents(Generic[S]):
     verdict: Verdict
     attempts: int
     req_guid: str
+    payloads: List[bytes] = dataclasses.field(default_factory=list)
+    """The events' bytes, parallel to ``sources`` (they go into the dead letters)."""
 
     @property
     def reason(self) -> str:
         """The dead letter's ``error``: see :func:`dead_letter_reason`."""
         return dead_letter_reason(self.failure, self.verdict, self.attempts)
+
+    @property
+    def delivered(self) -> Optional[bool]:
+        """The dead letters' ``delivered``: None when the server may have published them, else False."""
+        return None if self.failure.outcome_unknown else False
 
 
 @dataclasses.dataclass

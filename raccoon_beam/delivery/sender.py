@@ -157,6 +157,11 @@ def _unexpected_failure(exc: Exception, transport: Transport) -> Failure:
     return Failure(FailureKind.UNEXPECTED, f"unexpected client error sending to {where}: {message}")
 
 
+def _with_code(text: str, failure: Failure) -> str:
+    """``text`` and the failure's status code, when it has one (``"... (http:503)"``)."""
+    return text if failure.code is None else f"{text} ({failure.code})"
+
+
 class Sender:
     """Sends batches and requests to one endpoint, with retries, from any thread.
 
@@ -281,7 +286,7 @@ class Sender:
     async def _deliver(self, batch: Batch[S]) -> DeliveryReport[S]:
         report = await deliver(batch, self._send, self._wire)
         for failed in report.failures:
-            self._dead_letters.record(len(failed.sources), f"{failed.reason} (code {failed.failure.code})")
+            self._dead_letters.record(len(failed.sources), _with_code(failed.reason, failed.failure))
         return report
 
     async def _send(self, request: EncodedRequest) -> SendOutcome:
@@ -290,7 +295,7 @@ class Sender:
         )
 
     def _on_retry(self, failure: Failure, wait: float) -> None:
-        self._retries.record(1, f"{failure.message} (code {failure.code}); next attempt in {wait:.1f} s")
+        self._retries.record(1, f"{_with_code(failure.message, failure)}; next attempt in {wait:.1f} s")
 
     async def _tracked(self, coro: Awaitable[T]) -> T:
         # Remember the task so that close() can cancel it: a request still

@@ -157,7 +157,14 @@ class GrpcTransport(Transport):
             kind = FailureKind.TIMEOUT
         else:
             kind = FailureKind.REFUSED
-        return SendFailure(kind, f"gRPC {code.name} from {self.endpoint.redacted}: {details}", grpc_status=code.name)
+        # gRPC says "failed to connect" when no connection was made: the request never left.
+        written = "failed to connect" not in details.lower()
+        return SendFailure(
+            kind,
+            f"gRPC {code.name} from {self.endpoint.redacted}: {details}",
+            grpc_status=code.name,
+            request_written=written,
+        )
 
     async def close(self) -> None:
         self._closed = True

@@ -245,7 +245,9 @@ def test_exhausted_retries_dead_letter_with_attempts_and_code(emulator):
             assert letter.stage == "send"
             assert "gave up after 3 attempt(s)" in letter.error
             assert letter.attempts == 3
-            assert letter.code == 503
+            assert letter.code == "http:503"
+            assert letter.delivered is False  # the server answered: certainly not published
+            assert letter.payload is not None
             assert letter.req_guid
 
     run_write(

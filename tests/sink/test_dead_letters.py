@@ -1,0 +1,105 @@
+"""The dead-letter record: one code format, and whether the event may have been published."""
+
+from __future__ import annotations
+
+import socket
+from typing import List
+
+import pytest
+
+from raccoon_beam import RaccoonDeadLetter, RetryPolicy
+from raccoon_beam.errors import Failure, FailureKind
+
+from tests.sink.test_write_pipeline import make_events, run_write
+
+ONE_ATTEMPT = RetryPolicy(max_attempts=1)
+
+
+@pytest.mark.parametrize(
+    "status, code",
+    [
+        (dict(raccoon_code=2, http_status=400), "raccoon:2"),
+        (dict(http_status=503), "http:503"),
+        (dict(grpc_status="UNAVAILABLE"), "grpc:UNAVAILABLE"),
+        (dict(), None),
+    ],
+)
+def test_code_has_one_format_whatever_the_transport(status, code):
+    assert Failure(FailureKind.REFUSED, "x", **status).code == code
+
+
+@pytest.mark.parametrize(
+    "failure, unknown",
+    [
+        (Failure(FailureKind.TIMEOUT, "no answer"), True),
+        (Failure(FailureKind.NETWORK, "reset mid-request"), True),
+        (Failure(FailureKind.NETWORK, "connection refused", request_written=False), False),
+        (Failure(FailureKind.NETWORK, "server full", raccoon_code=4), False),
+        (Failure(FailureKind.REFUSED, "bad request", raccoon_code=2), False),
+        (Failure(FailureKind.TLS, "untrusted"), False),
+    ],
+)
+def test_outcome_is_unknown_only_when_the_request_may_have_been_published(failure, unknown):
+    assert failure.outcome_unknown is unknown
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _letters_where(check):
+    def matcher(letters: List[RaccoonDeadLetter]) -> None:
+        assert letters, "no dead letters"
+        for letter in letters:
+            check(letter)
+
+    return matcher
+
+
+@pytest.mark.parametrize("scheme", ["grpc", "http", "ws"])
+def test_closed_port_letters_were_certainly_not_delivered(scheme):
+    def check(letter: RaccoonDeadLetter) -> None:
+        assert letter.stage == "send" and letter.delivered is False, letter
+        assert letter.code in (None, "grpc:UNAVAILABLE"), letter
+        assert "None" not in letter.error, letter.error
+        assert letter.payload is not None and letter.payload.startswith(b"{")
+
+    run_write(
+        make_events(3),
+        endpoint=f"{scheme}://127.0.0.1:{_closed_port()}",
+        event_type="click",
+        retry=ONE_ATTEMPT,
+        collect_failed=_letters_where(check),
+    )
+
+
+def test_connection_dropped_after_capture_is_an_unknown_outcome(emulator):
+    emulator.faults.drop_connection(100, after_capture=True, transport="rest")
+
+    def check(letter: RaccoonDeadLetter) -> None:
+        assert letter.delivered is None, letter  # the emulator did capture it: replaying duplicates
+        assert letter.code is None
+
+    run_write(
+        make_events(5),
+        endpoint=emulator.rest_endpoint,
+        event_type="click",
+        retry=ONE_ATTEMPT,
+        collect_failed=_letters_where(check),
+    )
+    assert len(emulator.events()) == 5
+
+
+def test_validate_stage_letter_carries_the_payload():
+    def check(letter: RaccoonDeadLetter) -> None:
+        assert letter.stage == "validate" and letter.payload is not None and len(letter.payload) > 10
+
+    run_write(
+        make_events(2),
+        endpoint=f"grpc://127.0.0.1:{_closed_port()}",
+        event_type="click",
+        max_event_bytes=10,
+        collect_failed=_letters_where(check),
+    )
