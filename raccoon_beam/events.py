@@ -96,6 +96,7 @@ class EventBuilder:
         max_batch_bytes: int,
     ) -> None:
         if isinstance(event_type, str):
+            event_type = str.__str__(event_type)  # a plain str (see _checked_type)
             problem = _type_problem(event_type)
             if problem:
                 raise ValueError(f"event_type {event_type!r:.80} {problem}")
@@ -139,7 +140,7 @@ class EventBuilder:
             types = self._type_values(elements)
             try:
                 known = self._valid_types.issuperset(types)
-            except TypeError:  # the callable returned something unhashable
+            except Exception:  # the callable returned something unhashable (or whose hash fails)
                 known = False
         # Only a serializer with a batch path of its own (a pure one of this
         # package): the user's runs once per element, on the path below.
@@ -252,10 +253,14 @@ class EventBuilder:
                 STAGE_SERIALIZE,
                 f"event_type callable returned {type(event_type).__name__} {event_type!r:.80}, expected str",
             )
+        if type(event_type) is not str:
+            # A str subclass: its own __hash__/__eq__ may fail (``__hash__ =
+            # None``) or lie; its plain text is what routes the event.
+            event_type = str.__str__(event_type)
         problem = _type_problem(event_type)
         if problem:
             raise EventRejected(STAGE_VALIDATE, f"event_type {event_type!r:.80} {problem}")
-        if type(event_type) is str and len(self._valid_types) < _TYPE_CACHE_SIZE:
+        if len(self._valid_types) < _TYPE_CACHE_SIZE:
             self._valid_types.add(event_type)
         return event_type
 

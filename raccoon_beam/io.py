@@ -43,6 +43,7 @@ from raccoon_beam.transports import (
     DEFAULT_TIMEOUT,
     TlsOptions,
 )
+from raccoon_beam.transports.endpoint import redact_url
 
 __all__ = ["WriteToRaccoon", "WriteToRaccoonResult", "FAILED_TAG", "METRICS_NAMESPACE"]
 
@@ -123,6 +124,10 @@ class WriteToRaccoon(beam.PTransform):
       tls: TLS options (custom CA, client certificate) for grpcs/https/wss.
       secret_headers: names of headers whose values must never be shown;
         ``Authorization`` and the like are always secret.
+      proxy: an HTTP proxy, ``http://[user:password@]host:port``, for all
+        three transports. ``None`` (the default): no proxy at all; proxy
+        environment variables (``http_proxy``, ``grpc_proxy``, ...) are
+        ignored by every transport, gRPC included.
       fail_on_error: raise in the bundle instead of dead-lettering, so that
         the runner retries the bundle.
       buffering_clock: the processing-time clock of the buffering timer, as
@@ -158,6 +163,7 @@ class WriteToRaccoon(beam.PTransform):
         group_header: str = DEFAULT_GROUP_HEADER,
         tls: Optional[TlsOptions] = None,
         secret_headers: Sequence[str] = (),
+        proxy: Optional[str] = None,
         fail_on_error: bool = False,
         buffering_clock: Callable[[], float] = time.time,
     ) -> None:
@@ -185,6 +191,7 @@ class WriteToRaccoon(beam.PTransform):
             group_header=group_header,
             tls=tls if tls is not None else TlsOptions(),
             secret_headers=tuple(secret_headers),
+            proxy=proxy,
             fail_on_error=fail_on_error,
             buffering_clock=buffering_clock,
         )
@@ -242,6 +249,8 @@ class WriteToRaccoon(beam.PTransform):
         if transport.headers:
             # Names only: a value may be a credential whatever its header is called.
             data["headers"] = DisplayDataItem(", ".join(sorted(transport.headers)), label="Extra headers")
+        if transport.proxy is not None:
+            data["proxy"] = DisplayDataItem(redact_url(transport.proxy), label="Proxy")
         return data
 
 

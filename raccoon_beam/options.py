@@ -64,6 +64,7 @@ class WriteOptions:
     group_header: str = DEFAULT_GROUP_HEADER
     tls: TlsOptions = dataclasses.field(default_factory=TlsOptions)
     secret_headers: Sequence[str] = ()
+    proxy: Optional[str] = None
     fail_on_error: bool = False
     buffering_clock: Callable[[], float] = time.time
     # The input PCollection's element type, set by ``for_element_type`` in
@@ -104,6 +105,7 @@ class WriteOptions:
             tls=self.tls,
             max_in_flight=self.max_in_flight,
             secret_headers=tuple(DEFAULT_SECRET_HEADERS) + tuple(self.secret_headers),
+            proxy=self.proxy,
         )
         wire_type = Wire(transport.wire)
         builder: Optional[EventBuilder] = None

@@ -135,6 +135,17 @@ def classify(failure: Failure) -> Verdict:
     if failure.raccoon_code in _RACCOON_CODES:
         return _RACCOON_CODES[failure.raccoon_code]
     status = failure.http_status
+    if (
+        kind is FailureKind.REFUSED
+        and status is not None
+        and status < 300
+        and failure.raccoon_code is None
+        and failure.reason is None
+    ):
+        # Refused with a success status and no Raccoon code: a WebSocket
+        # upgrade answered with something else than the upgrade (no
+        # WebSocket endpoint there), which no retry changes.
+        return Verdict.PERMANENT
     if status is not None and not 200 <= status < 300:
         if status in _HTTP_STATUSES:
             return _HTTP_STATUSES[status]

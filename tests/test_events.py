@@ -183,3 +183,33 @@ def test_build_many_takes_the_fast_path_for_plain_elements_and_leaves_it_for_oth
     built = builder.build_many(with_nan)
     assert [index for index, _ in built.rejected] == [3] and len(built.payloads) == 3
     assert "NaN" in built.rejected[0][1].reason or "nan" in built.rejected[0][1].reason.lower()
+
+
+class _UnhashableStr(str):
+    __hash__ = None  # type: ignore[assignment]
+
+
+class _LyingStr(str):
+    def __hash__(self) -> int:
+        raise RuntimeError("no hash for you")
+
+    def __str__(self) -> str:
+        return "something else"
+
+
+@pytest.mark.parametrize("make", [_UnhashableStr, _LyingStr], ids=["hash-none", "hash-raises"])
+def test_a_str_subclass_type_routes_as_its_plain_text_and_never_crashes(make):
+    builder = EventBuilder(lambda e: make("click"), _bytes, Wire.PROTOBUF, None, 10_000)
+    event_type, payload, _ = builder(b"x")
+    assert (type(event_type), event_type, payload) == (str, "click", b"x")
+    built = builder.build_many([b"a", b"b"])
+    assert [type(t) for t in built.event_types] == [str, str] and built.event_types == ["click", "click"]
+    assert built.rejected == []
+
+
+def test_a_bytes_or_unhashable_type_is_a_rejection_not_a_crash():
+    for value in (b"click", ["click"], {"t": "click"}):
+        builder = EventBuilder(lambda e, v=value: v, _bytes, Wire.PROTOBUF, None, 10_000)
+        assert _rejection(builder, b"x").stage == STAGE_SERIALIZE
+        built = builder.build_many([b"a", b"b"])
+        assert built.event_types == [] and [index for index, _ in built.rejected] == [0, 1]

@@ -12,7 +12,34 @@ from aiohttp.http_exceptions import HttpProcessingError
 from raccoon_beam.errors import FailureKind, SendFailure
 from raccoon_beam.transports import TransportConfig, redact, tls_files_failure
 
-__all__ = ["new_session", "request_options", "client_error_failure", "is_certificate_failure"]
+__all__ = [
+    "new_session",
+    "request_options",
+    "client_error_failure",
+    "is_certificate_failure",
+    "RedirectRefused",
+]
+
+
+class RedirectRefused(aiohttp.ClientResponseError):
+    """A request (a WebSocket upgrade) was answered with a redirect: never followed."""
+
+
+async def _refuse_redirect(
+    _session: aiohttp.ClientSession, _context: Any, params: aiohttp.TraceRequestRedirectParams
+) -> None:
+    """Stops aiohttp before it follows a redirect (its ``on_request_redirect`` signal).
+
+    ``ws_connect`` has no ``allow_redirects``: it would resend the upgrade,
+    with every header of ours, to wherever the answer points (another
+    origin, or plain text after ``wss://``). REST passes
+    ``allow_redirects=False`` and never gets here.
+    """
+    response = params.response
+    response.close()
+    raise RedirectRefused(
+        response.request_info, (), status=response.status, message="redirect not followed", headers=response.headers
+    )
 
 
 def new_session(config: TransportConfig, *, limit: int, total_timeout: bool) -> aiohttp.ClientSession:
@@ -42,8 +69,13 @@ def new_session(config: TransportConfig, *, limit: int, total_timeout: bool) -> 
         timeout = aiohttp.ClientTimeout(total=config.timeout)
     else:
         timeout = aiohttp.ClientTimeout(total=None, connect=config.timeout, sock_connect=config.timeout)
-    # trust_env=False: no proxy or netrc from the environment sneaks in.
-    return aiohttp.ClientSession(connector=connector, timeout=timeout, trust_env=False, auto_decompress=True)
+    no_redirects = aiohttp.TraceConfig()
+    no_redirects.on_request_redirect.append(_refuse_redirect)
+    # trust_env=False: no proxy or netrc from the environment sneaks in
+    # (an explicit proxy goes with each request: request_options).
+    return aiohttp.ClientSession(
+        connector=connector, timeout=timeout, trust_env=False, auto_decompress=True, trace_configs=[no_redirects]
+    )
 
 
 # Texts of OpenSSL/Python errors that mean the peer's certificate was refused.
@@ -86,10 +118,13 @@ def _handshake_cut_off(exc: BaseException) -> bool:
 
 
 def request_options(config: TransportConfig) -> Dict[str, Any]:
-    """Per-request aiohttp options: the TLS name to verify, when it is not the host's."""
+    """Per-request aiohttp options: the TLS name to verify (when not the host's) and the proxy, if any."""
+    options: Dict[str, Any] = {}
     if config.parsed_endpoint.tls and config.tls.server_hostname:
-        return {"server_hostname": config.tls.server_hostname}
-    return {}
+        options["server_hostname"] = config.tls.server_hostname
+    if config.proxy is not None:
+        options["proxy"] = config.proxy
+    return options
 
 
 def client_error_failure(
@@ -123,6 +158,17 @@ def client_error_failure(
     if isinstance(exc, aiohttp.ClientResponseError):
         # e.g. a WebSocket upgrade answered 403 (Origin check) or 404.
         status["http_status"] = exc.status or http_status
+        if exc.status is not None and 300 <= exc.status < 400:
+            # Never followed: the request would carry our headers to another
+            # origin (or in plain text after wss://). A 3xx is permanent.
+            detail = (
+                "redirects are never followed (they would carry the headers elsewhere); "
+                "give the endpoint the server itself answers on"
+            )
+        elif isinstance(exc, aiohttp.WSServerHandshakeError) and exc.status is not None and exc.status < 300:
+            # Answered, but not with the upgrade: no WebSocket endpoint there;
+            # no retry changes that (retry.classify: PERMANENT).
+            detail = f"not a WebSocket upgrade ({detail}): is this a WebSocket endpoint?"
         return SendFailure(FailureKind.REFUSED, f"HTTP {exc.status} from {endpoint}: {detail}", **status)
     if isinstance(exc, aiohttp.ClientPayloadError):
         return SendFailure(FailureKind.MALFORMED, f"truncated response from {endpoint}: {detail}", **status)

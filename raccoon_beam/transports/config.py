@@ -15,7 +15,15 @@ import uuid
 from typing import Dict, Mapping, Optional, Tuple, Union
 
 from raccoon_beam import protocol
-from raccoon_beam.transports.endpoint import KIND_GRPC, REDACTED, Endpoint, basic_token, parse_endpoint
+from raccoon_beam.transports.endpoint import (
+    KIND_GRPC,
+    REDACTED,
+    Endpoint,
+    basic_token,
+    check_proxy,
+    parse_endpoint,
+    redact_url,
+)
 from raccoon_beam.wire import Wire
 
 __all__ = [
@@ -125,6 +133,11 @@ class TransportConfig:
       tls: TLS options for ``grpcs``, ``https`` and ``wss``.
       max_in_flight: the most requests a client sends at once.
       secret_headers: names of headers whose values are never shown.
+      proxy: an HTTP proxy, ``http://[user:password@]host:port``, that every
+        transport goes through (``CONNECT``; plain-text REST and WebSocket
+        requests are forwarded). ``None`` (the default): no proxy, whatever
+        the environment says: ``http_proxy`` and the like are ignored by
+        all three transports alike.
 
     Raises:
       ValueError: the endpoint is malformed, the wire is unknown, JSON is
@@ -144,6 +157,7 @@ class TransportConfig:
     tls: TlsOptions = dataclasses.field(default_factory=TlsOptions)
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
     secret_headers: Tuple[str, ...] = DEFAULT_SECRET_HEADERS
+    proxy: Optional[str] = None
 
     def __post_init__(self) -> None:
         endpoint = parse_endpoint(self.endpoint)
@@ -176,6 +190,8 @@ class TransportConfig:
             raise ValueError(f"TLS options given for a plain-text endpoint {endpoint.redacted}")
         if endpoint.kind == KIND_GRPC and endpoint.tls and not self.tls.verify:
             raise ValueError("gRPC cannot turn TLS verification off; give TlsOptions(ca_certs=...) instead")
+        if self.proxy is not None:
+            object.__setattr__(self, "proxy", check_proxy(self.proxy))
         # Normalised copies: frozen, so set through object.__setattr__.
         object.__setattr__(self, "wire", wire)
         object.__setattr__(self, "headers", headers)
@@ -228,7 +244,11 @@ class TransportConfig:
             if field.name == "endpoint":
                 value = self.parsed_endpoint.redacted
             elif field.name == "headers":
-                value = self.redact_headers(value)
+                # Names only: a value is a credential more often than the
+                # secret list knows (X-Auth-Token, a short key).
+                value = {name: REDACTED for name in value}
+            elif field.name == "proxy" and value is not None:
+                value = redact_url(value)
             elif field.name == "wire":
                 value = value.value
             fields.append(f"{field.name}={value!r}")

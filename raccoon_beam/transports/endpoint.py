@@ -14,6 +14,7 @@ from raccoon_beam import protocol
 __all__ = [
     "Endpoint",
     "parse_endpoint",
+    "check_proxy",
     "redact_url",
     "basic_token",
     "REDACTED",
@@ -163,6 +164,35 @@ def parse_endpoint(url: str) -> Endpoint:
         username=username,
         password=password,
     )
+
+
+def check_proxy(url: str) -> str:
+    """Checks a proxy URL: ``http://[user:password@]host:port``; returns it stripped.
+
+    One form for the three transports: gRPC only speaks to HTTP proxies
+    (``CONNECT``), and an explicit port leaves nothing to each library's
+    different default.
+
+    Raises:
+      ValueError: the URL is not of that form. The message never contains
+        the URL's password.
+    """
+    if not isinstance(url, str) or not url.strip():
+        raise ValueError(f"proxy must be a non-empty URL string, got {url!r}")
+    text = url.strip()
+    shown = redact_url(text)
+    try:
+        parts = urllib.parse.urlsplit(text)
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"proxy {shown!r} is malformed: its port cannot be read") from None
+    if parts.scheme.lower() != "http":
+        raise ValueError(f"proxy {shown!r} must be an http:// URL (an HTTP proxy that supports CONNECT)")
+    if not parts.hostname or not _valid_host(parts.hostname) or not port:
+        raise ValueError(f"proxy {shown!r} must name a host and a port: http://host:port")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ValueError(f"proxy {shown!r} must have no path, query or fragment")
+    return text
 
 
 def _valid_host(host: str) -> bool:

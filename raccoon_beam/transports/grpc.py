@@ -61,6 +61,19 @@ _TLS_MARKERS = (
 )
 
 
+def _proxy_options(config: TransportConfig) -> List[Tuple[str, Any]]:
+    """The channel options of ``config.proxy``.
+
+    gRPC alone reads ``http_proxy``/``https_proxy``/``grpc_proxy`` from the
+    environment; REST and WebSocket do not (``trust_env=False``). So that
+    the three agree, and nothing relays the metadata through a proxy nobody
+    asked for, only an explicit ``proxy`` is used.
+    """
+    if config.proxy is None:
+        return [("grpc.enable_http_proxy", 0)]
+    return [("grpc.enable_http_proxy", 1), ("grpc.http_proxy", config.proxy)]
+
+
 class GrpcTransport(Transport):
     """Sends requests with unary ``SendEvent`` calls on one channel.
 
@@ -75,7 +88,7 @@ class GrpcTransport(Transport):
         self._metadata: Tuple[Tuple[str, str], ...] = tuple(
             (name.lower(), value) for name, value in config.request_headers(self.conn_id).items()
         )
-        self._options: List[Tuple[str, Any]] = list(DEFAULT_CHANNEL_OPTIONS) + list(options)
+        self._options: List[Tuple[str, Any]] = list(DEFAULT_CHANNEL_OPTIONS) + _proxy_options(config) + list(options)
         self._channel: Optional[grpc.aio.Channel] = None
         self._call: Optional[grpc.aio.UnaryUnaryMultiCallable] = None
         self._closed = False
