@@ -53,8 +53,11 @@ class FailureKind(enum.Enum):
 
     REFUSED = "refused"
     """The server answered with an error status (Raccoon code, HTTP or gRPC status)."""
+    UNREACHABLE = "unreachable"
+    """No connection could be opened (refused, DNS failure, no route): the
+    request was certainly not written."""
     NETWORK = "network"
-    """The connection failed, was refused, reset or dropped."""
+    """The connection failed, was reset or dropped, after the request may have been written."""
     TIMEOUT = "timeout"
     """No answer arrived within the request timeout."""
     MALFORMED = "malformed"
@@ -81,9 +84,6 @@ class Failure:
       grpc_status: the name of the gRPC status code (e.g. ``"UNAVAILABLE"``), if any.
       reason: the ``reason`` of a decoded Raccoon error response, if any.
       retry_after: seconds the server asked the client to wait, if it did.
-      request_written: False when the request certainly never reached the
-        server (the connection was never made, the transport was closed);
-        True when it may have (the default: it is the safe assumption).
     """
 
     kind: FailureKind
@@ -93,7 +93,6 @@ class Failure:
     grpc_status: Optional[str] = None
     reason: Optional[str] = None
     retry_after: Optional[float] = None
-    request_written: bool = True
 
     @property
     def code(self) -> Optional[str]:
@@ -115,14 +114,16 @@ class Failure:
     def outcome_unknown(self) -> bool:
         """Whether the server may have published the request although no acknowledgement came.
 
-        True for a timeout, and for a network failure after the request may
-        have been written (a connection dropped or reset mid-request); False
-        when the server answered (a refusal, a malformed answer) or the
-        request never left (``request_written`` False, TLS failures).
+        True for a timeout, and for a connection lost after the request may
+        have been written (dropped or reset mid-request): the retry of such
+        a request may be a duplicate, and its dead letter may describe
+        events that did arrive. False when the server answered (a refusal,
+        a malformed answer, a WebSocket connection refused with a Raccoon
+        code) or the request never left (``UNREACHABLE``, TLS failures).
         """
         if self.kind is FailureKind.TIMEOUT:
             return True
-        return self.kind is FailureKind.NETWORK and self.raccoon_code is None and self.request_written
+        return self.kind is FailureKind.NETWORK and self.raccoon_code is None
 
 
 class SendFailure(RaccoonError):

@@ -25,6 +25,7 @@ __all__ = [
     "CLOSE_MESSAGE_TOO_BIG",
     "REASON_INVALID_CONTENT_TYPE",
     "REASON_DESERIALIZATION_FAILURE",
+    "REASON_CANNOT_DESERIALIZE",
     "CONN_ID_MISSING",
 ]
 
@@ -61,5 +62,7 @@ CLOSE_MESSAGE_TOO_BIG = 1009
 # Reasons of REST's 400 CODE_BAD_REQUEST answers.
 REASON_INVALID_CONTENT_TYPE = "invalid content type"
 REASON_DESERIALIZATION_FAILURE = "deserialization failure"
+# The start of the reason of WebSocket's CODE_BAD_REQUEST for a frame that does not decode.
+REASON_CANNOT_DESERIALIZE = "cannot deserialize request"
 # gRPC UNKNOWN details when the connection-id metadata is missing.
 CONN_ID_MISSING = "connection id header missing"

@@ -39,6 +39,8 @@ from raccoon_beam.errors import Failure, FailureKind, SendFailure
 __all__ = [
     "Verdict",
     "classify",
+    "rejects_whole_request",
+    "signals_overload",
     "RetryPolicy",
     "DEFAULT_MAX_ATTEMPTS",
     "DEFAULT_INITIAL_BACKOFF",
@@ -104,6 +106,12 @@ _GRPC_STATUSES = {
 }
 _TOO_LARGE = "larger than max"
 _CLIENT_SIDE = "client:"
+# Raccoon's reasons for a request that did not decode as a whole (REST's
+# "deserialization failure", WebSocket's "cannot deserialize request: ...");
+# "invalid content type" is PERMANENT outright.
+_WHOLE_REQUEST_REASONS = (protocol.REASON_DESERIALIZATION_FAILURE, protocol.REASON_CANNOT_DESERIALIZE)
+# HTTP statuses by which a server or a gateway says it has too much to do.
+_OVERLOAD_HTTP = frozenset({429, 503})
 
 
 def classify(failure: Failure) -> Verdict:
@@ -169,6 +177,45 @@ def classify(failure: Failure) -> Verdict:
             return Verdict.PERMANENT
         return _GRPC_STATUSES.get(grpc_status, Verdict.RETRY)
     return Verdict.RETRY
+
+
+def rejects_whole_request(failure: Failure) -> bool:
+    """Whether a SPLIT failure is about the request as a whole, not any of its events.
+
+    Raccoon never judges single events: its ``CODE_BAD_REQUEST`` means the
+    request did not decode, and gRPC's ``INVALID_ARGUMENT`` says nothing
+    about which event. Splitting such a batch helps only if something in
+    front of Raccoon judges events: the bisection splits it once, and when
+    both halves fail the same way the batch fails whole.
+    """
+    if failure.grpc_status == "INVALID_ARGUMENT" and failure.raccoon_code is None:
+        return True
+    if failure.raccoon_code != raccoon_pb2.CODE_BAD_REQUEST:
+        return False
+    return (failure.reason or "").lower().startswith(_WHOLE_REQUEST_REASONS)
+
+
+def signals_overload(failure: Failure) -> bool:
+    """Whether ``failure`` says the server (or a gateway) has more than it can take.
+
+    Raccoon blocks when its buffer is full, so its overload shows as
+    timeouts; with sync acks as ``CODE_INTERNAL_ERROR`` when publishing
+    fails; a gateway in front answers 429 or 503, gRPC ``UNAVAILABLE`` or
+    ``RESOURCE_EXHAUSTED`` (a quota, not a message over the size limit).
+    A connection that cannot be opened is an outage, not an overload.
+    """
+    kind = failure.kind
+    if kind is FailureKind.TIMEOUT:
+        return True
+    if failure.raccoon_code == raccoon_pb2.CODE_INTERNAL_ERROR:
+        return True
+    if failure.http_status in _OVERLOAD_HTTP:
+        return True
+    if failure.grpc_status == "UNAVAILABLE":
+        return kind is not FailureKind.UNREACHABLE and kind is not FailureKind.TLS
+    if failure.grpc_status == "RESOURCE_EXHAUSTED":
+        return classify(failure) is Verdict.RETRY
+    return False
 
 
 @dataclasses.dataclass(frozen=True)

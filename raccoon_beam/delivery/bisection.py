@@ -1,19 +1,24 @@
-"""Delivering one batch: send it, and split it when the server rejects it whole.
+"""Delivering one batch: send it, and split it only where splitting can help.
 
-A bad request (Raccoon's ``CODE_BAD_REQUEST``) or one over the server's size
-limit cannot succeed as it is, but its parts can: :func:`deliver` sends each
-half on its own until the bad events stand alone. Those, and batches whose
-retries ran out, come back as failures in the report.
+A request over the server's size limit cannot succeed as it is, but its
+halves can: it is split until the parts fit. A rejection of some events
+(a gateway in front of Raccoon that judges content) is bisected until the
+bad events stand alone. A rejection of the request as a whole (Raccoon's
+``CODE_BAD_REQUEST``: the request did not decode) says nothing about any
+event: the batch is split once, and when both halves fail the same way that
+is the whole batch's fate (3 requests, not one per event and level). Those
+events, and batches whose retries ran out, come back as failures in the report.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Awaitable, Callable, Optional, TypeVar
+from typing import Awaitable, Callable, Optional, Tuple, TypeVar
 
 from raccoon_beam.batching import Batch, split_batch
 from raccoon_beam.delivery.report import DeliveryReport, FailedEvents, SendOutcome
-from raccoon_beam.retry import Verdict
+from raccoon_beam.errors import Failure
+from raccoon_beam.retry import Verdict, rejects_whole_request
 from raccoon_beam.wire import EncodedRequest, Wire, encode_batch
 
 __all__ = ["SendFn", "deliver"]
@@ -44,6 +49,16 @@ async def deliver(
     """
     if report is None:
         report = DeliveryReport(events=len(batch))
+    request, outcome = await _send(batch, send, wire, report)
+    if not outcome.ok:
+        await _settle(batch, request, outcome, send, wire, report)
+    return report
+
+
+async def _send(
+    batch: Batch[S], send: SendFn, wire: Wire, report: DeliveryReport[S]
+) -> Tuple[EncodedRequest, SendOutcome]:
+    """Sends ``batch`` as one request (with retries) and counts it in ``report``."""
     request = encode_batch(batch.event_types, batch.payloads, wire=wire)
     started = time.monotonic()
     outcome = await send(request)
@@ -51,16 +66,55 @@ async def deliver(
     report.retries += max(outcome.attempts - 1, 0)
     report.waited += outcome.waited
     report.bytes_sent += len(request.body) * outcome.attempts
-    if outcome.failure is None:
+    if outcome.ok:
         report.acknowledged += len(batch)
         report.latencies_ms.append(int((time.monotonic() - started) * 1000))
-        return report
-    assert outcome.verdict is not None
-    if outcome.verdict is Verdict.SPLIT and len(batch) > 1:
-        # Halves go one after the other: the batch keeps its one in-flight slot.
-        for half in split_batch(batch):
+    return request, outcome
+
+
+async def _settle(
+    batch: Batch[S],
+    request: EncodedRequest,
+    outcome: SendOutcome,
+    send: SendFn,
+    wire: Wire,
+    report: DeliveryReport[S],
+) -> None:
+    """Splits a failed batch where that can help; records the events it cannot deliver."""
+    failure = outcome.failure
+    assert failure is not None and outcome.verdict is not None
+    if outcome.verdict is not Verdict.SPLIT or len(batch) < 2:
+        _fail(batch, request, outcome, report)
+        return
+    # Halves go one after the other: the batch keeps its one in-flight slot.
+    halves = split_batch(batch)
+    if not rejects_whole_request(failure):
+        for half in halves:
             await deliver(half, send, wire, report)
-        return report
+        return
+    sent = [(half, *await _send(half, send, wire, report)) for half in halves]
+    failed = [(half, half_request, half_outcome) for half, half_request, half_outcome in sent if not half_outcome.ok]
+    if len(failed) == len(halves) and all(_same(failure, half_outcome.failure) for _, _, half_outcome in failed):
+        for half, half_request, half_outcome in failed:
+            _fail(half, half_request, half_outcome, report)  # the whole batch's fate
+        return
+    for half, half_request, half_outcome in failed:
+        await _settle(half, half_request, half_outcome, send, wire, report)
+
+
+def _same(first: Failure, second: Optional[Failure]) -> bool:
+    """Whether two failures are the same answer (the messages may name different requests)."""
+    return second is not None and (
+        first.kind,
+        first.raccoon_code,
+        first.http_status,
+        first.grpc_status,
+        first.reason,
+    ) == (second.kind, second.raccoon_code, second.http_status, second.grpc_status, second.reason)
+
+
+def _fail(batch: Batch[S], request: EncodedRequest, outcome: SendOutcome, report: DeliveryReport[S]) -> None:
+    assert outcome.failure is not None and outcome.verdict is not None
     report.failures.append(
         FailedEvents(
             sources=batch.sources,
@@ -72,4 +126,3 @@ async def deliver(
             payloads=batch.payloads,
         )
     )
-    return report

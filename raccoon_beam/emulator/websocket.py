@@ -21,7 +21,7 @@ from raccoon_beam.emulator.config import EmulatorConfig
 from raccoon_beam.emulator.ingest import Ingest, Answer, error_response
 from raccoon_beam.emulator.outcomes import Outcome
 from raccoon_beam.errors import WireFormatError
-from raccoon_beam.protocol import CLOSE_MESSAGE_TOO_BIG, CLOSE_POLICY_VIOLATION
+from raccoon_beam.protocol import CLOSE_MESSAGE_TOO_BIG, CLOSE_POLICY_VIOLATION, REASON_CANNOT_DESERIALIZE
 from raccoon_beam.wire import Wire, decode_request, encode_response
 
 __all__ = ["WebSocketHandler", "CLOSE_POLICY_VIOLATION", "CLOSE_MESSAGE_TOO_BIG", "CLOSE_INTERNAL_ERROR"]
@@ -191,9 +191,9 @@ class WebSocketHandler:
         try:
             request = decode_request(data, wire)
         except WireFormatError as exc:
-            ingest.bad_request("websocket", f"cannot deserialize request: {exc}", conn_id)
+            ingest.bad_request("websocket", f"{REASON_CANNOT_DESERIALIZE}: {exc}", conn_id)
             detail = "proto: cannot parse invalid wire-format data" if wire is Wire.PROTOBUF else str(exc)
-            response = error_response(raccoon_pb2.CODE_BAD_REQUEST, f"cannot deserialize request: {detail}", "")
+            response = error_response(raccoon_pb2.CODE_BAD_REQUEST, f"{REASON_CANNOT_DESERIALIZE}: {detail}", "")
             await _send(connection.ws, encode_response(response, wire), wire)
             return
         answer = await ingest.handle(request, conn_id, group, "websocket", connection.seen)

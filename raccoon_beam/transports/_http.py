@@ -174,8 +174,12 @@ def client_error_failure(
         return SendFailure(FailureKind.MALFORMED, f"truncated response from {endpoint}: {detail}", **status)
     if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
         return SendFailure(FailureKind.TIMEOUT, f"no answer from {endpoint} within {config.timeout:g} s", **status)
-    # No connection was made: the request cannot have reached the server.
-    status["request_written"] = not isinstance(exc, aiohttp.ClientConnectorError)
+    if isinstance(exc, aiohttp.ClientConnectorError) and not isinstance(exc, aiohttp.ClientSSLError):
+        # Refused, no such host, no route: nothing was written (TLS errors,
+        # some of them connector errors too, were sorted out above).
+        return SendFailure(
+            FailureKind.UNREACHABLE, f"cannot connect to {endpoint}: {type(exc).__name__}: {detail}", **status
+        )
     return SendFailure(
         FailureKind.NETWORK, f"connection to {endpoint} failed: {type(exc).__name__}: {detail}", **status
     )

@@ -60,6 +60,10 @@ _TLS_MARKERS = (
     "WRONG_VERSION_NUMBER",
 )
 
+# gRPC's texts (lower case) for a call that found no connection to go out
+# on: refused, the name did not resolve. Nothing was written.
+_UNREACHABLE_MARKERS = ("failed to connect to all addresses", "errors resolving", "dns resolution failed")
+
 
 def _proxy_options(config: TransportConfig) -> List[Tuple[str, Any]]:
     """The channel options of ``config.proxy``.
@@ -164,20 +168,18 @@ class GrpcTransport(Transport):
         code = exc.code()
         details = redact(exc.details() or "", self.config)
         if code == grpc.StatusCode.UNAVAILABLE:
-            tls = any(marker.lower() in details.lower() for marker in _TLS_MARKERS)
-            kind = FailureKind.TLS if tls else FailureKind.NETWORK
+            lowered = details.lower()
+            if any(marker.lower() in lowered for marker in _TLS_MARKERS):
+                kind = FailureKind.TLS
+            elif any(marker in lowered for marker in _UNREACHABLE_MARKERS):
+                kind = FailureKind.UNREACHABLE
+            else:
+                kind = FailureKind.NETWORK
         elif code == grpc.StatusCode.DEADLINE_EXCEEDED:
             kind = FailureKind.TIMEOUT
         else:
             kind = FailureKind.REFUSED
-        # gRPC says "failed to connect" when no connection was made: the request never left.
-        written = "failed to connect" not in details.lower()
-        return SendFailure(
-            kind,
-            f"gRPC {code.name} from {self.endpoint.redacted}: {details}",
-            grpc_status=code.name,
-            request_written=written,
-        )
+        return SendFailure(kind, f"gRPC {code.name} from {self.endpoint.redacted}: {details}", grpc_status=code.name)
 
     async def close(self) -> None:
         self._closed = True

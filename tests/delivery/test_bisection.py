@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import List, Set
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -75,3 +76,52 @@ def test_bad_events_end_alone_and_every_event_in_exactly_one_place(bad: Set[int]
     assert report.acknowledged == size - len(bad) and report.events == size
     # Bisection: each bad event costs at most two requests per level of the split.
     assert report.requests == len(server.requests) <= 1 + 2 * max(len(bad), 1) * size.bit_length()
+
+
+class WholeRequestRejecter:
+    """Answers as Raccoon does to a request that does not decode: every request alike.
+
+    With ``judge``, a gateway in front that gives Raccoon's reason only to
+    requests holding a bad payload (so splitting does help).
+    """
+
+    def __init__(self, judge: bool = False) -> None:
+        self.requests: List[List[bytes]] = []
+        self.judge = judge
+
+    async def send(self, request: EncodedRequest) -> SendOutcome:
+        payloads = [event.event_bytes for event in decode_request(request.body, request.wire).events]
+        self.requests.append(payloads)
+        if self.judge and BAD not in payloads:
+            return SendOutcome(raccoon_pb2.SendEventResponse(status=1, code=1), None, None, 1)
+        failure = Failure(
+            FailureKind.REFUSED,
+            f"HTTP 400 for {len(payloads)} event(s)",  # messages differ; the answer is the same
+            raccoon_code=raccoon_pb2.CODE_BAD_REQUEST,
+            http_status=400,
+            reason="deserialization failure",
+        )
+        return SendOutcome(None, failure, classify(failure), 1)
+
+
+@pytest.mark.parametrize("size", [2, 3, 50, 500])
+def test_a_whole_request_rejection_costs_at_most_three_requests(size):
+    server = WholeRequestRejecter()
+    payloads = [b"ok-%d" % index for index in range(size)]
+    report = asyncio.run(deliver(_batch(payloads), server.send, Wire.JSON))
+    assert report.requests == len(server.requests) == 3
+    assert report.acknowledged == 0
+    assert sorted(source for f in report.failures for source in f.sources) == list(range(size))
+    assert all(f.verdict is Verdict.SPLIT for f in report.failures)
+    assert all(f.failure.reason == "deserialization failure" for f in report.failures)
+
+
+def test_a_whole_request_rejection_that_splitting_helps_is_bisected():
+    """A gateway that judges events with Raccoon's reason: one good half proves splitting helps."""
+    server = WholeRequestRejecter(judge=True)
+    payloads = [b"ok-%d" % index for index in range(16)]
+    payloads[5] = BAD
+    report = asyncio.run(deliver(_batch(payloads), server.send, Wire.PROTOBUF))
+    assert [f.sources for f in report.failures] == [[5]]
+    assert report.acknowledged == 15
+

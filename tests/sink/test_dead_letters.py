@@ -33,7 +33,7 @@ def test_code_has_one_format_whatever_the_transport(status, code):
     [
         (Failure(FailureKind.TIMEOUT, "no answer"), True),
         (Failure(FailureKind.NETWORK, "reset mid-request"), True),
-        (Failure(FailureKind.NETWORK, "connection refused", request_written=False), False),
+        (Failure(FailureKind.UNREACHABLE, "connection refused"), False),
         (Failure(FailureKind.NETWORK, "server full", raccoon_code=4), False),
         (Failure(FailureKind.REFUSED, "bad request", raccoon_code=2), False),
         (Failure(FailureKind.TLS, "untrusted"), False),

@@ -241,7 +241,7 @@ def test_grpc_transport_errors_are_retried_never_swallowed(make_client):
     client = make_client(f"grpc://127.0.0.1:{_free_port()}", timeout=5.0)
     outcome = client.submit(make_request(Wire.PROTOBUF)).result(30)
     assert not outcome.ok and outcome.response is None
-    assert outcome.failure.grpc_status == "UNAVAILABLE" and (outcome.failure.kind is FailureKind.NETWORK)
+    assert outcome.failure.grpc_status == "UNAVAILABLE" and (outcome.failure.kind is FailureKind.UNREACHABLE)
     assert outcome.verdict is Verdict.RETRY and outcome.attempts == 4
 
 

@@ -13,7 +13,7 @@ from raccoon_beam._proto import raccoon_pb2
 from raccoon_beam.emulator import RaccoonEmulator
 from raccoon_beam.errors import Failure, FailureKind, SendFailure
 from raccoon_beam.delivery import SendOutcome, send_with_retry
-from raccoon_beam.retry import RetryPolicy, Verdict, classify
+from raccoon_beam.retry import RetryPolicy, Verdict, classify, rejects_whole_request, signals_overload
 from raccoon_beam.transports import Transport, TransportConfig
 from raccoon_beam.wire import Wire, encode_request
 
@@ -71,7 +71,9 @@ CLASSIFY_TABLE = [
     ("NOT_FOUND", FailureKind.REFUSED, dict(grpc_status="NOT_FOUND"), P),
     ("INVALID_ARGUMENT", FailureKind.REFUSED, dict(grpc_status="INVALID_ARGUMENT"), S),
     # connection-level facts
-    ("connection refused/reset", FailureKind.NETWORK, dict(), R),
+    ("connection reset", FailureKind.NETWORK, dict(), R),
+    ("connection refused, no such host", FailureKind.UNREACHABLE, dict(), R),
+    ("gRPC failed to connect", FailureKind.UNREACHABLE, dict(grpc_status="UNAVAILABLE"), R),
     ("timeout", FailureKind.TIMEOUT, dict(), R),
     ("malformed answer", FailureKind.MALFORMED, dict(), R),
     ("TLS certificate not trusted", FailureKind.TLS, dict(), P),
@@ -85,6 +87,65 @@ def test_classify(name, kind, status, verdict):
     status = dict(status)
     message = status.pop("message", name)
     assert classify(Failure(kind, message, **status)) is verdict
+
+
+OVERLOAD_TABLE = [
+    # (name, kind, status, overload?)
+    ("timeout", FailureKind.TIMEOUT, dict(), True),
+    ("gRPC DEADLINE_EXCEEDED", FailureKind.TIMEOUT, dict(grpc_status="DEADLINE_EXCEEDED"), True),
+    ("HTTP 429", FailureKind.REFUSED, dict(http_status=429), True),
+    ("HTTP 503", FailureKind.REFUSED, dict(http_status=503), True),
+    ("gRPC UNAVAILABLE from a gateway", FailureKind.NETWORK, dict(grpc_status="UNAVAILABLE"), True),
+    ("gRPC RESOURCE_EXHAUSTED quota", FailureKind.REFUSED, dict(grpc_status="RESOURCE_EXHAUSTED", message="quota"), True),
+    ("publish failure under sync acks", FailureKind.REFUSED, dict(raccoon_code=3, http_status=500), True),
+    (
+        "gRPC RESOURCE_EXHAUSTED message too large", FailureKind.REFUSED,
+        dict(grpc_status="RESOURCE_EXHAUSTED", message="grpc: received message larger than max (5 vs. 4)"), False),
+    ("refused connection (an outage, not an overload)", FailureKind.UNREACHABLE, dict(grpc_status="UNAVAILABLE"), False),
+    ("connection reset", FailureKind.NETWORK, dict(), False),
+    ("HTTP 500 without a Raccoon code", FailureKind.MALFORMED, dict(http_status=500), False),
+    ("CODE_BAD_REQUEST", FailureKind.REFUSED, dict(raccoon_code=2, http_status=400), False),
+    ("HTTP 502", FailureKind.REFUSED, dict(http_status=502), False),
+]
+
+
+@pytest.mark.parametrize("name, kind, status, overload", OVERLOAD_TABLE, ids=[row[0] for row in OVERLOAD_TABLE])
+def test_signals_overload(name, kind, status, overload):
+    status = dict(status)
+    message = status.pop("message", name)
+    assert signals_overload(Failure(kind, message, **status)) is overload
+
+
+@pytest.mark.parametrize(
+    "status, whole",
+    [
+        (dict(raccoon_code=2, http_status=400, reason="deserialization failure"), True),
+        (dict(raccoon_code=2, reason="cannot deserialize request: proto: cannot parse invalid wire-format data"), True),
+        (dict(grpc_status="INVALID_ARGUMENT"), True),
+        (dict(raccoon_code=2, http_status=400, reason="event type rejected: bad"), False),  # a gateway judging events
+        (dict(raccoon_code=2), False),
+        (dict(http_status=413), False),
+    ],
+)
+def test_rejects_whole_request(status, whole):
+    assert rejects_whole_request(Failure(FailureKind.REFUSED, "m", **status)) is whole
+
+
+@pytest.mark.parametrize(
+    "kind, unknown",
+    [
+        (FailureKind.TIMEOUT, True),
+        (FailureKind.NETWORK, True),
+        (FailureKind.UNREACHABLE, False),
+        (FailureKind.REFUSED, False),
+        (FailureKind.TOO_LARGE, False),
+        (FailureKind.TLS, False),
+        (FailureKind.MALFORMED, False),
+        (FailureKind.UNEXPECTED, False),
+    ],
+)
+def test_outcome_unknown_after_a_timeout_or_a_lost_connection_only(kind, unknown):
+    assert Failure(kind, "m").outcome_unknown is unknown
 
 
 class ScriptedTransport(Transport):

@@ -204,5 +204,5 @@ def test_connection_refused_is_retried_then_reported(make_client):
         port = sock.getsockname()[1]
     client = make_client(f"ws://127.0.0.1:{port}")
     outcome = client.submit(make_request(Wire.PROTOBUF)).result(30)
-    assert (outcome.failure.kind is FailureKind.NETWORK) and outcome.verdict is Verdict.RETRY
+    assert (outcome.failure.kind is FailureKind.UNREACHABLE) and outcome.verdict is Verdict.RETRY
     assert outcome.attempts == FAST_POLICY.max_attempts
