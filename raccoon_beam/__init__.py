@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time, __getattr__ b
     from raccoon_beam.io import WriteToRaccoon, WriteToRaccoonResult
     from raccoon_beam.retry import RetryPolicy
     from raccoon_beam.transports import TlsOptions
+    from raccoon_beam.transports.credentials import CredentialProvider, FromCallable, FromEnv, FromFile
 
 
 __all__ = [
@@ -38,6 +39,10 @@ __all__ = [
     "RaccoonDeadLetter",
     "RetryPolicy",
     "TlsOptions",
+    "CredentialProvider",
+    "FromEnv",
+    "FromFile",
+    "FromCallable",
     "RaccoonError",
     "SerializationError",
     "WireFormatError",
@@ -56,6 +61,10 @@ _LAZY: Dict[str, str] = {
     "RaccoonDeadLetter": "raccoon_beam.errors",
     "RetryPolicy": "raccoon_beam.retry",
     "TlsOptions": "raccoon_beam.transports",
+    "CredentialProvider": "raccoon_beam.transports.credentials",
+    "FromEnv": "raccoon_beam.transports.credentials",
+    "FromFile": "raccoon_beam.transports.credentials",
+    "FromCallable": "raccoon_beam.transports.credentials",
     "RaccoonError": "raccoon_beam.errors",
     "SerializationError": "raccoon_beam.errors",
     "WireFormatError": "raccoon_beam.errors",

@@ -68,6 +68,10 @@ class FailureKind(enum.Enum):
     """TLS cannot work as configured: an untrusted certificate, a host name
     mismatch, a failed handshake (e.g. ``https://`` to a plain-text port) or
     unreadable certificate files."""
+    CREDENTIALS = "credentials"
+    """A header's credential provider gave no value (an unset variable, an
+    unreadable file, the function raised): retried, as a secret may be
+    mounted late or its source be briefly down."""
     UNEXPECTED = "unexpected"
     """An exception nobody anticipated escaped the transport (a bug, or a library error)."""
 

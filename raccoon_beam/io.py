@@ -44,6 +44,7 @@ from raccoon_beam.transports import (
     TlsOptions,
 )
 from raccoon_beam.transports.endpoint import redact_url
+from raccoon_beam.transports.credentials import HeaderValue
 
 __all__ = ["WriteToRaccoon", "WriteToRaccoonResult", "FAILED_TAG", "METRICS_NAMESPACE"]
 
@@ -115,7 +116,10 @@ class WriteToRaccoon(beam.PTransform):
         of one worker process share one client (one connection) per
         configuration, so this bounds the requests a worker process has in
         flight to one endpoint.
-      headers: extra headers sent with every request (auth, ...).
+      headers: extra headers sent with every request (auth, ...). A value
+        is a string, or a credential provider resolved on the worker and
+        read again when the server answers 401 (``FromEnv``, ``FromFile``,
+        ``FromCallable`` or a plain function); see docs/credentials.md.
       conn_id_header: the header with the connection id that Raccoon
         requires (``SERVER_WEBSOCKET_CONN_ID_HEADER``).
       conn_id_prefix: prefix of the unique connection id of each client.
@@ -156,7 +160,7 @@ class WriteToRaccoon(beam.PTransform):
         retry: Optional[RetryPolicy] = None,
         timeout: float = DEFAULT_TIMEOUT,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
-        headers: Optional[Mapping[str, str]] = None,
+        headers: Optional[Mapping[str, HeaderValue]] = None,
         conn_id_header: str = DEFAULT_CONN_ID_HEADER,
         conn_id_prefix: str = DEFAULT_CONN_ID_PREFIX,
         group: Optional[str] = None,

@@ -25,6 +25,7 @@ from raccoon_beam.transports import (
     TlsOptions,
     TransportConfig,
 )
+from raccoon_beam.transports.credentials import HeaderValue
 from raccoon_beam.wire import Wire
 
 __all__ = ["WriteOptions"]
@@ -57,7 +58,7 @@ class WriteOptions:
     retry: RetryPolicy = dataclasses.field(default_factory=RetryPolicy)
     timeout: float = DEFAULT_TIMEOUT
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
-    headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    headers: Mapping[str, HeaderValue] = dataclasses.field(default_factory=dict)
     conn_id_header: str = DEFAULT_CONN_ID_HEADER
     conn_id_prefix: str = DEFAULT_CONN_ID_PREFIX
     group: Optional[str] = None

@@ -41,6 +41,7 @@ __all__ = [
     "classify",
     "rejects_whole_request",
     "signals_overload",
+    "refused_credentials",
     "RetryPolicy",
     "DEFAULT_MAX_ATTEMPTS",
     "DEFAULT_INITIAL_BACKOFF",
@@ -216,6 +217,18 @@ def signals_overload(failure: Failure) -> bool:
     if failure.grpc_status == "RESOURCE_EXHAUSTED":
         return classify(failure) is Verdict.RETRY
     return False
+
+
+def refused_credentials(failure: Failure) -> bool:
+    """Whether the server refused the request's credentials (HTTP 401, gRPC UNAUTHENTICATED).
+
+    Such a failure is PERMANENT for :func:`classify`, but a header value
+    from a credential provider (an expired token) may be read again and the
+    request resent once before that verdict stands (see
+    :func:`raccoon_beam.delivery.sender.send_with_retry`). A 403 is not
+    included: it refuses who the client is, not a stale credential.
+    """
+    return failure.http_status == 401 or failure.grpc_status == "UNAUTHENTICATED"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -42,6 +42,7 @@ from raccoon_beam.batching import DEFAULT_MAX_BATCH_BYTES, DEFAULT_MAX_BATCH_SIZ
 from raccoon_beam.errors import RaccoonDeadLetter
 from raccoon_beam.retry import RetryPolicy
 from raccoon_beam.transports import DEFAULT_MAX_IN_FLIGHT, DEFAULT_TIMEOUT
+from raccoon_beam.transports.credentials import header_value_from_config
 
 __all__ = ["WriteToRaccoon", "PROVIDERS_FILE", "EventTypeField", "dead_letter_row_type"]
 
@@ -130,7 +131,9 @@ class WriteToRaccoon(beam.PTransform):
       deadline: seconds after the first attempt after which no retry starts.
       timeout: seconds to wait for a request's answer.
       max_in_flight: the most requests in flight per worker thread.
-      headers: extra headers sent with every request.
+      headers: extra headers sent with every request; a value is a string,
+        ``{env: NAME}`` or ``{file: PATH}`` (read on the worker, again on a
+        401; optional ``prefix``, e.g. ``"Bearer "``).
       group: the connection group.
       error_handling: ``{output: NAME}``: dead letters become the output
         ``NAME`` instead of failing the pipeline.
@@ -157,7 +160,7 @@ class WriteToRaccoon(beam.PTransform):
         deadline: Optional[float] = None,
         timeout: float = DEFAULT_TIMEOUT,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
-        headers: Optional[Mapping[str, str]] = None,
+        headers: Optional[Mapping[str, Any]] = None,
         group: Optional[str] = None,
         error_handling: Optional[Mapping[str, Any]] = None,
     ) -> None:
@@ -191,7 +194,7 @@ class WriteToRaccoon(beam.PTransform):
             retry=RetryPolicy(**retry_options) if retry_options else None,
             timeout=timeout,
             max_in_flight=max_in_flight,
-            headers=dict(headers or {}),
+            headers={name: header_value_from_config(name, value) for name, value in (headers or {}).items()},
             group=group,
             # Beam YAML's rule: without error_handling, an error fails the pipeline.
             fail_on_error=self._error_output is None,

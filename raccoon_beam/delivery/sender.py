@@ -30,7 +30,7 @@ from raccoon_beam.delivery.bisection import deliver
 from raccoon_beam.delivery.log import DEFAULT_LOG_INTERVAL, RateLimitedLog
 from raccoon_beam.delivery.report import DeliveryReport, SendOutcome
 from raccoon_beam.errors import Failure, FailureKind, SendFailure
-from raccoon_beam.retry import RetryPolicy, Verdict, classify
+from raccoon_beam.retry import RetryPolicy, Verdict, classify, refused_credentials
 from raccoon_beam.transports import Transport, TransportConfig, open_transport
 from raccoon_beam.transports import redact
 from raccoon_beam.wire import EncodedRequest, Wire
@@ -58,7 +58,12 @@ async def send_with_retry(
     """Sends ``request`` until it is acknowledged or its failure is not retryable.
 
     The same ``request`` object is resent on every attempt, so the req_guid
-    and sent_time in its body never change.
+    and sent_time in its body never change. An attempt the server refuses
+    for its credentials (401, ``UNAUTHENTICATED``) while a header value comes
+    from a credential provider is sent once more at once, with the values
+    read again, within the same attempt of the policy: a token that expired
+    costs no backoff and no attempt of the budget, and only a refusal of the
+    fresh value is final.
 
     Args:
       transport: where to send.
@@ -79,14 +84,14 @@ async def send_with_retry(
     started = clock()
     # The first attempt outside tenacity: most requests succeed at once, and
     # the retry machinery costs more than the call itself.
-    response, failure = await _attempt(transport, request)
+    response, failure, sends = await _attempt(transport, request)
     if failure is None:
-        return SendOutcome(response, None, None, 1)
+        return SendOutcome(response, None, None, sends)
     verdict = classify(failure)
     if verdict is not Verdict.RETRY or policy.max_attempts == 1:
-        return SendOutcome(None, failure, verdict, 1)
+        return SendOutcome(None, failure, verdict, sends)
 
-    attempts = 0
+    attempts = sends - 1  # the policy's attempts count the first one once (below)
     waited = 0.0
 
     def before_retry(failure: Failure, wait: float) -> None:
@@ -103,7 +108,8 @@ async def send_with_retry(
                 if replay:
                     response, failure = None, replay.pop()
                 else:
-                    response, failure = await _attempt(transport, request)
+                    response, failure, sends = await _attempt(transport, request)
+                    attempts += sends - 1
                 if failure is not None:
                     raise SendFailure.carrying(failure)  # tenacity decides on exceptions
     except SendFailure as exc:
@@ -111,7 +117,26 @@ async def send_with_retry(
     return SendOutcome(response, None, None, attempts, waited)
 
 
-async def _attempt(transport: Transport, request: EncodedRequest) -> Tuple[Any, Optional[Failure]]:
+async def _attempt(transport: Transport, request: EncodedRequest) -> Tuple[Any, Optional[Failure], int]:
+    """One attempt: ``(response, None, sends)``, or ``(None, failure, sends)``.
+
+    ``sends`` is 2 when the credentials were refused and read again, and the
+    request resent with them (see :func:`send_with_retry`); 1 otherwise.
+    """
+    generation = transport.credentials.generation
+    response, failure = await _send(transport, request)
+    if failure is None or not refused_credentials(failure):
+        return response, failure, 1
+    try:
+        if not await transport.credentials.refresh(generation):
+            return response, failure, 1
+    except SendFailure as exc:  # the provider gave nothing now: that is the failure to report
+        return None, exc.failure, 1
+    response, failure = await _send(transport, request)
+    return response, failure, 2
+
+
+async def _send(transport: Transport, request: EncodedRequest) -> Tuple[Any, Optional[Failure]]:
     """One send: ``(response, None)``, or ``(None, failure)`` for whatever went wrong.
 
     The one boundary where anything is caught: an exception that is not a

@@ -200,6 +200,18 @@ class EmulatorConfig:
     descriptor_set: Optional[str] = _setting(
         None, "FileDescriptorSet (protoc --include_imports --descriptor_set_out) for proto: decoders", metavar="PATH"
     )
+    require_header: Optional[Tuple[str, str]] = _setting(
+        None,
+        "answer 401 (gRPC UNAUTHENTICATED; WebSocket: at the upgrade) to requests without header NAME = VALUE, "
+        "as an authenticating gateway in front of Raccoon does",
+        metavar=("NAME", "VALUE"),
+    )
+    rotate_header_every: int = _setting(
+        0,
+        "with require_header: a new value after this many requests passed with the current one, 401 to the old "
+        "one (an expiring token; read it at GET /_emulator/credential); 0: never",
+        metavar="N",
+    )
 
     def __post_init__(self) -> None:
         if self.ack not in ACK_MODES:
@@ -217,6 +229,15 @@ class EmulatorConfig:
             if len(tls) != 2:
                 raise ValueError("tls must be (certfile, keyfile)")
             object.__setattr__(self, "tls", tls)
+        if self.require_header is not None:
+            required = tuple(self.require_header)
+            if len(required) != 2 or not all(isinstance(part, str) and part for part in required):
+                raise ValueError("require_header must be (name, value), two non-empty strings")
+            object.__setattr__(self, "require_header", required)
+        if not isinstance(self.rotate_header_every, int) or self.rotate_header_every < 0:
+            raise ValueError(f"rotate_header_every must be a number of requests >= 0, not {self.rotate_header_every!r}")
+        if self.rotate_header_every and self.require_header is None:
+            raise ValueError("rotate_header_every needs require_header (the header whose value rotates)")
         # A copy: the caller's dict changing later must not change a frozen config.
         object.__setattr__(self, "decoders", dict(self.decoders))
         if self.decoders:

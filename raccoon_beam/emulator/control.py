@@ -12,6 +12,9 @@ read and steer an emulator running as a server:
 - ``POST /_emulator/faults``: ``{"method": "fail_next", "args": {...}}`` calls
   that method of :class:`~raccoon_beam.emulator.faults.Faults`; an ``outcome``
   argument is an ``Outcome.to_dict()``.
+- ``GET  /_emulator/credential``: the header ``require_header`` asks for and
+  its current value (404 without ``require_header``).
+- ``POST /_emulator/credential/rotate``: draws a new value now.
 
 The console (:mod:`raccoon_beam.emulator.console`) adds its routes under
 ``/_emulator/ui``; the index lists them too. Beyond loopback every route
@@ -24,12 +27,13 @@ from __future__ import annotations
 
 import base64
 import inspect
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Optional
 
 from aiohttp import web
 
 from raccoon_beam.emulator.capture import Capture
 from raccoon_beam.emulator.counters import Counters
+from raccoon_beam.emulator.credential import RequiredHeader
 from raccoon_beam.emulator.faults import Faults
 from raccoon_beam.emulator.outcomes import Outcome
 
@@ -66,7 +70,12 @@ def control_index(app: web.Application) -> List[Dict[str, str]]:
 
 
 def add_control_routes(
-    app: web.Application, capture: Capture, counters: Counters, faults: Faults, reset: Callable[[], None]
+    app: web.Application,
+    capture: Capture,
+    counters: Counters,
+    faults: Faults,
+    reset: Callable[[], None],
+    required: Optional[RequiredHeader] = None,
 ) -> None:
     async def get_index(request: web.Request) -> web.Response:
         """This list of the control routes."""
@@ -113,6 +122,21 @@ def add_control_routes(
             return web.json_response({"ok": False, "error": str(exc)}, status=400)
         return web.json_response({"ok": True})
 
+    async def get_credential(_: web.Request) -> web.Response:
+        """The header require_header asks for and its current value."""
+        if required is None:
+            return web.json_response({"ok": False, "error": "the emulator requires no header"}, status=404)
+        return web.json_response(required.describe())
+
+    async def post_rotate_credential(_: web.Request) -> web.Response:
+        """Draws a new value of the required header (the old one gets 401)."""
+        if required is None:
+            return web.json_response({"ok": False, "error": "the emulator requires no header"}, status=404)
+        required.rotate()
+        return web.json_response(required.describe())
+
+    app.router.add_route("GET", f"{CONTROL_PREFIX}/credential", get_credential)
+    app.router.add_route("POST", f"{CONTROL_PREFIX}/credential/rotate", post_rotate_credential)
     app.router.add_route("GET", CONTROL_PREFIX, get_index)
     app.router.add_route("GET", f"{CONTROL_PREFIX}/counters", get_counters)
     app.router.add_route("GET", f"{CONTROL_PREFIX}/digest", get_digest)

@@ -83,6 +83,12 @@ class GrpcServer:
 
     async def _send_event(self, body: bytes, context: aio.ServicerContext) -> bytes:
         ingest = self._ingest
+        required = ingest.required_header
+        if required is not None:
+            given = next((v for k, v in context.invocation_metadata() or () if k == required.key), None)
+            if not ingest.authenticate("grpc", given, self._metadata(context)[0] or ""):
+                # A gateway's answer, before Raccoon sees the call.
+                await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or stale credential")
         try:
             request = decode_request(body, Wire.PROTOBUF)
         except WireFormatError as exc:

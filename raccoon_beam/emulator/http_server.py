@@ -70,7 +70,7 @@ class HttpServer:
         app.router.add_route("POST", EVENTS_PATH, RestHandler(config, ingest, stopping).handle)
         app.router.add_route("GET", EVENTS_PATH, self._websockets.handle)
         app.router.add_route("GET", PING_PATH, _ping)
-        add_control_routes(app, ingest.capture, ingest.counters, ingest.faults, reset)
+        add_control_routes(app, ingest.capture, ingest.counters, ingest.faults, reset, ingest.required_header)
         self.console = Console(config, ingest.capture, ingest.counters, ingest.faults)
         self.console.add_routes(app)
         self._app = app

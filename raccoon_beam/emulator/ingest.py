@@ -15,6 +15,7 @@ from raccoon_beam._proto import raccoon_pb2
 from raccoon_beam.emulator.capture import Capture
 from raccoon_beam.emulator.config import EmulatorConfig
 from raccoon_beam.emulator.counters import Counters
+from raccoon_beam.emulator.credential import UNAUTHENTICATED_REASON, RequiredHeader
 from raccoon_beam.emulator.faults import (
     DROP_AFTER_CAPTURE,
     DROP_BEFORE_CAPTURE,
@@ -74,6 +75,23 @@ class Ingest:
         self.capture = capture
         self.faults = faults
         self.counters = counters
+        self.required_header: Optional[RequiredHeader] = None
+        if config.require_header is not None:
+            self.required_header = RequiredHeader(*config.require_header, rotate_every=config.rotate_header_every)
+
+    def authenticate(self, transport: str, given: Optional[str], conn_id: str = "") -> bool:
+        """Whether a request carrying ``given`` in the required header passes (counted as rejected if not).
+
+        Args:
+          transport: "grpc", "rest" or "websocket".
+          given: the request's value of ``required_header.name``, if any.
+          conn_id: the connection id, when known.
+        """
+        required = self.required_header
+        if required is None or required.admit(given):
+            return True
+        self.bad_request(transport, UNAUTHENTICATED_REASON, conn_id)
+        return False
 
     def bad_request(self, transport: str, reason: str = "bad request", conn_id: str = "") -> None:
         """Counts a request that did not decode (or lacked its connection id).

@@ -27,6 +27,9 @@ __all__ = ["RestHandler"]
 
 # What nginx answers over client_max_body_size (as text, not its HTML page).
 _TOO_LARGE_TEXT = "413 Request Entity Too Large"
+# What a gateway answers a missing or stale bearer token.
+_UNAUTHORIZED_TEXT = "401 Unauthorized"
+_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="raccoon"'}
 
 
 class RestHandler:
@@ -49,6 +52,10 @@ class RestHandler:
         headers = {"Content-Type": content_type}
         wire = wire_for_content_type(content_type)
         conn_id = request.headers.get(self._config.conn_id_header, "")
+        required = self._ingest.required_header
+        if required is not None and not self._ingest.authenticate("rest", request.headers.get(required.name), conn_id):
+            # The gateway's answer, before Raccoon sees the request.
+            return web.Response(status=401, text=_UNAUTHORIZED_TEXT, headers=_CHALLENGE)
         if wire is None:
             self._ingest.bad_request("rest", f"{REASON_INVALID_CONTENT_TYPE} ({content_type or 'none'})", conn_id)
             body = encode_response(

@@ -14,6 +14,7 @@ from raccoon_beam.emulator.capture import Capture, CapturedEvent, TypeDigest
 from raccoon_beam.emulator.config import EmulatorConfig
 from raccoon_beam.emulator.console import CONSOLE_PATH
 from raccoon_beam.emulator.counters import Counters, CountersSnapshot
+from raccoon_beam.emulator.credential import RequiredHeader
 from raccoon_beam.emulator.faults import Faults
 from raccoon_beam.emulator.grpc_server import GrpcServer
 from raccoon_beam.emulator.http_server import EVENTS_PATH, HttpServer
@@ -211,6 +212,27 @@ class RaccoonEmulator:
         url = f"{self.http_base_url}{CONSOLE_PATH}"
         token = self.config.console_token
         return f"{url}?{TOKEN_QUERY}={token}" if token else url
+
+    # ------------------------------------------------------------ credential
+
+    @property
+    def required_header_value(self) -> str:
+        """The value ``require_header`` accepts now (it changes with ``rotate_header_every``).
+
+        Raises:
+          RuntimeError: the emulator was made without ``require_header``.
+        """
+        return self._required_header().value
+
+    def rotate_required_header(self) -> str:
+        """Draws a new value of the required header now (the old one gets 401); returns it."""
+        return self._required_header().rotate()
+
+    def _required_header(self) -> RequiredHeader:
+        required = self._ingest.required_header
+        if required is None:
+            raise RuntimeError("the emulator requires no header (see require_header)")
+        return required
 
     # ------------------------------------------------------------ results
 

@@ -89,6 +89,11 @@ class WebSocketHandler:
             return refusal
         config = self._config
         conn_id = request.headers.get(config.conn_id_header, "")
+        required = self._ingest.required_header
+        if required is not None and not self._ingest.authenticate(
+            "websocket", request.headers.get(required.name), conn_id
+        ):
+            return _plain(401, "Unauthorized")  # the gateway refuses the upgrade
         group = request.headers.get(config.group_header, "") or config.default_group
         ws = web.WebSocketResponse(autoping=False, max_msg_size=config.max_body_bytes)
         transport = request.transport

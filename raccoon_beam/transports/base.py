@@ -10,11 +10,13 @@ that is :func:`raccoon_beam.retry.classify`'s job.
 from __future__ import annotations
 
 import abc
+from typing import Dict
 
 from raccoon_beam._proto import raccoon_pb2
 from raccoon_beam.errors import FailureKind, SendFailure
 from raccoon_beam.transports.config import TransportConfig
-from raccoon_beam.transports.endpoint import Endpoint
+from raccoon_beam.transports.credentials import HeaderValues
+from raccoon_beam.transports.endpoint import KIND_GRPC, Endpoint
 from raccoon_beam.wire import EncodedRequest
 
 __all__ = ["Transport", "closed_failure", "tls_files_failure"]
@@ -31,6 +33,16 @@ class Transport(abc.ABC):
     def __init__(self, config: TransportConfig) -> None:
         self.config = config
         self.endpoint = config.parsed_endpoint
+        self.credentials = HeaderValues(config.headers, grpc=config.kind == KIND_GRPC, where=self.endpoint.redacted)
+        """The header values, providers resolved on first use; refreshed by the sender on a 401."""
+
+    async def request_headers(self, conn_id: str) -> Dict[str, str]:
+        """Every header of a request on connection ``conn_id``, credentials resolved.
+
+        Raises:
+          SendFailure: a credential provider gave no usable value.
+        """
+        return self.config.request_headers(conn_id, await self.credentials.current())
 
     @abc.abstractmethod
     async def send(self, request: EncodedRequest) -> raccoon_pb2.SendEventResponse:

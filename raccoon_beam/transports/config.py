@@ -15,6 +15,7 @@ import uuid
 from typing import Dict, Mapping, Optional, Tuple, Union
 
 from raccoon_beam import protocol
+from raccoon_beam.transports.credentials import CredentialProvider, HeaderValue, check_header_value, header_value
 from raccoon_beam.transports.endpoint import (
     KIND_GRPC,
     REDACTED,
@@ -122,7 +123,10 @@ class TransportConfig:
       timeout: seconds to wait for one request's answer (gRPC deadline, HTTP
         total timeout, WebSocket deadline over the frame's send and its ack;
         it also sets the WebSocket heartbeat, capped at 30 s).
-      headers: extra headers sent with every request (gRPC metadata, lower-cased).
+      headers: extra headers sent with every request (gRPC metadata, lower-cased);
+        a value is a string or a
+        :class:`~raccoon_beam.transports.credentials.CredentialProvider`
+        resolved on the worker (a callable is wrapped in ``FromCallable``).
       conn_id_header: the header carrying the connection id
         (``SERVER_WEBSOCKET_CONN_ID_HEADER`` of the server).
       conn_id_prefix: prefix of generated connection ids.
@@ -148,7 +152,7 @@ class TransportConfig:
     endpoint: str
     wire: Union[Wire, str] = Wire.PROTOBUF
     timeout: float = DEFAULT_TIMEOUT
-    headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    headers: Mapping[str, HeaderValue] = dataclasses.field(default_factory=dict)
     conn_id_header: str = DEFAULT_CONN_ID_HEADER
     conn_id_prefix: str = DEFAULT_CONN_ID_PREFIX
     conn_id: Optional[str] = None
@@ -178,12 +182,11 @@ class TransportConfig:
             raise ValueError(f"conn_id_header must be a header name, got {self.conn_id_header!r}")
         if not self.group_header or not _is_token(self.group_header):
             raise ValueError(f"group_header must be a header name, got {self.group_header!r}")
-        headers = dict(self.headers or {})
-        for name, value in headers.items():
+        headers: Dict[str, HeaderValue] = {}
+        for name, value in dict(self.headers or {}).items():
             if not isinstance(name, str) or not _is_token(name):
                 raise ValueError(f"header name {name!r} is not a valid header name")
-            if not isinstance(value, str) or "\n" in value or "\r" in value:
-                raise ValueError(f"header {name!r} must have a single-line string value")
+            headers[name] = header_value(name, value)
         if endpoint.kind == KIND_GRPC:
             _check_grpc_metadata(headers, self.conn_id_prefix, self.conn_id, self.group)
         if endpoint.tls is False and (self.tls.ca_certs or self.tls.client_cert):
@@ -218,13 +221,29 @@ class TransportConfig:
             return self.conn_id
         return f"{self.conn_id_prefix}-{uuid.uuid4().hex}"
 
-    def request_headers(self, conn_id: str) -> Dict[str, str]:
+    @property
+    def credential_providers(self) -> Dict[str, CredentialProvider]:
+        """The headers whose value comes from a provider (resolved on the worker)."""
+        return {name: value for name, value in self.headers.items() if isinstance(value, CredentialProvider)}
+
+    def request_headers(self, conn_id: str, values: Optional[Mapping[str, str]] = None) -> Dict[str, str]:
         """The headers of every request: user headers, identity, group, credentials.
 
         The connection id and group are set last so that a user header of the
         same name cannot silently replace them.
+
+        Args:
+          conn_id: the connection id.
+          values: the user headers' values, providers resolved
+            (:class:`~raccoon_beam.transports.credentials.HeaderValues`);
+            by default ``headers``, which must then hold strings only.
         """
-        headers = dict(self.headers)
+        if values is None:
+            if self.credential_providers:
+                raise ValueError("headers with credential providers need their resolved values")
+            values = self.headers  # type: ignore[assignment]
+        assert values is not None
+        headers = dict(values)
         endpoint = self.parsed_endpoint
         if endpoint.username is not None and not any(k.lower() == "authorization" for k in headers):
             headers["Authorization"] = "Basic " + basic_token(endpoint.username, endpoint.password)
@@ -233,9 +252,11 @@ class TransportConfig:
             _set_header(headers, self.group_header, self.group)
         return headers
 
-    def redact_headers(self, headers: Mapping[str, str]) -> Dict[str, str]:
-        """A copy of ``headers`` with secret values replaced by ``***``."""
-        return {k: (REDACTED if k.lower() in self.secret_headers else v) for k, v in headers.items()}
+    def redact_headers(self, headers: Mapping[str, HeaderValue]) -> Dict[str, HeaderValue]:
+        """A copy of ``headers`` with secret values replaced by ``***`` (a provider shows its source only)."""
+        return {
+            k: (REDACTED if isinstance(v, str) and k.lower() in self.secret_headers else v) for k, v in headers.items()
+        }
 
     def __repr__(self) -> str:
         fields = []
@@ -245,8 +266,9 @@ class TransportConfig:
                 value = self.parsed_endpoint.redacted
             elif field.name == "headers":
                 # Names only: a value is a credential more often than the
-                # secret list knows (X-Auth-Token, a short key).
-                value = {name: REDACTED for name in value}
+                # secret list knows (X-Auth-Token, a short key). A provider
+                # shows where its value comes from, never the value.
+                value = {name: (v if isinstance(v, CredentialProvider) else REDACTED) for name, v in value.items()}
             elif field.name == "proxy" and value is not None:
                 value = redact_url(value)
             elif field.name == "wire":
@@ -261,23 +283,20 @@ _PRINTABLE_ASCII = re.compile(r"[\x20-\x7e]*")
 
 
 def _check_grpc_metadata(
-    headers: Mapping[str, str], conn_id_prefix: str, conn_id: Optional[str], group: Optional[str]
+    headers: Mapping[str, HeaderValue], conn_id_prefix: str, conn_id: Optional[str], group: Optional[str]
 ) -> None:
     """Rejects values gRPC cannot send as metadata, at construction.
 
     gRPC refuses a metadata value outside printable ASCII (unless its key
     ends in ``-bin``) with an error raised from deep inside the call; caught
     here it is a clear configuration error instead of a failure per request.
-    The offending value is never quoted (it may be a credential).
+    The offending value is never quoted (it may be a credential). A
+    provider's value is checked once resolved, on the worker.
     """
     for name, value in headers.items():
-        if name.lower().endswith("-bin"):
-            continue
-        if not _PRINTABLE_ASCII.fullmatch(value):
-            raise ValueError(
-                f"header {name!r}: gRPC metadata values must be printable ASCII "
-                "(or the key must end in '-bin'); the value has other characters"
-            )
+        problem = check_header_value(name, value, grpc=True) if isinstance(value, str) else None
+        if problem is not None:
+            raise ValueError(problem)
     checked: Tuple[Tuple[str, Optional[str]], ...] = (
         ("conn_id_prefix", conn_id_prefix),
         ("conn_id", conn_id),

@@ -88,10 +88,9 @@ class GrpcTransport(Transport):
     def __init__(self, config: TransportConfig, *, options: Sequence[Tuple[str, Any]] = ()) -> None:
         super().__init__(config)
         self.conn_id = config.new_conn_id()
-        # gRPC metadata keys must be lower case (the server reads "x-user-id").
-        self._metadata: Tuple[Tuple[str, str], ...] = tuple(
-            (name.lower(), value) for name, value in config.request_headers(self.conn_id).items()
-        )
+        # Built on first send, and again after the credentials' refresh.
+        self._metadata: Optional[Tuple[Tuple[str, str], ...]] = None
+        self._metadata_generation = -1
         self._options: List[Tuple[str, Any]] = list(DEFAULT_CHANNEL_OPTIONS) + _proxy_options(config) + list(options)
         self._channel: Optional[grpc.aio.Channel] = None
         self._call: Optional[grpc.aio.UnaryUnaryMultiCallable] = None
@@ -130,8 +129,18 @@ class GrpcTransport(Transport):
         )
         return grpc.aio.secure_channel(target, credentials, options=options)
 
+    async def _current_metadata(self) -> Tuple[Tuple[str, str], ...]:
+        metadata = self._metadata
+        if metadata is None or self._metadata_generation != self.credentials.generation:
+            headers = await self.request_headers(self.conn_id)
+            # gRPC metadata keys must be lower case (the server reads "x-user-id").
+            metadata = self._metadata = tuple((name.lower(), value) for name, value in headers.items())
+            self._metadata_generation = self.credentials.generation
+        return metadata
+
     async def send(self, request: EncodedRequest) -> raccoon_pb2.SendEventResponse:
         call = self._callable()
+        metadata = await self._current_metadata()
         # The failure is raised outside the except clause: chained to the
         # AioRpcError, it would keep gRPC's call, hence its connection, alive
         # for as long as the failure lives (e.g. in a dead letter).
@@ -141,7 +150,7 @@ class GrpcTransport(Transport):
         failure: Optional[SendFailure] = None
         cancelled = False
         try:
-            response = await call(request.body, timeout=self.config.timeout, metadata=self._metadata)
+            response = await call(request.body, timeout=self.config.timeout, metadata=metadata)
         except grpc.aio.AioRpcError as exc:
             failure = self._failure(exc)
         except grpc.aio.UsageError:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import urllib.parse
 
 from raccoon_beam.transports.config import TransportConfig
+from raccoon_beam.transports.credentials import resolved_secrets
 from raccoon_beam.transports.endpoint import REDACTED, basic_token, redact_url
 
 __all__ = ["redact"]
@@ -18,7 +19,8 @@ def redact(text: str, config: TransportConfig) -> str:
     its base64 part), the values of secret headers, and the value of every
     other header given in ``config.headers`` that is at least
     :data:`_MINREDACTED_VALUE` characters long (shorter ones, such as
-    ``"1"``, would mangle the text and cannot be credentials). The connection
+    ``"1"``, would mangle the text and cannot be credentials), and every
+    value a credential provider of this process resolved. The connection
     id and group are not secrets: messages name them on purpose.
 
     Library exceptions and servers' bodies may quote a URL or a header;
@@ -28,8 +30,9 @@ def redact(text: str, config: TransportConfig) -> str:
     endpoint = config.parsed_endpoint
     secrets = []
     for name, value in config.headers.items():
-        if name.lower() in config.secret_headers or len(value) >= _MINREDACTED_VALUE:
+        if isinstance(value, str) and (name.lower() in config.secret_headers or len(value) >= _MINREDACTED_VALUE):
             secrets.append(value)
+    secrets.extend(resolved_secrets())
     if endpoint.username is not None:
         token = basic_token(endpoint.username, endpoint.password)
         secrets.extend(("Basic " + token, token))

@@ -51,7 +51,9 @@ class RestTransport(Transport):
     def __init__(self, config: TransportConfig) -> None:
         super().__init__(config)
         self.conn_id = config.new_conn_id()
-        self._headers: Dict[str, str] = config.request_headers(self.conn_id)
+        # Built on first send, and again after the credentials' refresh.
+        self._headers: Optional[Dict[str, str]] = None
+        self._headers_generation = -1
         self._options = request_options(config)
         self._session: Optional[aiohttp.ClientSession] = None
         self._closed = False
@@ -65,7 +67,11 @@ class RestTransport(Transport):
 
     async def send(self, request: EncodedRequest) -> raccoon_pb2.SendEventResponse:
         session = self._get_session()
-        headers = dict(self._headers)
+        headers = self._headers
+        if headers is None or self._headers_generation != self.credentials.generation:
+            headers = self._headers = await self.request_headers(self.conn_id)
+            self._headers_generation = self.credentials.generation
+        headers = dict(headers)
         headers["Content-Type"] = CONTENT_TYPES[request.wire]
         status: Optional[int] = None
         retry_after: Optional[float] = None

@@ -232,11 +232,12 @@ class WebSocketTransport(Transport):
         if self._session is None:
             self._session = new_session(self.config, limit=1, total_timeout=False)
         conn_id = self.conn_id
+        headers = await self.request_headers(conn_id)  # Raccoon reads them at the handshake only
         try:
             ws = await asyncio.wait_for(
                 self._session.ws_connect(
                     self.endpoint.url,
-                    headers=self.config.request_headers(conn_id),
+                    headers=headers,
                     autoping=True,  # pongs go out while the reader reads
                     autoclose=True,
                     heartbeat=min(self.config.timeout, MAX_HEARTBEAT),

@@ -95,7 +95,7 @@ def test_every_setting_goes_through_the_command_line_and_back():
         "capture": "digest", "output": "/tmp/out.jsonl", "topic_pattern": "t-%s", "check_origin": False,
         "ping_interval": 0.5, "pong_timeout": 1.5, "tls": ("cert.pem", "key.pem"), "max_body_bytes": 99,
         "console_token": "t0ken", "decoders": {"click": "json", "clickstream-view-log": "hex"},
-        "descriptor_set": "/tmp/set.pb",
+        "descriptor_set": "/tmp/set.pb", "require_header": ("Authorization", "Bearer t"), "rotate_header_every": 4,
     }
     assert set(settings) == {f.name for f in FIELDS}  # a new setting joins this test
     parsed = config_from_args(build_parser().parse_args(config_to_argv(settings)))
