@@ -24,7 +24,7 @@ import dataclasses
 import logging
 import os
 import threading
-from typing import Any, Callable, Deque, Dict, Mapping, Optional, Tuple, Union
+from typing import Any, Callable, Deque, Dict, Iterable, Mapping, Optional, Tuple, Union
 
 from raccoon_beam.errors import FailureKind, SendFailure
 
@@ -44,26 +44,32 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 
-# Resolved values remembered for redaction: every token of a long job that
-# rotates hourly for days, without growing without bound (an old token no
-# longer works, so forgetting it is harmless).
-MAX_REMEMBERED_SECRETS = 256
+# Values remembered per provider for redaction: the current one and those
+# it replaced recently (a message may quote the value a request was sent
+# with). Bounded: a token that rotates hourly for weeks must not pile up,
+# and an old token no longer works, so forgetting it is harmless.
+MAX_REMEMBERED_SECRETS = 16
 
-_remembered: Deque[str] = collections.deque(maxlen=MAX_REMEMBERED_SECRETS)
+_remembered: Dict["CredentialProvider", Deque[str]] = {}
 _remembered_lock = threading.Lock()
 
 
-def resolved_secrets() -> Tuple[str, ...]:
-    """Every value a provider of this process resolved (the most recent ones), for redaction."""
+def resolved_secrets(providers: Iterable["CredentialProvider"]) -> Tuple[str, ...]:
+    """The values ``providers`` resolved in this process (the most recent ones), for redaction.
+
+    Per provider, so that one endpoint's short token never blanks out the
+    text of another endpoint's messages.
+    """
     with _remembered_lock:
-        return tuple(_remembered)
+        return tuple(secret for provider in providers for secret in _remembered.get(provider, ()))
 
 
-def _remember(secret: str) -> None:
+def _remember(provider: "CredentialProvider", secret: str) -> None:
     if secret:
         with _remembered_lock:
-            if secret not in _remembered:
-                _remembered.append(secret)
+            recent = _remembered.setdefault(provider, collections.deque(maxlen=MAX_REMEMBERED_SECRETS))
+            if secret not in recent:
+                recent.append(secret)
 
 
 class CredentialProvider(abc.ABC):
@@ -95,7 +101,7 @@ class CredentialProvider(abc.ABC):
         secret = self.read()
         if not isinstance(secret, str):
             raise ValueError(f"{self.describe()} gave a {type(secret).__name__}, not a string")
-        _remember(secret)
+        _remember(self, secret)
         return self.prefix + secret
 
     def __repr__(self) -> str:

@@ -19,8 +19,8 @@ def redact(text: str, config: TransportConfig) -> str:
     its base64 part), the values of secret headers, and the value of every
     other header given in ``config.headers`` that is at least
     :data:`_MINREDACTED_VALUE` characters long (shorter ones, such as
-    ``"1"``, would mangle the text and cannot be credentials), and every
-    value a credential provider of this process resolved. The connection
+    ``"1"``, would mangle the text and cannot be credentials), and the
+    values its credential providers resolved. The connection
     id and group are not secrets: messages name them on purpose.
 
     Library exceptions and servers' bodies may quote a URL or a header;
@@ -32,7 +32,7 @@ def redact(text: str, config: TransportConfig) -> str:
     for name, value in config.headers.items():
         if isinstance(value, str) and (name.lower() in config.secret_headers or len(value) >= _MINREDACTED_VALUE):
             secrets.append(value)
-    secrets.extend(resolved_secrets())
+    secrets.extend(resolved_secrets(config.credential_providers.values()))
     if endpoint.username is not None:
         token = basic_token(endpoint.username, endpoint.password)
         secrets.extend(("Basic " + token, token))

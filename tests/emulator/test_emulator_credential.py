@@ -74,7 +74,7 @@ def test_without_require_header_nothing_is_asked_and_the_route_says_so(kit, emul
     assert kit.post(kit.request([("click", b"x")]).body, PROTO).status_code == 200
     assert requests.get(f"{emulator.http_base_url}/_emulator/credential", timeout=10).status_code == 404
     with pytest.raises(RuntimeError, match="requires no header"):
-        emulator.required_header_value
+        _ = emulator.required_header_value
 
 
 @pytest.mark.parametrize(

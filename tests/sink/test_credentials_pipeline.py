@@ -103,3 +103,41 @@ def test_no_provided_value_is_in_the_pipeline_proto_or_the_pickled_dofns(emulato
     pipeline.run().wait_until_finish()  # resolved on the worker: the gateway lets every request through
     assert len(emulator.events()) == 50 and emulator.counters().rejected() == 0
     assert b"env-secret-8086" not in pipeline.to_runner_api().SerializeToString()
+
+
+YAML_PIPELINE = """
+type: composite
+transforms:
+  - type: Create
+    config:
+      elements: [{{n: 1}}, {{n: 2}}, {{n: 3}}]
+  - type: WriteToRaccoon
+    input: Create
+    config:
+      endpoint: {endpoint}
+      event_type: counted
+      headers:
+        Authorization: {{env: RACCOON_YAML_TOKEN, prefix: "Bearer "}}
+        X-Api-Key: {{file: {key_file}}}
+        X-Plain: plain-value
+"""
+
+
+@pytest.mark.emulator(require_header=("Authorization", "Bearer yaml-secret-1234"))
+def test_beam_yaml_writes_header_values_as_env_and_file(emulator, tmp_path, monkeypatch):
+    pytest.importorskip("jinja2")  # Beam's yaml extra, in the test extra
+    from apache_beam.yaml.yaml_provider import load_providers
+    from apache_beam.yaml.yaml_transform import YamlTransform
+
+    from raccoon_beam.yaml import PROVIDERS_FILE
+
+    monkeypatch.setenv("RACCOON_YAML_TOKEN", "yaml-secret-1234")
+    key_file = tmp_path / "key"
+    key_file.write_text("file-key-42")
+    spec = YAML_PIPELINE.format(endpoint=emulator.grpc_endpoint, key_file=key_file)
+    pipeline = beam.Pipeline()
+    _ = pipeline | YamlTransform(spec, providers=load_providers(str(PROVIDERS_FILE)))
+    assert not any(b"yaml-secret-1234" in dofn or b"file-key-42" in dofn for dofn in _pickled_dofns(pipeline))
+    pipeline.run().wait_until_finish()
+    assert sorted(e.type for e in emulator.events()) == ["counted"] * 3
+    assert emulator.counters().rejected() == 0

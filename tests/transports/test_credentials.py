@@ -160,8 +160,10 @@ def test_resolved_values_are_redacted_from_messages():
     CountingToken.value = secret
     config = TransportConfig("http://h:1", headers={"X-Short": FromCallable(counting_token)})
     asyncio.run(HeaderValues(config.headers, grpc=False, where="x").current())
-    assert secret in resolved_secrets()
+    assert secret in resolved_secrets(config.credential_providers.values())
     assert secret not in redact(f"proxy echoed X-Short: {secret}", config)
+    other = TransportConfig("http://h:1", headers={"X-Other": FromEnv("RACCOON_TEST_OTHER")})
+    assert secret in redact(f"a message quoting {secret}", other)  # another endpoint's secret: not this one's
 
 
 # ---------------------------------------------------------------- against the gateway
