@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: install test test-fast sample bench proto lint browser-deps dist docs
+.PHONY: install test test-fast sample sample-yaml bench proto lint browser-deps dist docs
 
 install: $(VENV)/.installed
 
@@ -45,6 +45,12 @@ test-fast: install
 sample: $(VENV)/.installed-sample
 	$(BIN)/python pipelines/clickstream.py $(ARGS)
 
+# The Beam YAML sample (pipelines/clickstream.yaml) on Beam's in-process runner, against
+# an embedded emulator that raccoon_beam.yaml_sample starts; installs the yaml extra.
+sample-yaml: $(VENV)/.installed-yaml
+	$(BIN)/python -m raccoon_beam.yaml_sample -- \
+		$(BIN)/python -m apache_beam.yaml.main --yaml_pipeline_file=pipelines/clickstream.yaml --runner=FnApiRunner $(ARGS)
+
 # The sdist and the wheel in dist/, their metadata checked (what PyPI would refuse).
 # tests/test_wheel_install.py runs this target with DIST_DIR elsewhere.
 DIST_DIR ?= dist
@@ -53,15 +59,12 @@ dist: $(VENV)/.installed-dist
 	$(BIN)/python -m build --outdir $(DIST_DIR) .
 	$(BIN)/twine check --strict $(DIST_DIR)/*
 
-# The API reference, generated from the docstrings into docs/api/ (not committed):
-# the package and every public module (raccoon_beam's __all__ alone would hide them).
-PUBLIC_MODULES = import pkgutil, raccoon_beam; \
-	print(*(m.name for m in pkgutil.walk_packages(raccoon_beam.__path__, "raccoon_beam.") if "._" not in m.name))
-# pdoc comes with the test extra: tests/test_docs.py runs this target.
-DOCS_DIR ?= docs/api
-docs: install
-	rm -rf $(DOCS_DIR)
-	$(BIN)/pdoc --docformat google --output-directory $(DOCS_DIR) raccoon_beam $$($(BIN)/python -c '$(PUBLIC_MODULES)')
+# The documentation site (mkdocs.yml: the guides in docs/ and the API reference of
+# the public API), built with --strict (a warning, a broken link or a page missing
+# from the navigation fails it) into site/ (not committed). .ci/run builds it.
+SITE_DIR ?= site
+docs: $(VENV)/.installed-docs
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir $(SITE_DIR)
 
 # The benchmarks (see benchmarks/README.md); ARGS="--quick" for a smoke run.
 bench: install

@@ -1,4 +1,4 @@
-"""Ingest capacity of the Raccoon emulator (issue 3).
+"""Ingest capacity of the Raccoon emulator.
 
 The emulator runs in its own process (``EmulatorProcess``, digest capture);
 a load generator runs in another process and sends 500-event protobuf
@@ -17,8 +17,8 @@ parses every update, as the page does (``ConsoleReader``). The script
 reports, per transport, the median of the paired ratios (open / closed) of
 events/s and of the emulator's CPU per event, and, with nothing sent, the
 emulator's CPU with the console closed and open: the console's own cost,
-the number least disturbed by other load on a shared machine (issue 14: an
-open page may not slow ingest by more than 5 %).
+the number least disturbed by other load on a shared machine (the console's
+target: an open page may not slow ingest by more than 5 %).
 
 The generator pre-encodes a few distinct batches and cycles through them, so
 that it spends its CPU on sending, not encoding; the expected digest is then

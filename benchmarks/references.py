@@ -1,6 +1,6 @@
 """The references the sink is measured against, written here without raccoon-beam.
 
-Issue 10 asks that a reference be something outside the package, never the
+A reference must be something outside the package, never the
 package with a part removed, so nothing here imports ``raccoon_beam``: the
 Raccoon messages are built from their own descriptor (the field numbers of
 ``proto/raystack/raccoon/v1beta1/raccoon.proto``; the hand-written sink's

@@ -40,13 +40,13 @@ GRPC_AVRO = "grpc, avro serializer"
 REFERENCES = (NOOP, IDEAL, NOOP_WINDOWED, IDEAL_WINDOWED, NOOP_MESSAGES)
 # The references that pay what the sink pays to keep its dead letters in their
 # elements' windows (Beam's per-window invoker): the same targets against them
-# are shown beside issue 10's, for what is the sink's own.
+# are shown beside the plain ones, for what is the sink's own.
 WINDOWED_TWIN = {NOOP: NOOP_WINDOWED, IDEAL: IDEAL_WINDOWED}
 
 
 @dataclasses.dataclass(frozen=True)
 class Target:
-    """Issue 10's target: each of ``configs`` at least ``factor`` x ``reference``'s events/s."""
+    """A throughput target: each of ``configs`` at least ``factor`` x ``reference``'s events/s."""
 
     label: str
     configs: Tuple[str, ...]
@@ -62,7 +62,7 @@ TARGETS: Tuple[Target, ...] = (
     Target("gRPC, protobuf serializer", (GRPC_PROTOBUF,), NOOP_MESSAGES, 0.4),
 )
 RSS_LIMIT = 1.1  # peak RSS at 5x the events <= 1.1 x at 1x
-STREAMING_P99_MS = 1500.0  # issue 6
+STREAMING_P99_MS = 1500.0  # the streaming target: p99 creation -> capture latency
 
 
 def machine() -> Dict[str, str]:
@@ -133,7 +133,7 @@ def _ratio_text(ratio: float, row: Dict[str, Any], reference: Dict[str, Any]) ->
 
 
 def targets(results: Dict[str, Any]) -> List[Tuple[str, str, Optional[bool]]]:
-    """``(target, measured, met)`` for each target of issue 10 that this run measured.
+    """``(target, measured, met)`` for each target that this run measured.
 
     A throughput ratio is the best run of the configuration over the best
     run of its reference, both from this run; with several configurations
@@ -251,13 +251,13 @@ def render(results: Dict[str, Any]) -> str:
         ]
     found = targets(results)
     if found:
-        out += ["### Targets (issue 10)", "", "| target | measured | met |", "| --- | --- | --- |"]
+        out += ["### Targets", "", "| target | measured | met |", "| --- | --- | --- |"]
         out += [f"| {name} | {measured} | {'yes' if met else '**no**'} |" for name, measured, met in found]
         out.append("")
     twins = windowed_targets(results)
     if twins:
         out += [
-            "### The same throughput targets, against references that keep windows (not issue 10's)",
+            "### The same throughput targets, against references that keep windows",
             "",
             "The sink takes `WindowedValueParam` to put each dead letter in its element's window with its "
             "timestamp; so do these references (and nothing else changes in them). What is left between them "

@@ -4,7 +4,7 @@ Event ``i`` is a function of ``i`` alone, so the pipeline generates its input
 from a few integers (``beam.Create`` of chunk numbers, then a ``FlatMap``)
 and the benchmark process recomputes the very same events to know the digest
 the emulator must report. Each event is a dict of six fields, about 110
-bytes of compact JSON (the size of the events in issue 10's measurement),
+bytes of compact JSON (the size of the events the throughput targets were set with),
 with one of five event types; the protobuf and Avro variants carry the same
 fields.
 

@@ -38,7 +38,7 @@ import json
 import pathlib
 import sys
 import time
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import _cli
 import apache_beam as beam
@@ -46,7 +46,8 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.runner import PipelineResult
 
-from raccoon_beam import RaccoonDeadLetter, WriteToRaccoon
+from raccoon_beam import WriteToRaccoon
+from raccoon_beam.jsonlines import PARSE_STAGE, WriteToOneFile, dead_letter_record, parse_json_object
 
 __all__ = [
     "run",
@@ -132,21 +133,10 @@ class ParseClick(beam.DoFn):
 
     def process(self, line: str) -> Iterator[Tuple[str, Dict[str, Any]]]:
         self._read.inc()
-        reason = None
-        event: Any = None
-        if not line.strip():
-            reason = "blank line"
-        else:
-            try:
-                event = json.loads(line)
-            except json.JSONDecodeError as exc:
-                reason = f"not JSON: {exc}"
-            else:
-                if not isinstance(event, dict):
-                    reason = f"not a JSON object: {type(event).__name__}"
-        if reason is not None:
+        event, reason = parse_json_object(line)
+        if event is None:
             self._malformed.inc()
-            yield MALFORMED, {"stage": "parse", "error": reason, "element": line}
+            yield MALFORMED, {"stage": PARSE_STAGE, "error": reason, "element": line}
             return
         self._parsed.inc()
         yield PARSED, event
@@ -158,18 +148,6 @@ def event_name(event: Dict[str, Any]) -> str:
     if not isinstance(name, str):
         raise TypeError(f"event_name is {type(name).__name__}, expected a string")
     return name
-
-
-def dead_letter_record(letter: RaccoonDeadLetter) -> Dict[str, Any]:
-    return {
-        "stage": letter.stage,
-        "error": letter.error,
-        "code": letter.code,
-        "event_type": letter.event_type,
-        "attempts": letter.attempts,
-        "req_guid": letter.req_guid,
-        "element": letter.element,
-    }
 
 
 def only(parsed: Tuple[str, Dict[str, Any]], outcome: str) -> Iterator[Dict[str, Any]]:
@@ -189,45 +167,6 @@ class CountByStage(beam.DoFn):
     def process(self, record: Dict[str, Any]) -> Iterator[str]:
         self._counters[record["stage"]].inc()
         yield json.dumps(record, default=repr, sort_keys=True)
-
-
-class _WriteLines(beam.DoFn):
-    def __init__(self, path: str) -> None:
-        self._path = path
-
-    def process(self, keyed: Tuple[None, Iterable[str]]) -> Iterator[str]:
-        # Written whole by one call, so a retried call writes the same file again.
-        with FileSystems.create(self._path, mime_type="application/jsonl") as handle:
-            for line in keyed[1]:
-                handle.write(line.encode("utf-8") + b"\n")
-        yield self._path
-
-
-class WriteToOneFile(beam.PTransform):
-    """Writes a PCollection of lines to one file; yields the file's path.
-
-    For a small output: every line goes through one worker.
-    ``WriteToText(num_shards=1)`` does this on most runners, but Beam's Dask
-    runner (2.77) computes its side inputs again, with every transform before
-    them (the sink included), and leaves its temporary directories behind.
-    An empty PCollection writes no file (so, unlike ``WriteToText``, it
-    leaves one there as it was).
-
-    Args:
-      path: the file, on any of Beam's file systems.
-    """
-
-    def __init__(self, path: str) -> None:
-        super().__init__()
-        self._path = path
-
-    def expand(self, lines: beam.PCollection) -> beam.PCollection:
-        return (
-            lines
-            | "OneKey" >> beam.Map(lambda line: (None, line))
-            | "Together" >> beam.GroupByKey()
-            | "Write" >> beam.ParDo(_WriteLines(self._path))
-        )
 
 
 def counts_path(dead_letters: str) -> str:

@@ -28,6 +28,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time, __getattr__ b
         WireFormatError,
     )
     from raccoon_beam.io import WriteToRaccoon, WriteToRaccoonResult
+    from raccoon_beam.jsonlines import ParseJsonLines, WriteDeadLetters
     from raccoon_beam.retry import RetryPolicy
     from raccoon_beam.transports import TlsOptions
     from raccoon_beam.transports.credentials import CredentialProvider, FromCallable, FromEnv, FromFile
@@ -50,9 +51,11 @@ __all__ = [
     "Failure",
     "FailureKind",
     "DeliveryError",
+    "ParseJsonLines",
+    "WriteDeadLetters",
 ]
 
-__version__ = "0.1.0"
+__version__ = "0.1.0.dev0"  # nothing released yet: CHANGELOG.md, "Unreleased"
 
 # Public name -> the module that defines it (the TYPE_CHECKING imports above, for run time).
 _LAZY: Dict[str, str] = {
@@ -72,6 +75,8 @@ _LAZY: Dict[str, str] = {
     "Failure": "raccoon_beam.errors",
     "FailureKind": "raccoon_beam.errors",
     "DeliveryError": "raccoon_beam.errors",
+    "ParseJsonLines": "raccoon_beam.jsonlines",
+    "WriteDeadLetters": "raccoon_beam.jsonlines",
 }
 
 

@@ -18,7 +18,6 @@ Two shapes of pipeline:
 
 from __future__ import annotations
 
-import time
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import apache_beam as beam
@@ -134,8 +133,6 @@ class WriteToRaccoon(beam.PTransform):
         ignored by every transport, gRPC included.
       fail_on_error: raise in the bundle instead of dead-lettering, so that
         the runner retries the bundle.
-      buffering_clock: the processing-time clock of the buffering timer, as
-        in ``GroupIntoBatches`` (tests with ``TestStream`` pass a fake one).
 
     Raises:
       ValueError: an option is invalid (bad endpoint, unknown serializer,
@@ -169,7 +166,6 @@ class WriteToRaccoon(beam.PTransform):
         secret_headers: Sequence[str] = (),
         proxy: Optional[str] = None,
         fail_on_error: bool = False,
-        buffering_clock: Callable[[], float] = time.time,
     ) -> None:
         super().__init__()
         self._options = WriteOptions(
@@ -197,7 +193,6 @@ class WriteToRaccoon(beam.PTransform):
             secret_headers=tuple(secret_headers),
             proxy=proxy,
             fail_on_error=fail_on_error,
-            buffering_clock=buffering_clock,
         )
 
     @property

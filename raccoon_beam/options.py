@@ -67,6 +67,8 @@ class WriteOptions:
     secret_headers: Sequence[str] = ()
     proxy: Optional[str] = None
     fail_on_error: bool = False
+    # The processing-time clock of the buffering timer, as in GroupIntoBatches: not a
+    # parameter of WriteToRaccoon; tests with TestStream replace it with a fake one.
     buffering_clock: Callable[[], float] = time.time
     # The input PCollection's element type, set by ``for_element_type`` in
     # expand(): serializer="avro" without avro_schema derives the schema from it.

@@ -1,6 +1,6 @@
 """Facts of the Raccoon protocol shared by the client and the emulator.
 
-Each value is what a stock Raccoon server uses (see RACCOON_PROTOCOL.md);
+Each value is what a stock Raccoon server uses (docs/protocol.md describes the protocol);
 the transports and the emulator import them from here so that the two sides
 cannot drift apart.
 """

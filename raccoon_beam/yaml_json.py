@@ -3,7 +3,8 @@
 Beam YAML's ``ReadFromJson`` and ``WriteToJson`` run on pandas, which this
 package does not depend on, and a single malformed line makes pandas fail the
 whole read. These two transforms (in the providers file next to
-``WriteToRaccoon``) parse line by line instead: a line that is not a JSON
+``WriteToRaccoon``) parse line by line instead, with the parse of
+:mod:`raccoon_beam.jsonlines` (the Python pipelines' ``ParseJsonLines``): a line that is not a JSON
 object, or whose field has the wrong type, goes to the ``error_handling``
 output with a readable reason, and every other line becomes a Row of the
 declared fields.
@@ -11,13 +12,13 @@ declared fields.
 
 from __future__ import annotations
 
-import json
 from typing import Any, Dict, Mapping, Optional, Tuple
 
 import apache_beam as beam
 from apache_beam.pvalue import PCollection, TaggedOutput
 from apache_beam.typehints.row_type import RowTypeConstraint
 
+from raccoon_beam.jsonlines import parse_json_object
 from raccoon_beam.serializers import resolve_serializer
 
 __all__ = ["ParseJsonLines", "WriteJsonLines", "FIELD_TYPES"]
@@ -35,15 +36,9 @@ class _ParseFn(beam.DoFn):
     def process(self, element: Any):
         # Beam YAML's ReadFromText gives Rows with a ``line`` field.
         line = element if isinstance(element, str) else element.line
-        try:
-            value = json.loads(line)
-        except ValueError as exc:
-            yield TaggedOutput(_ERROR_TAG, beam.Row(element=line, msg=f"not JSON: {exc}"))
-            return
-        if not isinstance(value, dict):
-            yield TaggedOutput(
-                _ERROR_TAG, beam.Row(element=line, msg=f"not a JSON object but {type(value).__name__}")
-            )
+        value, reason = parse_json_object(line)
+        if value is None:
+            yield TaggedOutput(_ERROR_TAG, beam.Row(element=line, msg=reason))
             return
         row = {}
         for name, kind in self._fields:

@@ -52,7 +52,7 @@ def test_the_harness_produces_a_verified_result_table(tmp_path):
     readme = (tmp_path / "README.md").read_text()
     assert "| configuration | events/s |" in readme
     assert readme.count("| verified |") >= 8
-    # Every target of issue 10 is judged, each against its reference of this run.
+    # Every throughput target is judged, each against its reference of this run.
     judged = [name for name, _, met in report.targets(results) if met is not None]
     assert len(judged) == len(report.TARGETS) + 2  # + memory, streaming
     for target in report.TARGETS:

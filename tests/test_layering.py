@@ -1,4 +1,4 @@
-"""The import rule of DESIGN.md: the data path runs one way, nothing reaches back up it."""
+"""The import rule (docs/internal-interfaces.md): the data path runs one way, nothing reaches back up it."""
 
 from __future__ import annotations
 

@@ -10,9 +10,6 @@ from typing import Any, Dict, List, Optional
 from raccoon_beam._proto import raccoon_pb2
 
 VECTORS_PATH = pathlib.Path(__file__).parent / "data" / "raccoon_go_vectors.json"
-SHARED_VECTORS_PATH = (
-    pathlib.Path(__file__).resolve().parents[2] / "shared" / "vectors" / "raccoon_go_vectors.json"
-)
 
 VECTORS: Dict[str, Any] = json.loads(VECTORS_PATH.read_text(encoding="utf-8"))
 

@@ -1,7 +1,7 @@
 """A Raccoon-compatible server for tests, samples and local development.
 
 ``RaccoonEmulator`` serves gRPC, REST and WebSocket exactly as the real
-Raccoon does (see RACCOON_PROTOCOL.md), captures what it accepts, and can be
+Raccoon does (docs/protocol.md), captures what it accepts, and can be
 told to fail. ``python -m raccoon_beam.emulator`` runs it as a server.
 
 The names below are imported on first use (PEP 562): the command line

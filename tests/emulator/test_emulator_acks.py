@@ -1,4 +1,4 @@
-"""Ack modes (EVENT_ACK), as RACCOON_PROTOCOL.md's Acks section describes them."""
+"""Ack modes (EVENT_ACK), as Raccoon's own code handles them (docs/protocol.md)."""
 
 from __future__ import annotations
 

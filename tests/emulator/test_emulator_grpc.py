@@ -1,4 +1,4 @@
-"""gRPC behaviour, as RACCOON_PROTOCOL.md's gRPC section describes it, over real sockets."""
+"""gRPC behaviour, as Raccoon's own code serves it (docs/protocol.md), over real sockets."""
 
 from __future__ import annotations
 

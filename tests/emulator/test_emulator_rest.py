@@ -1,27 +1,19 @@
-"""REST behaviour, as RACCOON_PROTOCOL.md's REST section describes it, over real sockets."""
+"""REST behaviour, as Raccoon's own code serves it (docs/protocol.md), over real sockets."""
 
 from __future__ import annotations
 
 import base64
 import json
-import pathlib
-from typing import Any, Dict, List
 
 import pytest
 
 from raccoon_beam._proto import raccoon_pb2
 from raccoon_beam.wire import Wire, decode_response
+from tests.vectors import decode_vectors
 
 JSON = "application/json"
 PROTO = "application/proto"
 
-_VECTORS = pathlib.Path(__file__).resolve().parents[1] / "data" / "raccoon_go_vectors.json"
-_SHARED_VECTORS = pathlib.Path(__file__).resolve().parents[3] / "shared" / "vectors" / "raccoon_go_vectors.json"
-
-
-def _decode_vectors() -> List[Dict[str, Any]]:
-    path = _VECTORS if _VECTORS.exists() else _SHARED_VECTORS
-    return json.loads(path.read_text(encoding="utf-8"))["decode_json_request"]
 
 
 def test_ping_answers_pong(kit):
@@ -140,7 +132,7 @@ def test_body_over_the_read_limit_is_413_as_a_proxy_answers(kit, emulator, conte
     assert kit.ping() == "pong"
 
 
-@pytest.mark.parametrize("vector", _decode_vectors(), ids=lambda v: v["name"])
+@pytest.mark.parametrize("vector", decode_vectors(), ids=lambda v: v["name"])
 def test_go_json_decode_vectors(kit, emulator, vector):
     body = vector["json_body"].encode("utf-8")
     resp = kit.post(body, content_type=JSON)

@@ -1,4 +1,4 @@
-"""WebSocket behaviour, as RACCOON_PROTOCOL.md's WebSocket section describes it, over real sockets."""
+"""WebSocket behaviour, as Raccoon's own code serves it (docs/protocol.md), over real sockets."""
 
 from __future__ import annotations
 

@@ -35,7 +35,7 @@ WORKERS = 2
 # Many more partitions than worker processes, as with any real input: without
 # one shared client per process, each partition would open a connection.
 PARTITIONS = 40
-# Issue 13: at most this many connections per worker process.
+# At most this many connections per worker process.
 MAX_CONNECTIONS_PER_WORKER = 4
 
 

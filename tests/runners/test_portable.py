@@ -41,7 +41,7 @@ pytestmark = pytest.mark.timeout(600)
 N_EVENTS = 50_000
 N_BAD = 40
 SDK_WORKERS = 2
-# The bound on connections per worker process (issue 13): one shared client, plus reconnects.
+# The bound on connections per worker process: one shared client, plus reconnects.
 MAX_CONNECTIONS_PER_WORKER = 4
 
 

@@ -23,7 +23,7 @@ Where the JSON libraries disagree (integers beyond 64 bits, nesting deeper
 than orjson's 254 levels) either outcome is accepted, exactly once; so is it,
 here, for a dict with a non-string key, which has a test of its own
 (:func:`test_non_string_keys_are_dead_letters`): CPython's json writes
-``{1: "a"}`` as ``{"1":"a"}``, orjson refuses it, and issue 10 asks for a
+``{1: "a"}`` as ``{"1":"a"}``, orjson refuses it, and the sink gives a
 dead letter, not a key changed on the way.
 """
 

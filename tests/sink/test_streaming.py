@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import dataclasses
 import json
 
 import apache_beam as beam
@@ -40,6 +41,12 @@ def _request_sizes(emulator):
     return sorted(per_request.values())
 
 
+def _on_fake_clock(sink: WriteToRaccoon) -> WriteToRaccoon:
+    """The sink with its buffering timer on TestStream's processing time (a private hook, not a parameter)."""
+    sink._options = dataclasses.replace(sink.options, buffering_clock=FakeClock())
+    return sink
+
+
 def test_events_are_flushed_by_the_buffering_timer_not_the_window_end(emulator):
     # A batch size no stream here reaches: only the buffering timer (or the
     # end of the global window) can flush a batch.
@@ -57,12 +64,13 @@ def test_events_are_flushed_by_the_buffering_timer_not_the_window_end(emulator):
         result = (
             pipeline
             | stream
-            | WriteToRaccoon(
-                emulator.grpc_endpoint,
-                event_type=lambda e: e["event_name"],
-                max_batch_size=1000,
-                max_buffering_duration=2,
-                buffering_clock=FakeClock(),
+            | _on_fake_clock(
+                WriteToRaccoon(
+                    emulator.grpc_endpoint,
+                    event_type=lambda e: e["event_name"],
+                    max_batch_size=1000,
+                    max_buffering_duration=2,
+                )
             )
         )
         assert_that(result.failed, equal_to([]))
@@ -91,11 +99,12 @@ def test_buffered_dead_letters_keep_their_timestamps(emulator):
             pipeline
             | stream
             | beam.WindowInto(window.FixedWindows(10))
-            | WriteToRaccoon(
-                emulator.rest_endpoint,
-                event_type=lambda e: e["event_name"],
-                max_buffering_duration=1,
-                buffering_clock=FakeClock(),
+            | _on_fake_clock(
+                WriteToRaccoon(
+                    emulator.rest_endpoint,
+                    event_type=lambda e: e["event_name"],
+                    max_buffering_duration=1,
+                )
             )
         )
         described = result.failed | beam.Map(

@@ -1,0 +1,242 @@
+"""MkDocs hooks: the tables of the docs that are generated from the code, so that they cannot drift.
+
+A page asks for a table with a marker comment on a line of its own; ``make docs``
+(``mkdocs build --strict``) replaces it when it builds the page:
+
+- ``<!-- generated: write-parameters -->``: every parameter of ``WriteToRaccoon``,
+  its default, what it does (its ``Args:`` docstring) and why the default is what
+  it is (the comment above the ``DEFAULT_*`` constant that holds it).
+- ``<!-- generated: api raccoon_beam -->`` (or another package): one mkdocstrings
+  block per name of that package's ``__all__``, so the API reference lists the
+  public API and nothing else.
+- ``<!-- generated: emulator-settings -->``: every field of ``EmulatorConfig``
+  with its flag, default, Raccoon setting and help.
+- ``<!-- generated: fault-methods -->``: every fault method the control route
+  accepts, with its arguments and docstring.
+- ``<!-- generated: control-routes -->``: every route under ``/_emulator``, read
+  from a running emulator's router.
+
+``tests/test_docs.py`` calls these functions directly too.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import functools
+import importlib
+import inspect
+import pathlib
+import re
+from typing import Any, Callable, Dict, List, Optional
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "raccoon_beam"
+# Sphinx roles in docstrings (:class:`~x.Y`) shown as code in a table cell.
+ROLE = re.compile(r":[a-z]+:`~?([^`]+)`")
+MARKER = re.compile(r"^<!-- generated: (?P<what>[a-z-]+)(?: (?P<arg>[\w.]+))? -->$", re.MULTILINE)
+
+
+def _cell(text: str) -> str:
+    """Text made safe for one cell of a Markdown table."""
+    text = ROLE.sub(r"`\1`", text).replace("``", "`")
+    return " ".join(text.split()).replace("|", "\\|")
+
+
+def _docstring_args(obj: Any) -> Dict[str, str]:
+    """The ``Args:`` section of a Google-style docstring: name -> description."""
+    from griffe import Docstring, DocstringSectionKind
+
+    sections = Docstring(inspect.getdoc(obj) or "", parser="google").parse(warnings=False)
+    args: Dict[str, str] = {}
+    for section in sections:
+        if section.kind is DocstringSectionKind.parameters:
+            for parameter in section.value:
+                args[parameter.name] = parameter.description
+    return args
+
+
+@functools.lru_cache(maxsize=None)
+def _constant_comments() -> Dict[str, str]:
+    """``DEFAULT_*`` constant -> the comment that gives its reason, from the package's sources.
+
+    The comment block right above the assignment, or the comment at its end.
+    """
+    comments: Dict[str, str] = {}
+    assignment = re.compile(r"^(DEFAULT_[A-Z0-9_]+)\s*(?::[^=]*)?=[^#]*(?:#\s*(?P<trailing>.*))?$")
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if "_proto" in path.parts:
+            continue
+        lines = path.read_text(encoding="utf-8").splitlines()
+        for number, line in enumerate(lines):
+            match = assignment.match(line)
+            if not match or match.group(1) in comments:
+                continue
+            above: List[str] = []
+            index = number - 1
+            while index >= 0 and lines[index].startswith("#"):
+                above.insert(0, lines[index].lstrip("# ").rstrip())
+                index -= 1
+            text = " ".join(above) or (match.group("trailing") or "").strip()
+            if text:
+                comments[match.group(1)] = text
+    return comments
+
+
+def _default_expressions(function: Callable[..., Any]) -> Dict[str, str]:
+    """Parameter -> the source text of its default (``DEFAULT_TIMEOUT``, ``None``, ...)."""
+    tree = ast.parse(inspect.cleandoc("\n" + inspect.getsource(function)))
+    node = tree.body[0]
+    assert isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+    arguments = node.args
+    expressions: Dict[str, str] = {}
+    positional = arguments.posonlyargs + arguments.args
+    for arg, default in zip(positional[len(positional) - len(arguments.defaults) :], arguments.defaults):
+        expressions[arg.arg] = ast.unparse(default)
+    for arg, kw_default in zip(arguments.kwonlyargs, arguments.kw_defaults):
+        if kw_default is not None:
+            expressions[arg.arg] = ast.unparse(kw_default)
+    return expressions
+
+
+@dataclasses.dataclass(frozen=True)
+class Parameter:
+    """One row of the configuration reference."""
+
+    name: str
+    default: str
+    description: str
+    reason: str
+
+
+def write_parameters() -> List[Parameter]:
+    """Every parameter of ``WriteToRaccoon.__init__``, in signature order."""
+    from raccoon_beam.io import WriteToRaccoon
+
+    signature = inspect.signature(WriteToRaccoon.__init__)
+    docs = _docstring_args(WriteToRaccoon)
+    expressions = _default_expressions(WriteToRaccoon.__init__)
+    comments = _constant_comments()
+    rows = []
+    for name, parameter in signature.parameters.items():
+        if name == "self":
+            continue
+        if parameter.default is inspect.Parameter.empty:
+            default = "required"
+        else:
+            expression = expressions.get(name, repr(parameter.default))
+            default = f"`{parameter.default!r}`"
+            if expression.startswith("DEFAULT_"):
+                default = f"`{parameter.default!r}` (`{expression}`)"
+        expression = expressions.get(name, "")
+        reason = comments.get(expression, "") if expression.startswith("DEFAULT_") else ""
+        rows.append(Parameter(name, default, docs.get(name, ""), reason))
+    return rows
+
+
+def write_parameters_table() -> str:
+    lines = ["| parameter | default | what it does | why this default |", "| --- | --- | --- | --- |"]
+    for row in write_parameters():
+        lines.append(f"| `{row.name}` | {row.default} | {_cell(row.description)} | {_cell(row.reason)} |")
+    return "\n".join(lines)
+
+
+def api_reference(package: str) -> str:
+    """One mkdocstrings block per public name of ``package`` (its ``__all__``), at its defining module."""
+    module = importlib.import_module(package)
+    lazy: Dict[str, str] = getattr(module, "_LAZY", {})
+    blocks = []
+    for name in module.__all__:
+        home = lazy.get(name) or getattr(getattr(module, name), "__module__", None) or package
+        if not inspect.isclass(getattr(module, name)) and not inspect.isfunction(getattr(module, name)):
+            home = package  # a constant: documented where the package defines it
+        blocks.append(f"::: {home}.{name}\n")
+    return "\n".join(blocks)
+
+
+def emulator_settings_table() -> str:
+    from raccoon_beam.emulator.cli import setting_flag
+    from raccoon_beam.emulator.config import EmulatorConfig, setting_default
+
+    lines = ["| setting | flag | default | Raccoon setting | what it does |", "| --- | --- | --- | --- | --- |"]
+    for field in dataclasses.fields(EmulatorConfig):
+        default = f"`{setting_default(field)!r}`"
+        if "cli_default" in field.metadata:
+            default += f" (command line: `{setting_default(field, cli=True)!r}`)"
+        raccoon = field.metadata.get("raccoon")
+        lines.append(
+            f"| `{field.name}` | `{setting_flag(field)}` | {default} | "
+            f"{f'`{raccoon}`' if raccoon else ''} | {_cell(field.metadata['help'])} |"
+        )
+    return "\n".join(lines)
+
+
+def fault_methods() -> Dict[str, inspect.Signature]:
+    """The ``Faults`` methods that ``POST /_emulator/faults`` accepts, with their signatures."""
+    from raccoon_beam.emulator import control
+    from raccoon_beam.emulator.faults import Faults
+
+    names = getattr(control, "FAULT_METHODS", None) or control._FAULT_METHODS
+    return {name: inspect.signature(getattr(Faults, name)) for name in names}
+
+
+def fault_methods_table() -> str:
+    from raccoon_beam.emulator.faults import Faults
+
+    lines = ["| method | arguments | what it does |", "| --- | --- | --- |"]
+    for name, signature in fault_methods().items():
+        arguments = ", ".join(
+            f"`{p.name}`" if p.default is inspect.Parameter.empty else f"`{p.name}={p.default!r}`"
+            for p in signature.parameters.values()
+            if p.name != "self"
+        )
+        doc = (inspect.getdoc(getattr(Faults, name)) or "").split("\n\n", 1)[0]
+        lines.append(f"| `{name}` | {arguments or '(none)'} | {_cell(doc)} |")
+    return "\n".join(lines)
+
+
+def control_routes() -> List[Dict[str, str]]:
+    """The routes under ``/_emulator``, read from a running emulator (the console's included)."""
+    import json
+    import urllib.request
+
+    from raccoon_beam.emulator import RaccoonEmulator
+
+    with RaccoonEmulator() as emulator:
+        with urllib.request.urlopen(emulator.http_base_url + "/_emulator", timeout=30) as answer:  # noqa: S310 (loopback)
+            routes: List[Dict[str, str]] = json.load(answer)["routes"]
+    return routes
+
+
+def control_routes_table() -> str:
+    lines = ["| method | path | what it does |", "| --- | --- | --- |"]
+    for route in control_routes():
+        lines.append(f"| `{route['method']}` | `{route['path']}` | {_cell(route['description'])} |")
+    return "\n".join(lines)
+
+
+GENERATORS: Dict[str, Callable[..., str]] = {
+    "write-parameters": write_parameters_table,
+    "api": api_reference,
+    "emulator-settings": emulator_settings_table,
+    "fault-methods": fault_methods_table,
+    "control-routes": control_routes_table,
+}
+
+
+def expand(markdown: str) -> str:
+    """``markdown`` with every marker replaced by what it asks for."""
+
+    def replace(match: "re.Match[str]") -> str:
+        generator = GENERATORS.get(match.group("what"))
+        if generator is None:
+            raise ValueError(f"unknown generated block {match.group(0)!r}; known: {', '.join(GENERATORS)}")
+        arg: Optional[str] = match.group("arg")
+        return generator(arg) if arg else generator()
+
+    return MARKER.sub(replace, markdown)
+
+
+def on_page_markdown(markdown: str, **_: Any) -> str:
+    """The MkDocs hook: expands the markers of every page."""
+    return expand(markdown)
