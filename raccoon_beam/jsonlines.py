@@ -11,6 +11,7 @@ The same parse serves Beam YAML's ``ParseJsonLines`` (:mod:`raccoon_beam.yaml_js
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any, Dict, Iterable, Iterator, Optional, Sequence, Tuple, Union
 
@@ -94,7 +95,8 @@ def dead_letter_record(letter: Any) -> Dict[str, Any]:
     A :class:`~raccoon_beam.RaccoonDeadLetter`, a ``beam.Row`` (``result.failed_rows``,
     ``ParseJsonLines``' failures) or a dict become a dict of the same fields;
     the ``element`` is text: a line as it was, anything else as JSON (or its
-    ``repr`` when it is not JSON-able).
+    ``repr`` when it is not JSON-able); other bytes (the ``payload``) are
+    base64, so that a letter can be replayed byte for byte.
 
     Args:
       letter: the dead letter.
@@ -110,8 +112,8 @@ def dead_letter_record(letter: Any) -> Dict[str, Any]:
     if "element" in record:
         record["element"] = _json_text(record["element"])
     for name, value in record.items():
-        if isinstance(value, (bytes, bytearray)):
-            record[name] = _json_text(value)
+        if isinstance(value, (bytes, bytearray)):  # the payload: any bytes, kept exactly
+            record[name] = base64.b64encode(bytes(value)).decode("ascii")
     return record
 
 

@@ -36,15 +36,19 @@ def test_parsed_and_failed_lines_str_and_bytes():
 
 
 def test_dead_letter_records_of_every_kind():
-    letter = RaccoonDeadLetter({"id": 1}, "click", "send", "HTTP 503", code=503, attempts=3, req_guid="r-1")
+    letter = RaccoonDeadLetter(
+        {"id": 1}, "click", "send", "HTTP 503", code="http:503", attempts=3, req_guid="r-1", payload=b'{"id":1}'
+    )
     assert dead_letter_record(letter) == {
         "element": '{"id": 1}',
         "event_type": "click",
         "stage": "send",
         "error": "HTTP 503",
-        "code": 503,
+        "code": "http:503",
         "attempts": 3,
         "req_guid": "r-1",
+        "delivered": False,
+        "payload": "eyJpZCI6MX0=",
     }
     row = beam.Row(element="x", stage="parse", error="not JSON")
     assert dead_letter_record(row) == {"element": "x", "stage": "parse", "error": "not JSON"}
@@ -57,7 +61,7 @@ def test_dead_letter_records_of_every_kind():
 def test_write_dead_letters_one_file_and_none_without_letters(tmp_path):
     path = tmp_path / "dead.jsonl"
     empty = tmp_path / "empty.jsonl"
-    letters = [RaccoonDeadLetter({"id": i}, "click", "send", "HTTP 503", code=503) for i in range(3)]
+    letters = [RaccoonDeadLetter({"id": i}, "click", "send", "HTTP 503", code="http:503") for i in range(3)]
     with beam.Pipeline() as pipeline:
         first = pipeline | "Letters" >> beam.Create(letters)
         second = pipeline | "Rows" >> beam.Create([beam.Row(element="bad", stage="parse", error="not JSON")])
