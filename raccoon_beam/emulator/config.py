@@ -37,7 +37,13 @@ __all__ = [
     "DEFAULT_CAPTURE",
     "DEFAULT_CLI_GRPC_PORT",
     "DEFAULT_CLI_HTTP_PORT",
+    "DEFAULT_WORKER_BUFFER_SIZE",
+    "DEFAULT_WORKER_POOL_SIZE",
+    "DEFAULT_GATEWAY_STATUS",
+    "DEFAULT_GATEWAY_RETRY_AFTER",
+    "GATEWAY_STATUSES",
     "GRPC_MAX_RECEIVE_BYTES",
+    "check_overload_settings",
     "setting_help",
     "setting_default",
 ]
@@ -70,6 +76,46 @@ DEFAULT_CAPTURE = "events"
 # SERVER_WEBSOCKET_PORT) so that a client configured for Raccoon finds it.
 DEFAULT_CLI_GRPC_PORT = 8081
 DEFAULT_CLI_HTTP_PORT = 8080
+DEFAULT_WORKER_BUFFER_SIZE = 100  # Raccoon's default WORKER_BUFFER_CHANNEL_SIZE (requests)
+DEFAULT_WORKER_POOL_SIZE = 5  # Raccoon's default WORKER_POOL_SIZE
+# What an overloaded proxy answers most often (Envoy's circuit breaker, a
+# load balancer with no healthy capacity); 429 is the rate limiter's answer.
+DEFAULT_GATEWAY_STATUS = 503
+GATEWAY_STATUSES = (429, 503)
+# One second: about what a request waits in a full buffer at a modest
+# capacity, so a client that honours it comes back when there is room.
+DEFAULT_GATEWAY_RETRY_AFTER = 1.0
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_overload_settings(
+    capacity: Optional[float], depth: Optional[int], status: int, retry_after: float
+) -> None:
+    """Raises ValueError for overload settings that cannot work (at construction and on changes).
+
+    Args:
+      capacity: ``capacity_events_per_second``.
+      depth: ``gateway_queue_depth``.
+      status: ``gateway_status``.
+      retry_after: ``gateway_retry_after``.
+    """
+    if capacity is not None and not (_is_number(capacity) and capacity > 0):  # also refuses NaN
+        raise ValueError(f"capacity_events_per_second must be > 0 (or None: unlimited), not {capacity!r}")
+    if depth is not None:
+        if capacity is None:
+            raise ValueError(
+                "gateway_queue_depth needs capacity_events_per_second: the gateway counts requests "
+                "waiting for the publisher, and without a capacity none wait"
+            )
+        if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
+            raise ValueError(f"gateway_queue_depth must be a positive integer (or None: no gateway), not {depth!r}")
+    if status not in GATEWAY_STATUSES:
+        raise ValueError(f"gateway_status must be one of {GATEWAY_STATUSES}, not {status!r}")
+    if not (_is_number(retry_after) and retry_after >= 0):
+        raise ValueError(f"gateway_retry_after must be >= 0 seconds, not {retry_after!r}")
 
 
 def _setting(
@@ -77,7 +123,7 @@ def _setting(
     help: str,
     *,
     raccoon: Optional[str] = None,
-    choices: Optional[Tuple[str, ...]] = None,
+    choices: Optional[Tuple[Any, ...]] = None,
     cli_default: Any = dataclasses.MISSING,
     metavar: Any = None,
     default_factory: Optional[Callable[[], Any]] = None,
@@ -213,7 +259,39 @@ class EmulatorConfig:
         metavar="N",
     )
 
+    capacity_events_per_second: Optional[float] = _setting(
+        None,
+        "events per second the publisher takes; beyond it handlers block on the buffer and latency grows "
+        "with what is in flight (Raccoon's Kafka producer); unset: unlimited",
+        metavar="EVENTS",
+    )
+    worker_buffer_size: int = _setting(
+        DEFAULT_WORKER_BUFFER_SIZE,
+        "requests the buffer holds before handlers block (with a capacity)",
+        raccoon="WORKER_BUFFER_CHANNEL_SIZE",
+    )
+    worker_pool_size: int = _setting(
+        DEFAULT_WORKER_POOL_SIZE, "workers draining the buffer (with a capacity)", raccoon="WORKER_POOL_SIZE"
+    )
+    gateway_queue_depth: Optional[int] = _setting(
+        None,
+        "a gateway in front answers gateway_status with Retry-After once this many requests wait for the "
+        "publisher (needs a capacity); unset: no gateway",
+        metavar="REQUESTS",
+    )
+    gateway_status: int = _setting(
+        DEFAULT_GATEWAY_STATUS, "the gateway's HTTP status (gRPC: UNAVAILABLE)", choices=GATEWAY_STATUSES
+    )
+    gateway_retry_after: float = _setting(
+        DEFAULT_GATEWAY_RETRY_AFTER, "the gateway's Retry-After, in seconds", metavar="SECONDS"
+    )
+
     def __post_init__(self) -> None:
+        check_overload_settings(
+            self.capacity_events_per_second, self.gateway_queue_depth, self.gateway_status, self.gateway_retry_after
+        )
+        if self.worker_buffer_size < 1 or self.worker_pool_size < 1:
+            raise ValueError("worker_buffer_size and worker_pool_size must be >= 1")
         if self.ack not in ACK_MODES:
             raise ValueError(f"ack must be one of {ACK_MODES}, not {self.ack!r}")
         if self.capture not in CAPTURE_MODES:

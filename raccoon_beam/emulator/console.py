@@ -35,6 +35,7 @@ from raccoon_beam.emulator.config import EmulatorConfig
 from raccoon_beam.emulator.control import CONTROL_PREFIX
 from raccoon_beam.emulator.counters import Counters
 from raccoon_beam.emulator.faults import DROP_AFTER_CAPTURE, LATENCY, Faults
+from raccoon_beam.emulator.overload import Overload
 from raccoon_beam.emulator.payloads import PayloadDecoders
 
 __all__ = [
@@ -131,13 +132,17 @@ class Console:
       capture: what was captured.
       counters: the request counters.
       faults: the fault rules (shown; switched through the control routes).
+      overload: the capacity model (shown; set through ``/_emulator/overload``).
     """
 
-    def __init__(self, config: EmulatorConfig, capture: Capture, counters: Counters, faults: Faults) -> None:
+    def __init__(
+        self, config: EmulatorConfig, capture: Capture, counters: Counters, faults: Faults, overload: Overload
+    ) -> None:
         self._config = config
         self._capture = capture
         self._counters = counters
         self._faults = faults
+        self._overload = overload
         self._latest = _Latest(PayloadDecoders(config.decoders, config.descriptor_set))
         self._latest_at = float("-inf")
         self._history: Deque[Tuple[float, float]] = collections.deque(maxlen=DEFAULT_HISTORY_SECONDS)
@@ -246,6 +251,7 @@ class Console:
                     "accepted": snapshot.accepted(t),
                     "rejected": snapshot.rejected(t),
                     "deduplicated": snapshot.requests_deduplicated.get(t, 0),
+                    "duplicated": snapshot.requests_duplicated.get(t, 0),
                     "events": snapshot.events_accepted.get(t, 0),
                 }
                 for t in transports
@@ -258,6 +264,8 @@ class Console:
             "recent_rejections": [r._asdict() for r in reversed(self._counters.recent_rejections())],
             "fault_counters": snapshot.faults,
             "faults": self._faults.describe(),
+            "overload": self._overload.describe(),
+            "events_duplicated": snapshot.events_duplicated,
             "latest": self._latest.to_dict() if keep else {},
         }
 

@@ -15,6 +15,9 @@ read and steer an emulator running as a server:
 - ``GET  /_emulator/credential``: the header ``require_header`` asks for and
   its current value (404 without ``require_header``).
 - ``POST /_emulator/credential/rotate``: draws a new value now.
+- ``GET  /_emulator/overload``: the capacity, the gateway and the buffer's state.
+- ``POST /_emulator/overload``: ``{"capacity_events_per_second": 5000, ...}``
+  changes those settings (see :mod:`raccoon_beam.emulator.overload`).
 
 The console (:mod:`raccoon_beam.emulator.console`) adds its routes under
 ``/_emulator/ui``; the index lists them too. Beyond loopback every route
@@ -36,6 +39,7 @@ from raccoon_beam.emulator.counters import Counters
 from raccoon_beam.emulator.credential import RequiredHeader
 from raccoon_beam.emulator.faults import Faults
 from raccoon_beam.emulator.outcomes import Outcome
+from raccoon_beam.emulator.overload import Overload
 
 __all__ = ["CONTROL_PREFIX", "add_control_routes", "control_index"]
 
@@ -75,6 +79,7 @@ def add_control_routes(
     counters: Counters,
     faults: Faults,
     reset: Callable[[], None],
+    overload: Overload,
     required: Optional[RequiredHeader] = None,
 ) -> None:
     async def get_index(request: web.Request) -> web.Response:
@@ -122,6 +127,21 @@ def add_control_routes(
             return web.json_response({"ok": False, "error": str(exc)}, status=400)
         return web.json_response({"ok": True})
 
+    async def get_overload(_: web.Request) -> web.Response:
+        """The capacity, the gateway and the buffer's state (requests blocked, buffered, publishing)."""
+        return web.json_response(overload.describe())
+
+    async def post_overload(request: web.Request) -> web.Response:
+        """Changes the capacity or the gateway: {"capacity_events_per_second": 5000, "gateway_queue_depth": 50}."""
+        try:
+            changes = await request.json()
+            if not isinstance(changes, dict):
+                raise TypeError("expected a JSON object of settings")
+            overload.configure(**changes)
+        except (ValueError, TypeError) as exc:
+            return web.json_response({"ok": False, "error": str(exc)}, status=400)
+        return web.json_response({"ok": True, **overload.describe()})
+
     async def get_credential(_: web.Request) -> web.Response:
         """The header require_header asks for and its current value."""
         if required is None:
@@ -138,6 +158,8 @@ def add_control_routes(
     app.router.add_route("GET", f"{CONTROL_PREFIX}/credential", get_credential)
     app.router.add_route("POST", f"{CONTROL_PREFIX}/credential/rotate", post_rotate_credential)
     app.router.add_route("GET", CONTROL_PREFIX, get_index)
+    app.router.add_route("GET", f"{CONTROL_PREFIX}/overload", get_overload)
+    app.router.add_route("POST", f"{CONTROL_PREFIX}/overload", post_overload)
     app.router.add_route("GET", f"{CONTROL_PREFIX}/counters", get_counters)
     app.router.add_route("GET", f"{CONTROL_PREFIX}/digest", get_digest)
     app.router.add_route("GET", f"{CONTROL_PREFIX}/events", get_events)

@@ -2,9 +2,14 @@
 
 Every request that the emulator reads ends in exactly one of: accepted
 (its batch captured, whatever the answer), rejected (not captured: bad
-request, injected fault, publish failure, dropped before capture) or
-deduplicated (WebSocket dedup hit). So, per transport and once nothing is in
-flight, ``received == accepted + rejected + deduplicated``.
+request, injected fault, publish failure, dropped before capture, shed by
+the gateway) or deduplicated (WebSocket dedup hit). So, per transport and
+once nothing is in flight, ``received == accepted + rejected + deduplicated``.
+
+An accepted request whose ``req_guid`` was accepted before is also counted
+as *duplicated* (the same batch published twice: a client's retry after a
+timeout, as Raccoon would publish it). The guids are remembered for the
+last ``DEFAULT_MAX_TRACKED_GUIDS`` requests.
 """
 
 from __future__ import annotations
@@ -15,7 +20,14 @@ import threading
 import time
 from typing import Any, Deque, Dict, List, NamedTuple, Optional, Tuple
 
-__all__ = ["Counters", "CountersSnapshot", "Rejection", "DEFAULT_MAX_CONNECTION_KEYS", "DEFAULT_RECENT_REJECTIONS"]
+__all__ = [
+    "Counters",
+    "CountersSnapshot",
+    "Rejection",
+    "DEFAULT_MAX_CONNECTION_KEYS",
+    "DEFAULT_RECENT_REJECTIONS",
+    "DEFAULT_MAX_TRACKED_GUIDS",
+]
 
 # Per-connection request counts are kept for this many (transport, conn_id)
 # pairs; later ones are counted under conn_id OTHER_CONNECTIONS, so that a
@@ -24,6 +36,10 @@ DEFAULT_MAX_CONNECTION_KEYS = 1000
 OTHER_CONNECTIONS = "(other)"
 # The last rejections kept with their reasons (what the console lists).
 DEFAULT_RECENT_REJECTIONS = 50
+# req_guids remembered to count duplicates: about 20 MB at most, and 100 M
+# events in batches of 500. A retry comes seconds or minutes after its first
+# attempt, so forgetting the oldest guids loses (almost) no duplicate.
+DEFAULT_MAX_TRACKED_GUIDS = 200_000
 
 
 class Rejection(NamedTuple):
@@ -47,6 +63,9 @@ class CountersSnapshot:
       requests_deduplicated: per transport, WebSocket requests dropped by dedup.
       events_accepted: per transport, events captured.
       events_deduplicated: events of the deduplicated requests.
+      requests_duplicated: per transport, accepted requests whose req_guid had
+        been accepted before (published twice).
+      events_duplicated: events of the duplicated requests.
       faults: per fault kind, per transport, how many requests it hit.
       connections_open: WebSocket connections open now.
       connections_refused: WebSocket connections refused (duplicate, limit).
@@ -64,6 +83,8 @@ class CountersSnapshot:
     connections_open: int
     connections_refused: int
     requests_by_connection: Dict[str, Dict[str, int]] = dataclasses.field(default_factory=dict)
+    requests_duplicated: Dict[str, int] = dataclasses.field(default_factory=dict)
+    events_duplicated: int = 0
 
     @property
     def total_events_accepted(self) -> int:
@@ -123,6 +144,10 @@ class Counters:
             self._faults: Dict[Tuple[str, str], int] = {}
             self._refused = 0
             self._by_connection: Dict[Tuple[str, str], int] = {}
+            self._duplicated: Dict[str, int] = {}
+            self._events_duplicated = 0
+            # Ordered: the oldest is forgotten first (popitem(last=False) is O(1)).
+            self._guids: "collections.OrderedDict[str, None]" = collections.OrderedDict()
             self._recent: Deque[Rejection] = collections.deque(maxlen=DEFAULT_RECENT_REJECTIONS)
         # Open connections are a state, not a count since reset: kept.
         if not hasattr(self, "connections_open"):
@@ -139,10 +164,27 @@ class Counters:
                 count = by_connection.get(key)
             by_connection[key] = (count or 0) + 1
 
-    def accepted(self, transport: str, events: int) -> None:
+    def accepted(self, transport: str, events: int, req_guid: str = "") -> None:
+        """Counts a request whose batch was captured (published).
+
+        Args:
+          transport: "grpc", "rest" or "websocket".
+          events: how many events it carried.
+          req_guid: its guid; one accepted before makes it a duplicate ("": not tracked).
+        """
         with self._lock:
             self._accepted[transport] = self._accepted.get(transport, 0) + 1
             self._events[transport] = self._events.get(transport, 0) + events
+            if not req_guid:
+                return
+            guids = self._guids
+            if req_guid in guids:
+                self._duplicated[transport] = self._duplicated.get(transport, 0) + 1
+                self._events_duplicated += events
+                return
+            if len(guids) >= DEFAULT_MAX_TRACKED_GUIDS:
+                guids.popitem(last=False)
+            guids[req_guid] = None
 
     def rejected(self, transport: str, fault: Optional[str] = None, reason: str = "", conn_id: str = "") -> None:
         """Counts a rejected request; ``fault`` is the fault kind that rejected it, if any."""
@@ -190,4 +232,6 @@ class Counters:
                 connections_open=self.connections_open,
                 connections_refused=self._refused,
                 requests_by_connection=by_connection,
+                requests_duplicated=dict(self._duplicated),
+                events_duplicated=self._events_duplicated,
             )

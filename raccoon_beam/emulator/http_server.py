@@ -70,8 +70,10 @@ class HttpServer:
         app.router.add_route("POST", EVENTS_PATH, RestHandler(config, ingest, stopping).handle)
         app.router.add_route("GET", EVENTS_PATH, self._websockets.handle)
         app.router.add_route("GET", PING_PATH, _ping)
-        add_control_routes(app, ingest.capture, ingest.counters, ingest.faults, reset, ingest.required_header)
-        self.console = Console(config, ingest.capture, ingest.counters, ingest.faults)
+        add_control_routes(
+            app, ingest.capture, ingest.counters, ingest.faults, reset, ingest.overload, ingest.required_header
+        )
+        self.console = Console(config, ingest.capture, ingest.counters, ingest.faults, ingest.overload)
         self.console.add_routes(app)
         self._app = app
         self._runner: Optional[web.AppRunner] = None

@@ -7,6 +7,7 @@ renders the :class:`Answer` it gets back in its own protocol.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 import uuid
 from typing import NamedTuple, Optional, Set, cast
@@ -25,6 +26,7 @@ from raccoon_beam.emulator.faults import (
     Faults,
 )
 from raccoon_beam.emulator.outcomes import Outcome, raccoon_http_status
+from raccoon_beam.emulator.overload import GATEWAY, STOPPED, Overload
 
 __all__ = ["Ingest", "Answer", "success_response", "error_response", "PUBLISH_ERROR"]
 
@@ -68,13 +70,21 @@ def error_response(code: int, reason: str = "", req_guid: Optional[str] = None) 
 
 
 class Ingest:
-    """Applies faults, dedup and the ack mode to decoded requests, and captures them."""
+    """Applies faults, dedup, the overload model and the ack mode to decoded requests, and captures them."""
 
-    def __init__(self, config: EmulatorConfig, capture: Capture, faults: Faults, counters: Counters) -> None:
+    def __init__(
+        self,
+        config: EmulatorConfig,
+        capture: Capture,
+        faults: Faults,
+        counters: Counters,
+        overload: Overload,
+    ) -> None:
         self.config = config
         self.capture = capture
         self.faults = faults
         self.counters = counters
+        self.overload = overload
         self.required_header: Optional[RequiredHeader] = None
         if config.require_header is not None:
             self.required_header = RequiredHeader(*config.require_header, rotate_every=config.rotate_header_every)
@@ -92,6 +102,26 @@ class Ingest:
             return True
         self.bad_request(transport, UNAUTHENTICATED_REASON, conn_id)
         return False
+
+    def gateway_refusal(self, transport: str, conn_id: str = "", upgrade: bool = False) -> Optional[Outcome]:
+        """The gateway's answer when it sheds this request (counted as rejected), else None.
+
+        Args:
+          transport: "grpc", "rest" or "websocket".
+          conn_id: the connection id, when known.
+          upgrade: a WebSocket upgrade, not yet counted as a request received.
+        """
+        overload = self.overload
+        if not overload.gateway_refuses():
+            return None
+        if upgrade:
+            self.counters.received(transport, conn_id)
+        settings = overload.settings
+        reason = f"gateway: {overload.waiting} requests wait for the publisher (depth {settings.gateway_queue_depth})"
+        self.counters.rejected(transport, GATEWAY, reason, conn_id)
+        return Outcome.http(
+            settings.gateway_status, retry_after=settings.gateway_retry_after, body=f"{reason}\n".encode()
+        )
 
     def bad_request(self, transport: str, reason: str = "bad request", conn_id: str = "") -> None:
         """Counts a request that did not decode (or lacked its connection id).
@@ -124,6 +154,10 @@ class Ingest:
         counters = self.counters
         counters.received(transport, conn_id)
         guid = request.req_guid
+        if transport != "websocket":  # a gateway sheds WebSocket upgrades, not frames
+            refusal = self.gateway_refusal(transport, conn_id)
+            if refusal is not None:
+                return Answer(outcome=refusal)
         decision = self.faults.decide(transport)
         if decision.latency:
             counters.fault(LATENCY, transport)
@@ -153,9 +187,34 @@ class Ingest:
                 return Answer(success_response(guid))
             seen.add(guid)
 
-        if self.config.sync_ack:
+        publish = functools.partial(self._publish, request, conn_id, group, transport, seen, decision.drop)
+        sync_ack = self.config.sync_ack
+        if self.overload.active:
+            # Raccoon's handler: push into the buffer (blocking while it is
+            # full); with sync acks, wait for the publish too.
+            answer = await self.overload.submit(len(request.events), publish, wait=sync_ack)
+            if answer is STOPPED:
+                return Answer(drop=True)
+            if answer is None:  # async ack: answered once in the buffer
+                return Answer(drop=True) if decision.drop == DROP_AFTER_CAPTURE else Answer(success_response(guid))
+            return cast(Answer, answer)
+        if sync_ack:
             # The ack waits for the publisher; let other requests run meanwhile.
             await asyncio.sleep(0)
+        return publish()
+
+    def _publish(
+        self,
+        request: raccoon_pb2.SendEventRequest,
+        conn_id: str,
+        group: str,
+        transport: str,
+        seen: Optional[Set[str]],
+        drop: Optional[str],
+    ) -> Answer:
+        """Publishes (captures) a request, or fails to; returns the answer a sync ack gives."""
+        counters = self.counters
+        guid = request.req_guid
         if self.faults.publish_fails():
             counters.rejected(transport, PUBLISH_FAILURE, f"cannot publish events: {PUBLISH_ERROR}", conn_id)
             if seen is not None:
@@ -167,9 +226,8 @@ class Ingest:
             return Answer(error_response(raccoon_pb2.CODE_INTERNAL_ERROR, reason, guid), 500)
 
         count = self.capture.add(request, conn_id, group, transport)
-        if decision.drop == DROP_AFTER_CAPTURE:
+        counters.accepted(transport, count, guid)
+        if drop == DROP_AFTER_CAPTURE:
             counters.fault(DROP_AFTER_CAPTURE, transport)
-            counters.accepted(transport, count)
             return Answer(drop=True)
-        counters.accepted(transport, count)
         return Answer(success_response(guid))

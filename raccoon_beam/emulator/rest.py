@@ -23,7 +23,7 @@ from raccoon_beam.errors import WireFormatError
 from raccoon_beam.protocol import REASON_DESERIALIZATION_FAILURE, REASON_INVALID_CONTENT_TYPE
 from raccoon_beam.wire import Wire, decode_request, encode_response, wire_for_content_type
 
-__all__ = ["RestHandler"]
+__all__ = ["RestHandler", "outcome_response"]
 
 # What nginx answers over client_max_body_size (as text, not its HTML page).
 _TOO_LARGE_TEXT = "413 Request Entity Too Large"
@@ -103,7 +103,7 @@ class RestHandler:
             await self._stopping.wait()
             _abort(request)
             raise asyncio.CancelledError()
-        return _outcome_response(outcome, headers)
+        return outcome_response(outcome, headers)
 
 
 def _abort(request: web.Request) -> None:
@@ -112,7 +112,13 @@ def _abort(request: web.Request) -> None:
         transport.abort()
 
 
-def _outcome_response(outcome: Outcome, request_headers: dict) -> web.Response:
+def outcome_response(outcome: Outcome, request_headers: dict) -> web.Response:
+    """The HTTP answer of an injected outcome (kinds http, garbage, grpc).
+
+    Args:
+      outcome: what to answer.
+      request_headers: holds the request's Content-Type, echoed when the outcome names none.
+    """
     content_type: Optional[str] = outcome.content_type
     if content_type is None:
         content_type = request_headers["Content-Type"]

@@ -19,6 +19,7 @@ from raccoon_beam.emulator.faults import Faults
 from raccoon_beam.emulator.grpc_server import GrpcServer
 from raccoon_beam.emulator.http_server import EVENTS_PATH, HttpServer
 from raccoon_beam.emulator.ingest import Ingest
+from raccoon_beam.emulator.overload import Overload, OverloadSettings
 
 __all__ = ["RaccoonEmulator", "ListenError"]
 
@@ -67,7 +68,8 @@ class RaccoonEmulator:
       config: the settings (default: ``EmulatorConfig()``).
       **overrides: fields of :class:`~raccoon_beam.emulator.config.EmulatorConfig`
         replacing those of ``config``, e.g. ``ack="sync"``, ``dedup=True``,
-        ``tls=(certfile, keyfile)``, ``decoders={"click": "json"}``; each field
+        ``tls=(certfile, keyfile)``, ``decoders={"click": "json"}``,
+        ``capacity_events_per_second=5000`` (overload as Raccoon has it); each field
         documents itself and the Raccoon setting it mirrors. An unknown name is a
         ``TypeError``. Listening beyond loopback without a ``console_token``, the
         emulator generates one (see :attr:`console_token`).
@@ -78,7 +80,8 @@ class RaccoonEmulator:
         self.faults = Faults()
         self._capture = Capture(self.config.capture, self.config.topic_pattern, self.config.output)
         self._counters = Counters()
-        self._ingest = Ingest(self.config, self._capture, self.faults, self._counters)
+        self.overload = Overload(self.config)
+        self._ingest = Ingest(self.config, self._capture, self.faults, self._counters, self.overload)
         self._grpc_port = self.config.grpc_port
         self._http_port = self.config.http_port
         self._loop: Optional[EventLoopThread] = None
@@ -127,6 +130,7 @@ class RaccoonEmulator:
     async def _stop_servers(self) -> None:
         if self._stopping is not None:
             self._stopping.set()  # releases requests that are never answered
+        await self.overload.stop()  # releases requests blocked on or waiting in the buffer
         if self._http is not None:
             await self._http.stop()
             self._http = None
@@ -251,6 +255,19 @@ class RaccoonEmulator:
     def wait_for_events(self, n: int, timeout: Optional[float] = None) -> bool:
         """Blocks until at least ``n`` events are captured; False on timeout."""
         return self._capture.wait_for_events(n, timeout)
+
+    def set_overload(self, **changes: Any) -> OverloadSettings:
+        """Changes the capacity or the gateway while running (also before :meth:`start`).
+
+        Args:
+          **changes: ``capacity_events_per_second``, ``gateway_queue_depth``,
+            ``gateway_status``, ``gateway_retry_after`` (see EmulatorConfig).
+
+        Raises:
+          TypeError: an unknown setting.
+          ValueError: a bad value; nothing changes.
+        """
+        return self.overload.configure(**changes)
 
     def reset(self) -> None:
         """Clears captures, counters and faults."""

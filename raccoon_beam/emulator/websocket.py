@@ -20,6 +20,7 @@ from raccoon_beam._proto import raccoon_pb2
 from raccoon_beam.emulator.config import EmulatorConfig
 from raccoon_beam.emulator.ingest import Ingest, Answer, error_response
 from raccoon_beam.emulator.outcomes import Outcome
+from raccoon_beam.emulator.rest import outcome_response
 from raccoon_beam.errors import WireFormatError
 from raccoon_beam.protocol import CLOSE_MESSAGE_TOO_BIG, CLOSE_POLICY_VIOLATION, REASON_CANNOT_DESERIALIZE
 from raccoon_beam.wire import Wire, decode_request, encode_response
@@ -95,6 +96,11 @@ class WebSocketHandler:
         ):
             return _plain(401, "Unauthorized")  # the gateway refuses the upgrade
         group = request.headers.get(config.group_header, "") or config.default_group
+        # A gateway in front sheds load where it can: at the upgrade (it cannot
+        # answer single frames of an open connection).
+        shed = self._ingest.gateway_refusal("websocket", conn_id, upgrade=True)
+        if shed is not None:
+            return outcome_response(shed, {"Content-Type": "text/plain"})
         ws = web.WebSocketResponse(autoping=False, max_msg_size=config.max_body_bytes)
         transport = request.transport
         await ws.prepare(request)

@@ -79,7 +79,7 @@ def test_stream_shows_counts_connections_rejections_and_decoded_payloads(tmp_pat
 
         state = _state_when(emu, lambda s: s["transports"].get("rest", {}).get("rejected") == 2)
         assert {t["type"]: t["count"] for t in state["topics"]} == {"json_ev": 1, "proto_ev": 2, "avro_ev": 1, "raw_ev": 1}
-        assert state["transports"]["rest"] == {"received": 3, "accepted": 1, "rejected": 2, "deduplicated": 0, "events": 5}
+        assert state["transports"]["rest"] == {"received": 3, "accepted": 1, "rejected": 2, "deduplicated": 0, "duplicated": 0, "events": 5}
         assert {(c["conn_id"], c["requests"]) for c in state["connections"]} == {("u-7", 2), ("u-8", 1)}
         assert state["rejected_by_kind"] == {"http": {"rest": 1}, "bad_request": {"rest": 1}}
         newest, older = state["recent_rejections"]

@@ -152,3 +152,24 @@ def test_console_opened_with_its_token_keeps_working(browser: webdriver.Chrome) 
         _wait(browser, lambda: "on" in browser.find_element(By.ID, "switch-grpc-slow").get_attribute("class"),
               "the latency switch on")
         assert _text(browser, "fault-error") == ""
+
+
+def test_console_sets_the_capacity_and_shows_the_buffer(browser: webdriver.Chrome) -> None:
+    with RaccoonEmulator() as emulator:
+        browser.get(emulator.console_url)
+        _wait(browser, lambda: _text(browser, "status") == "live", "the stream connected")
+        assert "unlimited" in _text(browser, "overload-state")
+        field = browser.find_element(By.ID, "overload-capacity")
+        field.clear()
+        field.send_keys("2500")
+        browser.find_element(By.ID, "overload-apply").click()
+        _wait(browser, lambda: emulator.overload.settings.capacity_events_per_second == 2500, "the capacity applied")
+        _wait(browser, lambda: "waiting for the publisher: 0 requests" in _text(browser, "overload-state"),
+              "the buffer's state")
+        field = browser.find_element(By.ID, "overload-depth")
+        field.clear()
+        field.send_keys("0")  # refused by the emulator: the page says why
+        browser.find_element(By.ID, "overload-apply").click()
+        _wait(browser, lambda: "gateway_queue_depth must be a positive integer" in _text(browser, "overload-error"),
+              "the refusal")
+        assert emulator.overload.settings.gateway_queue_depth is None

@@ -96,6 +96,8 @@ def test_every_setting_goes_through_the_command_line_and_back():
         "ping_interval": 0.5, "pong_timeout": 1.5, "tls": ("cert.pem", "key.pem"), "max_body_bytes": 99,
         "console_token": "t0ken", "decoders": {"click": "json", "clickstream-view-log": "hex"},
         "descriptor_set": "/tmp/set.pb", "require_header": ("Authorization", "Bearer t"), "rotate_header_every": 4,
+        "capacity_events_per_second": 2500.0, "worker_buffer_size": 10,
+        "worker_pool_size": 2, "gateway_queue_depth": 4, "gateway_status": 429, "gateway_retry_after": 0.5,
     }
     assert set(settings) == {f.name for f in FIELDS}  # a new setting joins this test
     parsed = config_from_args(build_parser().parse_args(config_to_argv(settings)))

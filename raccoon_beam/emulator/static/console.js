@@ -136,6 +136,45 @@
     fillBody("fault-counters", kinds.map((k) => [k, ...TRANSPORTS.map((t) => num(s.fault_counters[k][t] || 0, `faultcount-${k}-${t}`))]));
   }
 
+  // ---------------------------------------------------------------- capacity
+
+  async function applyOverload() {
+    $("overload-error").textContent = "";
+    const number = (id) => ($(id).value === "" ? null : Number($(id).value));
+    const settings = {
+      capacity_events_per_second: number("overload-capacity"),
+      gateway_queue_depth: number("overload-depth"),
+      gateway_status: Number($("overload-status").value),
+      gateway_retry_after: number("overload-retry") || 0,
+    };
+    try {
+      const response = await fetch("/_emulator/overload", {
+        method: "POST",
+        headers: { "Content-Type": "application/json", "X-Emulator-Token": token },
+        body: JSON.stringify(settings),
+      });
+      if (!response.ok) {
+        const body = await response.json().catch(() => ({}));
+        throw new Error(body.error || ("HTTP " + response.status));
+      }
+    } catch (err) {
+      $("overload-error").textContent = "capacity change failed: " + err.message;
+      $("overload-error").className = "note error";
+    }
+  }
+
+  function renderOverload(s) {
+    const o = s.overload;
+    const fields = [["overload-capacity", o.capacity_events_per_second], ["overload-depth", o.gateway_queue_depth],
+      ["overload-status", o.gateway_status], ["overload-retry", o.gateway_retry_after]];
+    for (const [id, v] of fields) {  // the server's values, unless the user is editing
+      if (!$("overload-controls").contains(document.activeElement)) $(id).value = v === null ? "" : v;
+    }
+    $("overload-state").textContent = o.capacity_events_per_second === null
+      ? "unlimited: every request is published at once"
+      : `waiting for the publisher: ${fmt(o.waiting)} requests (${fmt(o.blocked)} blocked, ${fmt(o.buffered)}/${fmt(o.worker_buffer_size)} buffered, ${fmt(o.publishing)}/${fmt(o.worker_pool_size)} publishing); events published twice: ${fmt(s.events_duplicated)}`;
+  }
+
   // ---------------------------------------------------------------- chart
 
   function drawChart(points) {
@@ -207,13 +246,14 @@
     $("total-events").textContent = fmt(s.total_events) + " events";
     fillBody("topics", s.topics.map((t) => [t.type, { text: t.topic, attrs: { class: "mono" } }, num(t.count, `count-${t.type}`), num(t.bytes)]));
     fillBody("transports", Object.entries(s.transports).map(([t, c]) =>
-      [t, num(c.received, `received-${t}`), num(c.accepted, `accepted-${t}`), num(c.rejected, `rejected-${t}`), num(c.deduplicated), num(c.events, `events-${t}`)]));
+      [t, num(c.received, `received-${t}`), num(c.accepted, `accepted-${t}`), num(c.rejected, `rejected-${t}`), num(c.deduplicated), num(c.duplicated, `duplicated-${t}`), num(c.events, `events-${t}`)]));
     $("ws-connections").textContent = `WebSocket connections open: ${s.connections_open}; refused: ${s.connections_refused}`;
     $("connection-count").textContent = `(${s.connection_count} seen${s.connection_count > s.connections.length ? ", busiest " + s.connections.length + " shown" : ""})`;
     fillBody("connections", s.connections.map((c) => [c.transport, { text: c.conn_id || "(none)", attrs: { class: "mono" } }, num(c.requests)]));
     fillBody("rejected-kinds", Object.entries(s.rejected_by_kind).map(([k, per]) => [k, ...TRANSPORTS.map((t) => num(per[t] || 0, `rejectedcount-${k}-${t}`))]));
     fillBody("rejections", s.recent_rejections.slice(0, SHOWN_REJECTIONS).map((r) => [{ text: time(r.at), attrs: { class: "mono" } }, r.transport, { text: r.conn_id, attrs: { class: "mono" } }, r.kind, r.reason]));
     renderFaults(s);
+    renderOverload(s);
     renderLatest(s);
     drawChart(s.rate);
   }
@@ -227,6 +267,7 @@
   }
 
   buildSwitches();
+  $("overload-apply").addEventListener("click", applyOverload);
   window.addEventListener("resize", () => state && drawChart(state.rate));
   connect();
 })();
