@@ -107,7 +107,7 @@ class EventBuilder:
         # Types the callable returned that were checked already (checked once, then a set lookup).
         self._valid_types: Set[str] = set()
         self._serialize = serializer
-        # The serializer's own batch path, if it has one (see serializers._BaseSerializer).
+        # The serializer's own batch path, if it has one (see serializers.base.BaseSerializer).
         self._serialize_all: Optional[Callable[[Sequence[Any]], Optional[List[bytes]]]] = getattr(
             serializer, "serialize_many", None
         )
@@ -119,6 +119,11 @@ class EventBuilder:
         self._max_batch_bytes = max_batch_bytes
         # What the events of a request may take beyond its fixed overhead.
         self._room = max_batch_bytes - wire_lib.REQUEST_OVERHEAD_BYTES
+
+    @property
+    def serializer(self) -> Callable[[Any], bytes]:
+        """The resolved serializer this builder runs."""
+        return self._serialize
 
     def __call__(self, element: Any) -> Tuple[str, bytes, int]:
         """Returns the event of ``element`` and its size in a request; raises :class:`EventRejected`."""

@@ -34,6 +34,7 @@ from raccoon_beam.events import EventRejected, EventTypeSpec
 from raccoon_beam.options import WriteOptions
 from raccoon_beam.retry import RetryPolicy
 from raccoon_beam.serializers import DescriptorSetSpec, MessageTypeSpec
+from raccoon_beam.serializers.json import DEFAULT_JSON_BYTES
 from raccoon_beam.transports import (
     DEFAULT_CONN_ID_HEADER,
     DEFAULT_CONN_ID_PREFIX,
@@ -91,7 +92,7 @@ class WriteToRaccoon(beam.PTransform):
         WebSocket only; gRPC is always protobuf).
       avro_schema: the Avro schema (a dict or JSON string) for ``"avro"``;
         by default derived from the input's Beam schema (see
-        :mod:`raccoon_beam.avro_schema`).
+        :mod:`raccoon_beam.serializers.avro_schema`).
       message_type: with ``"protobuf"``, the message plain data (dicts, Rows,
         NamedTuples, dataclasses) is converted to: a generated message class,
         or a full name with ``descriptor_set``.
@@ -99,6 +100,16 @@ class WriteToRaccoon(beam.PTransform):
         a ``message_type`` given by name.
       ignore_unknown_fields: with ``message_type``, skip fields the message
         does not have instead of dead-lettering the element.
+      json_bytes: with ``"json"``, how bytes values are written:
+        ``"base64"`` (strings, as BigQuery's JSON export writes BYTES) or
+        ``"error"`` (the element is dead-lettered).
+      json_default: with ``"json"``, a function for values of your own
+        types, as orjson's ``default``: it returns something the JSON
+        mapping writes (docs/serializers.md), or raises ``TypeError``.
+      avro_schema_registry_id: with ``"avro"``, the schema's id in a
+        Confluent schema registry; every payload is then framed as the
+        registry's serializers frame it (magic byte 0, the id as 4 bytes
+        big-endian, then the Avro binary).
       max_batch_size: the most events in one request.
       max_batch_bytes: the most bytes in one encoded request; by default
         safely under gRPC's 4 MiB receive limit.
@@ -150,6 +161,9 @@ class WriteToRaccoon(beam.PTransform):
         message_type: Optional[MessageTypeSpec] = None,
         descriptor_set: Optional[DescriptorSetSpec] = None,
         ignore_unknown_fields: bool = False,
+        json_bytes: str = DEFAULT_JSON_BYTES,
+        json_default: Optional[Callable[[Any], Any]] = None,
+        avro_schema_registry_id: Optional[int] = None,
         max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
         max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
         max_event_bytes: Optional[int] = None,
@@ -177,6 +191,9 @@ class WriteToRaccoon(beam.PTransform):
             message_type=message_type,
             descriptor_set=descriptor_set,
             ignore_unknown_fields=ignore_unknown_fields,
+            json_bytes=json_bytes,
+            json_default=json_default,
+            avro_schema_registry_id=avro_schema_registry_id,
             max_batch_size=max_batch_size,
             max_batch_bytes=max_batch_bytes,
             max_event_bytes=max_event_bytes,
@@ -239,6 +256,8 @@ class WriteToRaccoon(beam.PTransform):
             "timeout": DisplayDataItem(transport.timeout, label="Request timeout (s)"),
             "retry": DisplayDataItem(repr(options.retry), label="Retry policy"),
         }
+        for name, value in options.serializer_display.items():
+            data[name] = DisplayDataItem(value, label=_SERIALIZER_LABELS.get(name, name))
         if options.max_event_bytes is not None:
             data["max_event_bytes"] = DisplayDataItem(options.max_event_bytes, label="Max event bytes")
         if options.max_buffering_duration is not None:
@@ -252,6 +271,12 @@ class WriteToRaccoon(beam.PTransform):
             data["proxy"] = DisplayDataItem(redact_url(transport.proxy), label="Proxy")
         return data
 
+
+_SERIALIZER_LABELS = {
+    "avro_schema": "Avro schema (derived from the Beam schema)",
+    "avro_schema_name": "Avro schema name",
+    "avro_schema_fingerprint": "Avro schema fingerprint",
+}
 
 _EVENTS_DEAD_LETTERED = "events_dead_lettered"
 

@@ -51,6 +51,9 @@ class WriteOptions:
     message_type: Optional[serializers.MessageTypeSpec] = None
     descriptor_set: Optional[serializers.DescriptorSetSpec] = None
     ignore_unknown_fields: bool = False
+    json_bytes: str = serializers.DEFAULT_JSON_BYTES
+    json_default: Optional[serializers.JsonDefault] = None
+    avro_schema_registry_id: Optional[int] = None
     max_batch_size: int = DEFAULT_MAX_BATCH_SIZE
     max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES
     max_event_bytes: Optional[int] = None
@@ -121,6 +124,9 @@ class WriteOptions:
                     message_type=self.message_type,
                     descriptor_set=self.descriptor_set,
                     ignore_unknown_fields=self.ignore_unknown_fields,
+                    json_bytes=self.json_bytes,
+                    json_default=self.json_default,
+                    avro_schema_registry_id=self.avro_schema_registry_id,
                     element_type=self.element_type,
                 ),
                 wire_type,
@@ -163,6 +169,12 @@ class WriteOptions:
     def serializer_name(self) -> str:
         """The serializer, for display data."""
         return serializers.describe_serializer(self.serializer)
+
+    @property
+    def serializer_display(self) -> Dict[str, Any]:
+        """What the resolved serializer adds to display data (the Avro schema's name, fingerprint, ...)."""
+        serializer = None if self.builder is None else self.builder.serializer
+        return serializers.serializer_display(serializer)
 
     @property
     def event_type_name(self) -> str:

@@ -48,7 +48,7 @@ def write_shop_descriptor_set(directory: pathlib.Path) -> pathlib.Path:
 
 def order_class():
     """The ``shop.v1.Order`` message class."""
-    from raccoon_beam.protobuf_data import load_message_class
+    from raccoon_beam.serializers.protobuf_descriptors import load_message_class
 
     return load_message_class(ORDER, shop_descriptor_set())
 

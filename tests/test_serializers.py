@@ -20,7 +20,6 @@ from google.protobuf import struct_pb2, timestamp_pb2
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from raccoon_beam import serializers
 from raccoon_beam.errors import SerializationError
 from raccoon_beam.serializers import (
     SERIALIZER_NAMES,
@@ -262,19 +261,16 @@ def test_json_scalars_and_subclasses():
 @pytest.mark.parametrize(
     "element, message",
     [
-        (
-            {"ts": datetime.datetime(2024, 1, 1)},
-            "field 'ts': Object of type datetime is not JSON serializable",
-        ),
         ({"a": {"b": [1, {1, 2}]}}, "field 'a.b[1]': Object of type set is not JSON serializable"),
-        ({"raw": b"x"}, "field 'raw': Object of type bytes is not JSON serializable"),
-        ({"n": decimal.Decimal("1")}, "field 'n': Object of type Decimal is not JSON serializable"),
         ([1, object()], "element[1]: Object of type object is not JSON serializable"),
         (object(), "element: Object of type object is not JSON serializable"),
         ({"price": float("nan")}, "field 'price': Out of range float value nan"),
         ({"price": float("-inf")}, "field 'price': Out of range float value -inf"),
+        ({"n": decimal.Decimal("NaN")}, "field 'n': Out of range Decimal value NaN"),
+        ({"n": [decimal.Decimal("-Infinity")]}, "field 'n[0]': Out of range Decimal value -Infinity"),
         ({"p": Point(1, {1})}, "field 'p.y': Object of type set"),
-        (beam.Row(when=datetime.date(2024, 1, 1)), "field 'when': Object of type date"),
+        (beam.Row(when=datetime.timedelta(1)), "field 'when': Object of type timedelta"),
+        ({"t": datetime.time(1, tzinfo=datetime.timezone.utc)}, "field 't': a datetime.time with a tzinfo"),
         ({"d": {(1, 2): 1}}, "field 'd': keys must be str, int, float, bool or None, not tuple"),
         ({"s": "bad \ud800"}, "field 's': str is not valid UTF-8"),
     ],
@@ -283,7 +279,6 @@ def test_json_errors_name_the_field_and_the_type(element, message):
     with pytest.raises(SerializationError) as info:
         resolve_serializer("json")(element)
     assert message in str(info.value)
-    assert info.value.__cause__ is not None
 
 
 def test_json_circular_reference_is_an_error():
@@ -297,18 +292,8 @@ def test_json_nesting_too_deep_is_an_error():
     element: list = []
     for _ in range(5000):
         element = [element]
-    with pytest.raises(SerializationError, match="nested too deeply"):
+    with pytest.raises(SerializationError, match="nested deeper than 254 levels"):
         resolve_serializer("json")(element)
-
-
-def test_json_fallback_encoder_gives_the_same_bytes(monkeypatch):
-    element = {"é": [1, 2.5, None, Point(1, "x")], "r": beam.Row(a="\u2028")}
-    fast = resolve_serializer("json")(element)
-    monkeypatch.setattr(serializers._json_encoder, "c_make_encoder", None)
-    slow = resolve_serializer("json")
-    assert slow(element) == fast
-    with pytest.raises(SerializationError, match="field 'x': Out of range float"):
-        slow({"x": math.inf})
 
 
 # --------------------------------------------------------------------------- #
@@ -649,7 +634,7 @@ def test_callable_round_trip(value):
 
 
 # --------------------------------------------------------------------------- #
-# json: what orjson's fast path must not change
+# json: the same rules on orjson's fast path and on the walk
 # --------------------------------------------------------------------------- #
 
 
@@ -662,7 +647,7 @@ class _WithPrivate:
 @pytest.mark.parametrize(
     "element, expected",
     [
-        ({"big": 2**70}, {"big": 2**70}),  # beyond orjson's 64 bits
+        ({"big": 2**70, "neg": -(2**64)}, {"big": 2**70, "neg": -(2**64)}),  # beyond orjson's 64 bits
         ({1: "a", None: "b"}, {"1": "a", "null": "b"}),  # non-str keys
         (_WithPrivate(1), {"a": 1, "_hidden": 2}),  # orjson would drop "_hidden"
         ({"n": None, "x": 1.5}, {"n": None, "x": 1.5}),
@@ -673,11 +658,21 @@ def test_json_fast_path_keeps_the_standard_semantics(element, expected):
     assert json_of(resolve_serializer("json"), element) == expected
 
 
-def test_json_deep_nesting_beyond_orjsons_limit_still_serializes():
-    element: list = [1]
-    for _ in range(300):  # orjson stops at 255 levels, the stdlib encoder does not
-        element = [element]
-    assert json.loads(resolve_serializer("json")(element)) == element
+@pytest.mark.parametrize("kind", ["list", "dict", "row"])
+def test_json_writes_254_levels_and_dead_letters_a_255th_with_its_reason(kind):
+    def nested(levels: int) -> Any:
+        element: Any = [1]
+        for _ in range(levels - 1):
+            element = {"list": lambda e: [e], "dict": lambda e: {"k": e}, "row": lambda e: beam.Row(k=e)}[kind](element)
+        return element
+
+    serializer = resolve_serializer("json")
+    assert json.loads(serializer(nested(254))) is not None
+    assert json.loads(serializer({"null": None, "deep": nested(253)})) is not None
+    with pytest.raises(SerializationError, match=r"nested deeper than 254 levels, the most the JSON serializer \(orjson\) writes"):
+        serializer(nested(255))
+    with pytest.raises(SerializationError, match="nested deeper than 254"):
+        serializer({"null": None, "deep": nested(254)})
 
 
 @pytest.mark.parametrize(

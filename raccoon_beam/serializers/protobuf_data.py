@@ -34,25 +34,22 @@ from __future__ import annotations
 
 import base64
 import binascii
-import dataclasses
 import datetime
 import functools
 import math
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple, Type
 
-from apache_beam.pvalue import Row
 from apache_beam.utils.timestamp import Timestamp as BeamTimestamp
-from google.protobuf import descriptor_pb2, descriptor_pool, json_format, message_factory  # type: ignore[import-untyped, unused-ignore]
+from google.protobuf import json_format, message_factory  # type: ignore[import-untyped, unused-ignore]
 from google.protobuf.descriptor import Descriptor, FieldDescriptor  # type: ignore[import-untyped, unused-ignore]
 from google.protobuf.message import Message  # type: ignore[import-untyped, unused-ignore]
 
 from raccoon_beam.errors import SerializationError
+from raccoon_beam.serializers.plain import fields_of, is_record, short_repr
 
 __all__ = [
     "MessageConverter",
     "converter_for",
-    "load_message_class",
-    "descriptor_set_of",
     "DEFAULT_IGNORE_UNKNOWN_FIELDS",
 ]
 
@@ -157,103 +154,6 @@ def converter_for(message_class: Any, ignore_unknown_fields: bool = DEFAULT_IGNO
       The cached :class:`MessageConverter`.
     """
     return MessageConverter(message_class, ignore_unknown_fields)
-
-
-def load_message_class(full_name: str, descriptor_set: bytes) -> Type[Message]:
-    """The message class named ``full_name`` in a serialized FileDescriptorSet.
-
-    The files go into a descriptor pool of their own, so a schema loaded here
-    never collides with generated code of the same file names.
-
-    Args:
-      full_name: the message's full name, e.g. ``"shop.v1.ClickEvent"``.
-      descriptor_set: the bytes of a ``FileDescriptorSet``, as ``protoc
-        --descriptor_set_out --include_imports`` writes it. Well-known types
-        it does not include are taken from the default pool.
-
-    Returns:
-      The message class.
-
-    Raises:
-      ValueError: the bytes are not a descriptor set, a file does not build,
-        or no message has that name.
-    """
-    return _load_message_class(full_name, bytes(descriptor_set))
-
-
-def descriptor_set_of(descriptor: Descriptor) -> bytes:
-    """The serialized FileDescriptorSet of a message's file and everything it imports.
-
-    Args:
-      descriptor: the message's descriptor.
-
-    Returns:
-      Bytes that :func:`load_message_class` takes back, dependencies first.
-    """
-    files = descriptor_pb2.FileDescriptorSet()
-    seen: set = set()
-
-    def add(file: Any) -> None:
-        if file.name in seen:
-            return
-        seen.add(file.name)
-        for dependency in file.dependencies:
-            add(dependency)
-        file.CopyToProto(files.file.add())
-
-    add(descriptor.file)
-    return files.SerializeToString()
-
-
-@functools.lru_cache(maxsize=_PER_TYPE_CACHE_SIZE)
-def _load_message_class(full_name: str, descriptor_set: bytes) -> Type[Message]:
-    files = descriptor_pb2.FileDescriptorSet()
-    try:
-        files.ParseFromString(descriptor_set)
-    except Exception as exc:
-        raise ValueError(f"descriptor_set is not a serialized FileDescriptorSet: {exc}") from exc
-    pool = descriptor_pool.DescriptorPool()
-    given = {proto.name: proto for proto in files.file}
-    added: set = set()
-
-    def add(proto: descriptor_pb2.FileDescriptorProto) -> None:
-        if proto.name in added:
-            return
-        added.add(proto.name)
-        for dependency in proto.dependency:
-            if dependency in given:
-                add(given[dependency])
-            else:  # a well-known type left out of the set: copy it from the default pool
-                try:
-                    found = descriptor_pool.Default().FindFileByName(dependency)
-                except KeyError:
-                    raise ValueError(
-                        f"descriptor_set: {proto.name} imports {dependency}, which the set does not "
-                        "contain (write it with protoc --include_imports)"
-                    ) from None
-                copy = descriptor_pb2.FileDescriptorProto()
-                found.CopyToProto(copy)
-                add(copy)
-        try:
-            pool.Add(proto)
-        except Exception as exc:
-            raise ValueError(f"descriptor_set: {proto.name} does not build: {exc}") from exc
-
-    for proto in files.file:
-        add(proto)
-    try:
-        descriptor = pool.FindMessageTypeByName(full_name)
-    except KeyError:
-        names = sorted(
-            f"{proto.package}.{message.name}" if proto.package else message.name
-            for proto in files.file
-            if proto.package != "google.protobuf"  # the imported well-known types
-            for message in proto.message_type
-        )
-        raise ValueError(
-            f"message_type {full_name!r} is not in the descriptor set; it has {', '.join(names) or 'no messages'}"
-        ) from None
-    return message_factory.GetMessageClass(descriptor)
 
 
 # --------------------------------------------------------------------------- #
@@ -556,7 +456,7 @@ def _timestamp_check(value: Any) -> Any:
         return _from_json_string(value, "Timestamp", "an RFC 3339 time such as 2024-01-01T00:00:00Z")
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
         seconds, nanos = _split_seconds(value, "Timestamp")
-    elif isinstance(value, (Mapping, Message)) or _is_record(value):
+    elif isinstance(value, (Mapping, Message)) or is_record(value):
         return _plain_message(value, "google.protobuf.Timestamp", ("seconds", "nanos"))
     else:
         raise _wrong("Timestamp (datetime, Beam Timestamp, epoch seconds or RFC 3339 string)", value)
@@ -578,7 +478,7 @@ def _duration_check(value: Any) -> Any:
         seconds, nanos = _split_seconds(value, "Duration")
         if seconds < 0 and nanos:  # floor split -> same-sign split
             seconds, nanos = seconds + 1, nanos - 1_000_000_000
-    elif isinstance(value, (Mapping, Message)) or _is_record(value):
+    elif isinstance(value, (Mapping, Message)) or is_record(value):
         return _plain_message(value, "google.protobuf.Duration", ("seconds", "nanos"))
     else:
         raise _wrong("Duration (timedelta, seconds or a string such as 1.5s)", value)
@@ -652,35 +552,18 @@ def _parse_dict_check(descriptor: Descriptor, ignore_unknown: bool) -> Check:
 # --------------------------------------------------------------------------- #
 
 
-def _is_record(value: Any) -> bool:
-    return isinstance(value, Row) or (isinstance(value, tuple) and hasattr(type(value), "_fields")) or (
-        dataclasses.is_dataclass(value) and not isinstance(value, type)
-    )
-
-
 def _items_of(data: Any, full_name: str) -> Iterable[Tuple[Any, Any]]:
     """(name, value) pairs of a dict, Row, NamedTuple or dataclass."""
     if type(data) is dict or isinstance(data, Mapping):
         return data.items()
-    if isinstance(data, Row):
-        return vars(data).items()
-    if isinstance(data, tuple):
-        names = getattr(type(data), "_fields", None)
-        if names is not None:
-            return zip(names, data)
-    elif dataclasses.is_dataclass(data) and not isinstance(data, type):
-        return ((name, getattr(data, name)) for name in _dataclass_names(type(data)))
-    raise _wrong(f"{full_name} (a dict, Row, NamedTuple, dataclass or message)", data)
-
-
-@functools.lru_cache(maxsize=_PER_TYPE_CACHE_SIZE)
-def _dataclass_names(cls: type) -> Tuple[str, ...]:
-    return tuple(field.name for field in dataclasses.fields(cls))
+    fields = fields_of(data)
+    if fields is None:
+        raise _wrong(f"{full_name} (a dict, Row, NamedTuple, dataclass or message)", data)
+    return fields
 
 
 def _show(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= _MAX_REPR else text[: _MAX_REPR - 3] + "..."
+    return short_repr(value, _MAX_REPR)
 
 
 def _wrong(expected: str, value: Any) -> _Invalid:

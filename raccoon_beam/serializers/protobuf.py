@@ -1,0 +1,75 @@
+"""``serializer="protobuf"``: a message's bytes, or plain data converted to a ``message_type``."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Hashable, List, Optional, Sequence, Type, cast
+
+from google.protobuf.message import EncodeError, Message  # type: ignore[import-untyped, unused-ignore]
+
+from raccoon_beam.errors import SerializationError
+from raccoon_beam.serializers.base import ELEMENT_IS_NONE, BaseSerializer
+from raccoon_beam.serializers.plain import type_name
+from raccoon_beam.serializers.protobuf_data import converter_for
+from raccoon_beam.serializers.protobuf_descriptors import descriptor_set_of, load_message_class
+
+__all__ = ["ProtobufSerializer", "ProtobufDataSerializer"]
+
+
+class ProtobufSerializer(BaseSerializer):
+    """``Message.SerializeToString()`` of a protobuf message."""
+
+    __slots__ = ()
+    description = "protobuf"
+
+    def __call__(self, element: Any) -> bytes:
+        if isinstance(element, Message):
+            try:
+                return element.SerializeToString()
+            except EncodeError as exc:  # e.g. a proto2 required field is unset
+                raise SerializationError(f"{type(element).DESCRIPTOR.full_name}: {exc}") from exc
+        if element is None:
+            raise SerializationError(ELEMENT_IS_NONE)
+        raise SerializationError(f"expected a protobuf Message, got {type_name(element)}")
+
+    def serialize_many(self, elements: Sequence[Any]) -> Optional[List[bytes]]:
+        """What calling this serializer on each element would return, or None if one would raise."""
+        if not all(issubclass(kind, Message) for kind in set(map(type, elements))):
+            return None
+        try:
+            return [element.SerializeToString() for element in elements]
+        except EncodeError:
+            return None
+
+
+class ProtobufDataSerializer(BaseSerializer):
+    """Plain data (or messages) of one message type -> its serialized bytes.
+
+    The converter is built once per message type and process
+    (:func:`raccoon_beam.serializers.protobuf_data.converter_for`).
+    """
+
+    __slots__ = ("_convert", "_ignore_unknown", "description")
+
+    def __init__(self, message_class: Type[Message], ignore_unknown_fields: bool) -> None:
+        self._convert = converter_for(cast(Hashable, message_class), ignore_unknown_fields)
+        self._ignore_unknown = ignore_unknown_fields
+        self.description = f"protobuf {message_class.DESCRIPTOR.full_name}"
+
+    def __reduce__(self):
+        message_class = self._convert.message_class
+        module = sys.modules.get(message_class.__module__)
+        if getattr(module, message_class.__qualname__, None) is message_class:
+            source: Any = message_class  # generated code: the worker imports it
+        else:  # a class made from a descriptor set: ship the schema itself
+            source = (message_class.DESCRIPTOR.full_name, descriptor_set_of(message_class.DESCRIPTOR))
+        return (_make_protobuf_data_serializer, (source, self._ignore_unknown))
+
+    def __call__(self, element: Any) -> bytes:
+        return self._convert(element)
+
+
+def _make_protobuf_data_serializer(source: Any, ignore_unknown_fields: bool) -> ProtobufDataSerializer:
+    if isinstance(source, tuple):
+        source = load_message_class(*source)
+    return ProtobufDataSerializer(source, ignore_unknown_fields)
