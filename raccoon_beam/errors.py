@@ -68,6 +68,11 @@ class FailureKind(enum.Enum):
     """TLS cannot work as configured: an untrusted certificate, a host name
     mismatch, a failed handshake (e.g. ``https://`` to a plain-text port) or
     unreadable certificate files."""
+    PROTOCOL = "protocol"
+    """The port speaks another protocol than the endpoint's scheme says (HTTP/2,
+    that is gRPC, on an ``http://`` or ``ws://`` port; HTTP/1.1 on a ``grpc://``
+    one; TLS where plain text was expected): a configuration error, and
+    nothing was published."""
     CREDENTIALS = "credentials"
     """A header's credential provider gave no value (an unset variable, an
     unreadable file, the function raised): retried, as a secret may be

@@ -12,7 +12,8 @@ table "What a failure means for a client" of Raccoon's protocol:
   server's size limit).
 * ``PERMANENT``: no request to this endpoint can succeed until someone fixes
   the configuration (missing connection id, authentication, wrong path,
-  TLS that cannot work, a proxy refusing the request), or the client itself
+  TLS that cannot work, a port speaking another protocol than the scheme
+  says, a proxy refusing the request), or the client itself
   failed in a way nobody anticipated (``unexpected``).
 
 :class:`RetryPolicy` says how often and how long ``RETRY`` verdicts are
@@ -118,8 +119,8 @@ _OVERLOAD_HTTP = frozenset({429, 503})
 def classify(failure: Failure) -> Verdict:
     """Decides what a failed request means for the client.
 
-    The most specific fact wins: an unexpected client error or TLS that
-    cannot work, then a size refusal, then the Raccoon code the server
+    The most specific fact wins: an unexpected client error, TLS that
+    cannot work or a port speaking another protocol, then a size refusal, then the Raccoon code the server
     answered with, then the HTTP status, then the gRPC status; what is left
     (network errors, timeouts, malformed answers) is transient.
 
@@ -131,7 +132,7 @@ def classify(failure: Failure) -> Verdict:
       retried: retries are bounded, while a wrong PERMANENT loses data.
     """
     kind = failure.kind
-    if kind is FailureKind.UNEXPECTED or kind is FailureKind.TLS:
+    if kind is FailureKind.UNEXPECTED or kind is FailureKind.TLS or kind is FailureKind.PROTOCOL:
         return Verdict.PERMANENT
     if kind is FailureKind.TOO_LARGE:
         return Verdict.SPLIT

@@ -11,6 +11,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from raccoon_beam.errors import FailureKind, SendFailure
 from raccoon_beam.transports import TransportConfig, redact, tls_files_failure
+from raccoon_beam.transports.mismatch import HTTP2_START, WRONG_VERSION_MARKER, http2_answer, plain_text_answer
 
 __all__ = [
     "new_session",
@@ -117,6 +118,18 @@ def _handshake_cut_off(exc: BaseException) -> bool:
     return False
 
 
+def answered_with_http2(exc: BaseException) -> bool:
+    """Whether aiohttp failed to parse an answer because it was HTTP/2 frames (a gRPC port)."""
+    current: Optional[BaseException] = exc
+    seen = set()
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, HttpProcessingError):
+            return HTTP2_START in str(current.message)
+        current = current.__cause__ or current.__context__
+    return False
+
+
 def request_options(config: TransportConfig) -> Dict[str, Any]:
     """Per-request aiohttp options: the TLS name to verify (when not the host's) and the proxy, if any."""
     options: Dict[str, Any] = {}
@@ -150,7 +163,11 @@ def client_error_failure(
     if isinstance(exc, (aiohttp.ClientSSLError, ssl.SSLError)) and not _handshake_cut_off(exc):
         # A handshake TLS refused (https:// to a plain-text port, no common
         # protocol version): no retry can make it pass.
+        if WRONG_VERSION_MARKER in detail.lower():  # the port answered with no TLS record at all
+            detail = plain_text_answer(config.parsed_endpoint, detail)
         return SendFailure(FailureKind.TLS, f"TLS handshake with {endpoint} failed: {detail}", **status)
+    if answered_with_http2(exc):
+        return http2_answer(config.parsed_endpoint)
     if isinstance(exc, aiohttp.ClientResponseError) and isinstance(exc.__cause__, HttpProcessingError):
         # aiohttp could not parse the answer (not HTTP at all) and made up a
         # status 400 for it: that is no bad request of ours.

@@ -27,6 +27,15 @@ from raccoon_beam.transports import (
     redact,
     tls_files_failure,
 )
+from raccoon_beam.transports.mismatch import (
+    GRPC_HTTP1_MARKERS,
+    GRPC_NO_H2_MARKER,
+    WRONG_VERSION_MARKER,
+    TlsPortCheck,
+    http1_answer,
+    no_http2_over_tls,
+    plain_text_answer,
+)
 from raccoon_beam.wire import EncodedRequest, Wire, decode_response
 
 __all__ = ["GrpcTransport", "SEND_EVENT_METHOD", "DEFAULT_CHANNEL_OPTIONS"]
@@ -59,6 +68,9 @@ _TLS_MARKERS = (
     "SSL_ERROR_SSL",
     "WRONG_VERSION_NUMBER",
 )
+# What gRPC says when a server hung up during the HTTP/2 handshake; plain
+# text to a TLS port looks like this, so the port is asked (once) whether it speaks TLS.
+_HUNG_UP_MARKER = "socket closed"
 
 # gRPC's texts (lower case) for a call that found no connection to go out
 # on: refused, the name did not resolve. Nothing was written.
@@ -95,6 +107,7 @@ class GrpcTransport(Transport):
         self._channel: Optional[grpc.aio.Channel] = None
         self._call: Optional[grpc.aio.UnaryUnaryMultiCallable] = None
         self._closed = False
+        self._tls_port = TlsPortCheck(config)
 
     def _callable(self) -> grpc.aio.UnaryUnaryMultiCallable:
         if self._closed:
@@ -160,6 +173,11 @@ class GrpcTransport(Transport):
             cancelled = True
         if cancelled:
             raise asyncio.CancelledError()
+        if failure is not None and self._tls_port.worth_asking(
+            failure.failure.kind in (FailureKind.NETWORK, FailureKind.UNREACHABLE)
+            and _HUNG_UP_MARKER in failure.failure.message.lower()
+        ):
+            failure = await self._tls_port.failure() or failure  # plain text to a TLS port?
         if failure is not None:
             raise failure
         try:
@@ -178,8 +196,14 @@ class GrpcTransport(Transport):
         details = redact(exc.details() or "", self.config)
         if code == grpc.StatusCode.UNAVAILABLE:
             lowered = details.lower()
+            if any(marker in lowered for marker in GRPC_HTTP1_MARKERS):
+                return http1_answer(self.endpoint)  # grpc:// to a REST/WebSocket port
+            if GRPC_NO_H2_MARKER in lowered:
+                return no_http2_over_tls(self.endpoint)  # grpcs:// to an HTTPS port
             if any(marker.lower() in lowered for marker in _TLS_MARKERS):
                 kind = FailureKind.TLS
+                if WRONG_VERSION_MARKER in lowered:  # grpcs:// to a plain-text port
+                    details = plain_text_answer(self.endpoint, details)
             elif any(marker in lowered for marker in _UNREACHABLE_MARKERS):
                 kind = FailureKind.UNREACHABLE
             else:
@@ -192,6 +216,7 @@ class GrpcTransport(Transport):
 
     async def close(self) -> None:
         self._closed = True
+        await self._tls_port.close()
         channel, self._channel, self._call = self._channel, None, None
         if channel is not None:
             # Cancels calls still in flight; they fail as closed_failure/CANCELLED.

@@ -27,6 +27,7 @@ from raccoon_beam.transports import (
     redact,
 )
 from raccoon_beam.transports._http import client_error_failure, new_session, request_options
+from raccoon_beam.transports.mismatch import TlsPortCheck
 from raccoon_beam.wire import CONTENT_TYPES, EncodedRequest, decode_response, wire_for_content_type
 
 __all__ = ["RestTransport", "MAX_RESPONSE_BYTES"]
@@ -57,6 +58,7 @@ class RestTransport(Transport):
         self._options = request_options(config)
         self._session: Optional[aiohttp.ClientSession] = None
         self._closed = False
+        self._tls_port = TlsPortCheck(config)
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._closed:
@@ -78,6 +80,7 @@ class RestTransport(Transport):
         # Raised outside the except clause so that it does not keep the
         # library's exception (and the connection it references) alive.
         failure: Optional[SendFailure] = None
+        disconnected = False  # hung up on before any answer: maybe plain text to a TLS port
         try:
             # No redirects: following one would hand the body and the user's
             # headers to another origin; Raccoon never redirects.
@@ -98,11 +101,14 @@ class RestTransport(Transport):
             )
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
             failure = client_error_failure(exc, self.config, http_status=status, retry_after=retry_after)
+            disconnected = isinstance(exc, aiohttp.ServerDisconnectedError) and status is None
         except RuntimeError:
             # aiohttp raises RuntimeError("Session is closed") when close() won the race.
             if not self._closed:
                 raise
             failure = closed_failure(self.endpoint)
+        if failure is not None and self._tls_port.worth_asking(disconnected):
+            failure = await self._tls_port.failure() or failure
         if failure is not None:
             raise failure
         assert status is not None  # set with the body, before anything can fail
@@ -161,6 +167,7 @@ class RestTransport(Transport):
 
     async def close(self) -> None:
         self._closed = True
+        await self._tls_port.close()
         session, self._session = self._session, None
         if session is not None:
             await session.close()

@@ -78,6 +78,7 @@ CLASSIFY_TABLE = [
     ("malformed answer", FailureKind.MALFORMED, dict(), R),
     ("TLS certificate not trusted", FailureKind.TLS, dict(), P),
     ("TLS failure wins over gRPC UNAVAILABLE", FailureKind.TLS, dict(grpc_status="UNAVAILABLE"), P),
+    ("a port speaking another protocol", FailureKind.PROTOCOL, dict(), P),
     ("no fact at all", FailureKind.REFUSED, dict(), R),
 ]
 
@@ -140,6 +141,7 @@ def test_rejects_whole_request(status, whole):
         (FailureKind.REFUSED, False),
         (FailureKind.TOO_LARGE, False),
         (FailureKind.TLS, False),
+        (FailureKind.PROTOCOL, False),
         (FailureKind.MALFORMED, False),
         (FailureKind.UNEXPECTED, False),
     ],

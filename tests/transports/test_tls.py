@@ -102,7 +102,9 @@ def test_plain_client_against_tls_server_fails_clearly(tls_target, make_client):
     plain = tls_target.rest_endpoint.replace("https://", "http://")
     client = make_client(plain, policy=NO_RETRY)
     outcome = client.submit(make_request(Wire.PROTOBUF)).result(30)
-    assert not outcome.ok and (outcome.failure.kind is FailureKind.NETWORK)
+    # The port is asked whether it speaks TLS: a configuration error, named (test_protocol_mismatch.py).
+    assert not outcome.ok and (outcome.failure.kind is FailureKind.PROTOCOL), outcome.failure
+    assert "speaks TLS, not plain text; use https://" in outcome.failure.message
 
 
 @pytest.mark.parametrize("attribute", ["grpc_endpoint", "rest_endpoint", "ws_endpoint"])
