@@ -147,6 +147,7 @@ class Console:
         self._latest_at = float("-inf")
         self._history: Deque[Tuple[float, float]] = collections.deque(maxlen=DEFAULT_HISTORY_SECONDS)
         self._last_point: Optional[Tuple[float, int]] = None
+        self._resets_seen = capture.resets
         self._payload = b""
         self._tick = asyncio.Event()
         self._subscribers = 0
@@ -199,6 +200,10 @@ class Console:
             await asyncio.sleep(DEFAULT_UPDATE_INTERVAL)
 
     def _add_point(self, now: float) -> None:
+        if self._capture.resets != self._resets_seen:  # POST /_emulator/reset: the chart starts again
+            self._resets_seen = self._capture.resets
+            self._history.clear()
+            self._last_point = None
         total = self._counters.snapshot().total_events_accepted
         last = self._last_point
         if last is not None and now > last[0]:

@@ -52,6 +52,9 @@ _FAULT_METHODS = (
     "reject_event_type",
     "fail_publish",
     "clear_fraction",
+    "clear_next",
+    "clear_drops",
+    "allow_event_type",
     "stop_publish_failures",
     "clear",
 )

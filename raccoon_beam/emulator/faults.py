@@ -183,6 +183,26 @@ class Faults:
             ]
             self._refresh()
 
+    def clear_next(self, transport: Optional[str] = None) -> None:
+        """Removes the ``fail_next`` countdowns of exactly this scope (``None``: those for every transport)."""
+        _check_transport(transport)
+        with self._lock:
+            self._next = [rule for rule in self._next if rule.transport != transport]
+            self._refresh()
+
+    def clear_drops(self, transport: Optional[str] = None) -> None:
+        """Removes the ``drop_connection`` countdowns of exactly this scope (``None``: those for every transport)."""
+        _check_transport(transport)
+        with self._lock:
+            self._drops = [rule for rule in self._drops if rule.transport != transport]
+            self._refresh()
+
+    def allow_event_type(self, event_type: str) -> None:
+        """Stops rejecting ``event_type`` (undoes ``reject_event_type``)."""
+        with self._lock:
+            self._rejected_types = self._rejected_types - {event_type}
+            self._refresh()
+
     def stop_publish_failures(self) -> None:
         """Removes what ``fail_publish`` set (countdown, fraction or always)."""
         with self._lock:
@@ -210,8 +230,12 @@ class Faults:
                     for rule in self._fractions
                 ],
                 "next": [
-                    {"transport": scope(rule.transport), "remaining": rule.remaining,
-                     "describe": rule.value.describe()}  # type: ignore[attr-defined]
+                    {
+                        "transport": scope(rule.transport),
+                        "remaining": rule.remaining,
+                        "outcome": rule.value.to_dict(),  # type: ignore[attr-defined]
+                        "describe": rule.value.describe(),  # type: ignore[attr-defined]
+                    }
                     for rule in self._next
                 ],
                 "drops": [

@@ -157,6 +157,24 @@ def test_fault_switch_routes_set_show_and_clear() -> None:
         rules = requests.get(url, timeout=10).json()
         assert rules["fractions"] == [] and rules["latency"] == {} and rules["publish"]["fraction"] == 0.0
         assert emu.faults.active  # the drop countdown is still there
+        # Every kind of rule can be removed by the route, as the console's switches do.
+        for command in (
+            {"method": "fail_next", "args": {"n": 4, "outcome": outcome}},
+            {"method": "reject_event_type", "args": {"event_type": "bad"}},
+        ):
+            assert requests.post(url, json=command, timeout=10).json() == {"ok": True}
+        rules = requests.get(url, timeout=10).json()
+        assert [(r["transport"], r["remaining"], r["outcome"]) for r in rules["next"]] == [("all", 4, outcome)]
+        assert rules["rejected_types"] == ["bad"]
+        for command in (
+            {"method": "clear_next", "args": {}},
+            {"method": "clear_drops", "args": {"transport": "websocket"}},
+            {"method": "allow_event_type", "args": {"event_type": "bad"}},
+        ):
+            assert requests.post(url, json=command, timeout=10).json() == {"ok": True}
+        rules = requests.get(url, timeout=10).json()
+        assert rules["next"] == [] and rules["drops"] == [] and rules["rejected_types"] == []
+        assert not emu.faults.active
         assert requests.post(url, json={"method": "nope"}, timeout=10).status_code == 400
 
 
@@ -251,3 +269,16 @@ def test_reset_clears_what_the_console_shows() -> None:
         kit.grpc(kit.request([("new", b"{}")]).body)
         state = _state_when(emu, lambda s: "new" in s["latest"])
         assert list(state["latest"]) == ["new"] and [t["type"] for t in state["topics"]] == ["new"]
+
+
+def test_reset_clears_the_chart() -> None:
+    with RaccoonEmulator() as emu:
+        kit = Kit(emu)
+        for _ in range(3):
+            kit.grpc(kit.request([("old", b"{}")] * 50).body)
+        _state_when(emu, lambda s: any(rate > 0 for _, rate in s["rate"]))
+        reset_at = time.time()
+        emu.reset()
+        # The next point is a new chart: nothing from before the reset, no rate from the old events.
+        state = _state_when(emu, lambda s: len(s["rate"]) >= 1 and s["rate"][0][0] >= reset_at, timeout=15)
+        assert all(rate == 0 for _, rate in state["rate"])

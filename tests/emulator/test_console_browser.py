@@ -21,7 +21,8 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from raccoon_beam import RetryPolicy, WriteToRaccoon
-from raccoon_beam.emulator import RaccoonEmulator
+from raccoon_beam.emulator import Outcome, RaccoonEmulator
+from raccoon_beam.emulator.process import EmulatorProcess
 from tests.emulator.chromium import chromium
 
 # Where the screenshots go (gitignored); CI keeps them as artifacts.
@@ -173,3 +174,83 @@ def test_console_sets_the_capacity_and_shows_the_buffer(browser: webdriver.Chrom
         _wait(browser, lambda: "gateway_queue_depth must be a positive integer" in _text(browser, "overload-error"),
               "the refusal")
         assert emulator.overload.settings.gateway_queue_depth is None
+
+
+def _number(value: float) -> str:
+    """A number as JavaScript's String() writes it (1.0 -> "1", 0.25 -> "0.25")."""
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def _rule_keys(faults: dict) -> List[str]:
+    """The keys the console gives the rules in force (console.js, ruleLines), from GET /_emulator/faults."""
+    keys = [f"fraction|{r['transport']}|{_number(r['fraction'])}|{r['describe']}" for r in faults["fractions"]]
+    keys += [f"next|{r['transport']}|{r['remaining']}|{r['describe']}" for r in faults["next"]]
+    keys += [f"drop|{r['transport']}|{r['remaining']}|{r['kind']}" for r in faults["drops"]]
+    keys += [f"latency|{scope}|{_number(seconds)}" for scope, seconds in faults["latency"].items()]
+    keys += [f"reject|{event_type}" for event_type in faults["rejected_types"]]
+    publish = faults["publish"]
+    keys += ["publish|always"] if publish["always"] else []
+    keys += [f"publish|next|{publish['next']}"] if publish["next"] else []
+    keys += [f"publish|fraction|{_number(publish['fraction'])}"] if publish["fraction"] else []
+    return sorted(keys)
+
+
+def _shown_rules(driver: webdriver.Chrome) -> List[str]:
+    return sorted(driver.execute_script(
+        "return Array.from(document.querySelectorAll('#faults-in-force li'), (li) => li.dataset.rule);"
+    ))
+
+
+def _switch_on(driver: webdriver.Chrome, switch_id: str) -> bool:
+    return "on" in driver.find_element(By.ID, switch_id).get_attribute("class")
+
+
+def test_console_fault_panel_matches_the_faults_set_by_the_cli_and_the_api(browser: webdriver.Chrome) -> None:
+    cli_faults = [
+        "--fail-fraction", "0.25",  # a 503 share for every transport
+        "--fail-next", "3",
+        "--latency", "0.05",
+        "--reject-event-type", "bad",
+        "--fail-publish-fraction", "0.1",
+    ]
+    with EmulatorProcess(args=cli_faults) as process:
+        # And more through the control route, as a script or another test would.
+        process.fault("fail_fraction", fraction=0.4, outcome=Outcome.http(429, retry_after=2), transport="websocket")
+        process.fault("drop_connection", n=2, transport="grpc")
+        process.fault("add_latency", seconds=0.3, transport="rest")
+        faults = process._call("GET", "/faults")
+        expected = _rule_keys(faults)
+        assert len(expected) == 8, expected
+
+        browser.get(process.console_url)
+        _wait(browser, lambda: _shown_rules(browser) == expected, f"the rules {expected}")
+        # Each switch of a kind in force is on, with the rule's value in its input.
+        for switch in ("all-503", "all-next", "all-slow", "websocket-429", "rest-slow", "grpc-drop"):
+            assert _switch_on(browser, f"switch-{switch}"), switch
+        for switch in ("rest-503", "grpc-429", "grpc-slow", "rest-drop"):
+            assert not _switch_on(browser, f"switch-{switch}"), switch
+        assert _switch_on(browser, "switch-publish") and _switch_on(browser, "switch-reject")
+        values = browser.execute_script(
+            "return ['fault-all-503-share', 'fault-websocket-429-share', 'fault-websocket-429-retry', "
+            "'fault-all-slow-seconds', 'fault-rest-slow-seconds', 'fault-publish-share']"
+            ".map((id) => Number(document.getElementById(id).value));"
+        )
+        assert values == [0.25, 0.4, 2, 0.05, 0.3, 0.1]
+        assert _text(browser, "fault-grpc-drop-pending") == "2 pending"
+        assert _text(browser, "fault-all-next-pending") == "3 pending"
+        _screenshot(browser, "console-faults.png")
+
+        # Removed from the page: the route shows it gone, and the page shows what the route shows.
+        browser.find_element(By.CSS_SELECTOR, '#faults-in-force li[data-rule="reject|bad"] button').click()
+        browser.find_element(By.ID, "fault-all-next").click()
+        _wait(browser, lambda: not process._call("GET", "/faults")["rejected_types"], "the rejection removed")
+        _wait(browser, lambda: not process._call("GET", "/faults")["next"], "the countdown cleared")
+        expected = _rule_keys(process._call("GET", "/faults"))
+        _wait(browser, lambda: _shown_rules(browser) == expected, f"the rules {expected}")
+        assert len(expected) == 6
+
+        # A reset clears every rule, and the page says so.
+        process.reset()
+        _wait(browser, lambda: _shown_rules(browser) == [] and _text(browser, "faults-none") != "", "no rule")
+        assert not _switch_on(browser, "switch-all-503") and not _switch_on(browser, "switch-publish")
+        assert _text(browser, "fault-error") == ""

@@ -36,6 +36,11 @@
 
   // ---------------------------------------------------------------- faults
 
+  // The rules' scopes as GET /_emulator/faults names them: "all" is a rule for every transport
+  // (transport None: what the command line sets without --fail-transport, or the API without one).
+  const SCOPES = ["all", ...TRANSPORTS];
+  const transportOf = (scope) => (scope === "all" ? null : scope);
+
   async function fault(method, args) {
     $("fault-error").textContent = "";
     try {
@@ -56,57 +61,71 @@
 
   const httpOutcome = (status, retryAfter) => ({ kind: "http", status, retry_after: retryAfter, body: "", content_type: "text/plain" });
   const value = (id) => Number($(id).value);
+  const isHttp = (outcome, status) => outcome.kind === "http" && outcome.status === status;
 
-  function fractionRule(transport, status) {
+  function fractionRule(scope, status) {
     if (!state) return null;
-    return state.faults.fractions.find((r) => r.transport === transport && r.outcome.kind === "http" && r.outcome.status === status) || null;
+    return state.faults.fractions.find((r) => r.transport === scope && isHttp(r.outcome, status)) || null;
   }
 
-  function toggleFraction(transport, status, box) {
-    const rule = fractionRule(transport, status);
+  function toggleFraction(scope, status, box) {
+    const rule = fractionRule(scope, status);
     if (box.checked && !rule) {
-      const retryAfter = status === 429 ? value(`fault-${transport}-429-retry`) : null;
-      fault("fail_fraction", { fraction: value(`fault-${transport}-${status}-share`), outcome: httpOutcome(status, retryAfter), transport });
+      const retryAfter = status === 429 ? value(`fault-${scope}-429-retry`) : null;
+      fault("fail_fraction", { fraction: value(`fault-${scope}-${status}-share`), outcome: httpOutcome(status, retryAfter), transport: transportOf(scope) });
     } else if (!box.checked && rule) {
-      fault("clear_fraction", { outcome: rule.outcome, transport });
+      fault("clear_fraction", { outcome: rule.outcome, transport: transportOf(scope) });
     }
+  }
+
+  const numberInput = (id, value, attrs) => el("input", { type: "number", id, value, ...attrs });
+  const share = (id) => numberInput(id, "0.5", { min: "0", max: "1", step: "0.05" });
+
+  function checkbox(id, onChange) {
+    const box = el("input", { type: "checkbox", id });
+    box.addEventListener("change", () => onChange(box));
+    return box;
   }
 
   function buildSwitches() {
-    const grid = el("div", { class: "switches" },
-      el("span", { class: "head", text: "transport" }),
-      el("span", { class: "head", text: "503 / UNAVAILABLE (share)" }),
-      el("span", { class: "head", text: "429 + Retry-After (share, s)" }),
-      el("span", { class: "head", text: "slow answers (s)" }),
-      el("span", { class: "head", text: "drop connections" }));
-    for (const t of TRANSPORTS) {
-      const box503 = el("input", { type: "checkbox", id: `fault-${t}-503` });
-      box503.addEventListener("change", () => toggleFraction(t, 503, box503));
-      const box429 = el("input", { type: "checkbox", id: `fault-${t}-429` });
-      box429.addEventListener("change", () => toggleFraction(t, 429, box429));
-      const boxSlow = el("input", { type: "checkbox", id: `fault-${t}-slow` });
-      boxSlow.addEventListener("change", () => fault("add_latency", { seconds: boxSlow.checked ? value(`fault-${t}-slow-seconds`) : 0, transport: t }));
-      const drop = el("button", { id: `fault-${t}-drop`, type: "button", text: "drop next" });
-      drop.addEventListener("click", () => fault("drop_connection", { n: value(`fault-${t}-drop-n`), transport: t }));
+    const heads = ["scope", "503 / UNAVAILABLE (share)", "429 + Retry-After (share, s)", "slow answers (s)",
+      "fail next N (503)", "drop next N connections"];
+    const grid = el("div", { class: "switches" }, ...heads.map((text) => el("span", { class: "head", text })));
+    for (const scope of SCOPES) {
+      const t = transportOf(scope);
       grid.append(
-        el("span", { class: "mono", text: t }),
-        el("label", { class: "switch", id: `switch-${t}-503` }, box503, el("input", { type: "number", id: `fault-${t}-503-share`, value: "0.5", min: "0", max: "1", step: "0.05" })),
-        el("label", { class: "switch", id: `switch-${t}-429` }, box429, el("input", { type: "number", id: `fault-${t}-429-share`, value: "0.5", min: "0", max: "1", step: "0.05" }),
-          el("input", { type: "number", id: `fault-${t}-429-retry`, value: "1", min: "0", step: "0.5" })),
-        el("label", { class: "switch", id: `switch-${t}-slow` }, boxSlow, el("input", { type: "number", id: `fault-${t}-slow-seconds`, value: "0.2", min: "0", step: "0.05" })),
-        el("span", { class: "switch", id: `switch-${t}-drop` }, drop, el("input", { type: "number", id: `fault-${t}-drop-n`, value: "5", min: "1", step: "1" }),
-          el("span", { id: `fault-${t}-drop-pending`, class: "note" })));
+        el("span", { class: "mono", text: scope === "all" ? "all transports" : scope }),
+        el("label", { class: "switch", id: `switch-${scope}-503` },
+          checkbox(`fault-${scope}-503`, (box) => toggleFraction(scope, 503, box)), share(`fault-${scope}-503-share`)),
+        el("label", { class: "switch", id: `switch-${scope}-429` },
+          checkbox(`fault-${scope}-429`, (box) => toggleFraction(scope, 429, box)), share(`fault-${scope}-429-share`),
+          numberInput(`fault-${scope}-429-retry`, "1", { min: "0", step: "0.5" })),
+        el("label", { class: "switch", id: `switch-${scope}-slow` },
+          checkbox(`fault-${scope}-slow`, (box) => fault("add_latency", { seconds: box.checked ? value(`fault-${scope}-slow-seconds`) : 0, transport: t })),
+          numberInput(`fault-${scope}-slow-seconds`, "0.2", { min: "0", step: "0.05" })),
+        el("label", { class: "switch", id: `switch-${scope}-next` },
+          checkbox(`fault-${scope}-next`, (box) => box.checked
+            ? fault("fail_next", { n: value(`fault-${scope}-next-n`), outcome: httpOutcome(503, null), transport: t })
+            : fault("clear_next", { transport: t })),
+          numberInput(`fault-${scope}-next-n`, "5", { min: "1", step: "1" }), el("span", { id: `fault-${scope}-next-pending`, class: "note" })),
+        el("label", { class: "switch", id: `switch-${scope}-drop` },
+          checkbox(`fault-${scope}-drop`, (box) => box.checked
+            ? fault("drop_connection", { n: value(`fault-${scope}-drop-n`), transport: t })
+            : fault("clear_drops", { transport: t })),
+          numberInput(`fault-${scope}-drop-n`, "5", { min: "1", step: "1" }), el("span", { id: `fault-${scope}-drop-pending`, class: "note" })));
     }
-    const publish = el("input", { type: "checkbox", id: "fault-publish" });
-    publish.addEventListener("change", () => publish.checked
+    const publish = checkbox("fault-publish", (box) => box.checked
       ? fault("fail_publish", { fraction: value("fault-publish-share") })
       : fault("stop_publish_failures", {}));
+    const rejectType = el("input", { type: "text", id: "fault-reject-type", placeholder: "event type" });
+    const reject = el("button", { id: "fault-reject", type: "button", text: "reject" });
+    reject.addEventListener("click", () => rejectType.value && fault("reject_event_type", { event_type: rejectType.value }));
     const clear = el("button", { id: "faults-clear", type: "button", text: "clear all faults" });
     clear.addEventListener("click", () => fault("clear", {}));
     const row = el("div", { class: "publish" },
-      el("label", { class: "switch", id: "switch-publish" }, publish, "publish failures (share)",
-        el("input", { type: "number", id: "fault-publish-share", value: "0.5", min: "0", max: "1", step: "0.05" }),
+      el("label", { class: "switch", id: "switch-publish" }, publish, "publish failures (share)", share("fault-publish-share"),
         el("span", { id: "publish-note", class: "note" })),
+      el("span", { class: "switch", id: "switch-reject" }, "reject an event type (CODE_BAD_REQUEST)", rejectType, reject),
       clear);
     $("fault-switches").replaceChildren(grid, row);
   }
@@ -117,21 +136,80 @@
     box.parentElement.classList.toggle("on", on);
   }
 
+  // A rule's value shown in its input (whoever set it), unless the user is typing there.
+  function setValue(id, v) {
+    if (v !== null && v !== undefined && document.activeElement !== $(id)) $(id).value = v;
+  }
+
+  // Every rule in force, one line each, with a key the browser test compares to GET /_emulator/faults.
+  function ruleLines(f) {
+    const requests = (scope) => (scope === "all" ? "requests (every transport)" : `${scope} requests`);
+    const lines = [];
+    for (const r of f.fractions) {
+      lines.push({ key: `fraction|${r.transport}|${r.fraction}|${r.describe}`, text: `${Math.round(r.fraction * 1000) / 10} % of ${requests(r.transport)}: ${r.describe}`,
+        remove: () => fault("clear_fraction", { outcome: r.outcome, transport: transportOf(r.transport) }) });
+    }
+    for (const r of f.next) {
+      lines.push({ key: `next|${r.transport}|${r.remaining}|${r.describe}`, text: `the next ${r.remaining} ${requests(r.transport)}: ${r.describe}`,
+        remove: () => fault("clear_next", { transport: transportOf(r.transport) }) });
+    }
+    for (const r of f.drops) {
+      lines.push({ key: `drop|${r.transport}|${r.remaining}|${r.kind}`, text: `the next ${r.remaining} ${requests(r.transport)}: connection dropped (${r.kind.replaceAll("_", " ")})`,
+        remove: () => fault("clear_drops", { transport: transportOf(r.transport) }) });
+    }
+    for (const [scope, seconds] of Object.entries(f.latency)) {
+      lines.push({ key: `latency|${scope}|${seconds}`, text: `answers to ${requests(scope)} ${seconds} s late`,
+        remove: () => fault("add_latency", { seconds: 0, transport: transportOf(scope) }) });
+    }
+    for (const type of f.rejected_types) {
+      lines.push({ key: `reject|${type}`, text: `every batch with event type ${type}: CODE_BAD_REQUEST`,
+        remove: () => fault("allow_event_type", { event_type: type }) });
+    }
+    const p = f.publish;
+    const publishes = [];
+    if (p.always) publishes.push({ key: "publish|always", text: "every publish fails" });
+    if (p.next > 0) publishes.push({ key: `publish|next|${p.next}`, text: `the next ${p.next} publishes fail` });
+    if (p.fraction > 0) publishes.push({ key: `publish|fraction|${p.fraction}`, text: `${Math.round(p.fraction * 1000) / 10} % of publishes fail` });
+    for (const line of publishes) lines.push({ ...line, remove: () => fault("stop_publish_failures", {}) });
+    return lines;
+  }
+
+  function renderRules(f) {
+    const lines = ruleLines(f);
+    const items = lines.map((line) => {
+      const remove = el("button", { type: "button", class: "remove", title: "remove this rule", text: "×" });
+      remove.addEventListener("click", line.remove);
+      return el("li", { "data-rule": line.key }, el("span", { text: line.text }), remove);
+    });
+    $("faults-in-force").replaceChildren(...items);
+    $("faults-none").textContent = lines.length ? "" : "none: every request is answered as Raccoon would";
+  }
+
   function renderFaults(s) {
     const f = s.faults;
-    for (const t of TRANSPORTS) {
-      setSwitch(`fault-${t}-503`, !!fractionRule(t, 503));
-      setSwitch(`fault-${t}-429`, !!fractionRule(t, 429));
-      setSwitch(`fault-${t}-slow`, (f.latency[t] || 0) > 0);
-      const pending = f.drops.filter((d) => d.transport === t).reduce((a, d) => a + d.remaining, 0);
-      $(`fault-${t}-drop-pending`).textContent = pending ? `${pending} pending` : "";
-      $(`switch-${t}-drop`).classList.toggle("on", pending > 0);
+    for (const scope of SCOPES) {
+      const rule503 = fractionRule(scope, 503), rule429 = fractionRule(scope, 429);
+      setSwitch(`fault-${scope}-503`, !!rule503);
+      if (rule503) setValue(`fault-${scope}-503-share`, rule503.fraction);
+      setSwitch(`fault-${scope}-429`, !!rule429);
+      if (rule429) { setValue(`fault-${scope}-429-share`, rule429.fraction); setValue(`fault-${scope}-429-retry`, rule429.outcome.retry_after); }
+      const latency = f.latency[scope] || 0;
+      setSwitch(`fault-${scope}-slow`, latency > 0);
+      if (latency > 0) setValue(`fault-${scope}-slow-seconds`, latency);
+      for (const [kind, rules] of [["next", f.next], ["drop", f.drops]]) {
+        const pending = rules.filter((r) => r.transport === scope).reduce((a, r) => a + r.remaining, 0);
+        setSwitch(`fault-${scope}-${kind}`, pending > 0);
+        $(`fault-${scope}-${kind}-pending`).textContent = pending ? `${pending} pending` : "";
+      }
     }
     const publishOn = f.publish.always || f.publish.next > 0 || f.publish.fraction > 0;
     setSwitch("fault-publish", publishOn);
+    if (f.publish.fraction > 0) setValue("fault-publish-share", f.publish.fraction);
+    $("switch-reject").classList.toggle("on", f.rejected_types.length > 0);
     $("publish-note").textContent = s.ack === "sync"
       ? "ack=sync: the client gets CODE_INTERNAL_ERROR"
       : "ack=async: the client got its success; failed batches are lost";
+    renderRules(f);
     const kinds = Object.keys(s.fault_counters).sort();
     fillBody("fault-counters", kinds.map((k) => [k, ...TRANSPORTS.map((t) => num(s.fault_counters[k][t] || 0, `faultcount-${k}-${t}`))]));
   }
