@@ -242,8 +242,8 @@ def test_console_fault_panel_matches_the_faults_set_by_the_cli_and_the_api(brows
 
         # Removed from the page: the route shows it gone, and the page shows what the route shows.
         browser.find_element(By.CSS_SELECTOR, '#faults-in-force li[data-rule="reject|bad"] button').click()
-        browser.find_element(By.ID, "fault-all-next").click()
         _wait(browser, lambda: not process._call("GET", "/faults")["rejected_types"], "the rejection removed")
+        browser.find_element(By.ID, "fault-all-next").click()
         _wait(browser, lambda: not process._call("GET", "/faults")["next"], "the countdown cleared")
         expected = _rule_keys(process._call("GET", "/faults"))
         _wait(browser, lambda: _shown_rules(browser) == expected, f"the rules {expected}")

@@ -174,8 +174,13 @@
     return lines;
   }
 
+  let shownRules = null;  // the keys on the page: the list is rebuilt only when they change
+
   function renderRules(f) {
     const lines = ruleLines(f);
+    const keys = lines.map((line) => line.key).join("\n");
+    if (keys === shownRules) return;  // (a button rebuilt under the pointer would lose its click)
+    shownRules = keys;
     const items = lines.map((line) => {
       const remove = el("button", { type: "button", class: "remove", title: "remove this rule", text: "×" });
       remove.addEventListener("click", line.remove);
