@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Dict
 from raccoon_beam._lazy import lazy_attributes
 
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time, __getattr__ below
+    from raccoon_beam.acknowledgements import EventTypeCount, RaccoonAck
     from raccoon_beam.errors import (
         DeliveryError,
         Failure,
@@ -38,6 +39,8 @@ __all__ = [
     "WriteToRaccoon",
     "WriteToRaccoonResult",
     "RaccoonDeadLetter",
+    "RaccoonAck",
+    "EventTypeCount",
     "RetryPolicy",
     "TlsOptions",
     "CredentialProvider",
@@ -62,6 +65,8 @@ _LAZY: Dict[str, str] = {
     "WriteToRaccoon": "raccoon_beam.io",
     "WriteToRaccoonResult": "raccoon_beam.io",
     "RaccoonDeadLetter": "raccoon_beam.errors",
+    "RaccoonAck": "raccoon_beam.acknowledgements",
+    "EventTypeCount": "raccoon_beam.acknowledgements",
     "RetryPolicy": "raccoon_beam.retry",
     "TlsOptions": "raccoon_beam.transports",
     "CredentialProvider": "raccoon_beam.transports.credentials",

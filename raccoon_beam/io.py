@@ -27,6 +27,7 @@ from apache_beam.transforms.display import DisplayDataItem
 from apache_beam.utils import windowed_value
 from apache_beam.utils.windowed_value import WindowedValue
 
+from raccoon_beam.acknowledgements import RaccoonAck, ack_records
 from raccoon_beam.batching import DEFAULT_MAX_BATCH_BYTES, DEFAULT_MAX_BATCH_SIZE
 from raccoon_beam.delivery import BundleWriter, DeliveryReport, Sender, acquire_sender, release_sender
 from raccoon_beam.errors import STAGE_SEND, DeliveryError, RaccoonDeadLetter
@@ -46,9 +47,11 @@ from raccoon_beam.transports import (
 from raccoon_beam.transports.endpoint import redact_url
 from raccoon_beam.transports.credentials import HeaderValue
 
-__all__ = ["WriteToRaccoon", "WriteToRaccoonResult", "FAILED_TAG", "METRICS_NAMESPACE"]
+__all__ = ["WriteToRaccoon", "WriteToRaccoonResult", "FAILED_TAG", "ACKNOWLEDGED_TAG", "METRICS_NAMESPACE"]
 
 FAILED_TAG = "failed"
+# The main output of the sending DoFns: the ack records when asked for, else nothing.
+ACKNOWLEDGED_TAG = "acknowledged"
 METRICS_NAMESPACE = "raccoon"
 # The key of the events batched across bundles; GroupIntoBatches.WithShardedKey
 # spreads it over the workers' threads.
@@ -63,14 +66,34 @@ class WriteToRaccoonResult:
         was not delivered, in that element's window and with its timestamp.
     """
 
-    def __init__(self, pipeline: beam.Pipeline, failed: PCollection) -> None:
+    def __init__(
+        self, pipeline: beam.Pipeline, failed: PCollection, acknowledged: Optional[PCollection] = None
+    ) -> None:
         self.pipeline = pipeline
         self.failed = failed
+        self._acknowledged = acknowledged
+
+    @property
+    def acknowledged(self) -> PCollection:
+        """With ``acknowledgements=True``: a PCollection of :class:`~raccoon_beam.acknowledgements.RaccoonAck`.
+
+        One record per acknowledged request (per window of its events), with
+        a Beam schema; see :mod:`raccoon_beam.acknowledgements` for its
+        windowing.
+
+        Raises:
+          AttributeError: the sink was made without ``acknowledgements=True``.
+        """
+        if self._acknowledged is None:
+            raise AttributeError("result.acknowledged needs WriteToRaccoon(..., acknowledgements=True)")
+        return self._acknowledged
 
     def __getitem__(self, tag: str) -> PCollection:
-        if tag != FAILED_TAG:
-            raise KeyError(tag)
-        return self.failed
+        if tag == FAILED_TAG:
+            return self.failed
+        if tag == ACKNOWLEDGED_TAG and self._acknowledged is not None:
+            return self._acknowledged
+        raise KeyError(tag)
 
 
 class WriteToRaccoon(beam.PTransform):
@@ -144,6 +167,10 @@ class WriteToRaccoon(beam.PTransform):
         ignored by every transport, gRPC included.
       fail_on_error: raise in the bundle instead of dead-lettering, so that
         the runner retries the bundle.
+      acknowledgements: also output ``result.acknowledged``, one
+        :class:`~raccoon_beam.acknowledgements.RaccoonAck` per acknowledged
+        request (see docs/acknowledgements.md); off by default, when no
+        per-request record is made.
 
     Raises:
       ValueError: an option is invalid (bad endpoint, unknown serializer,
@@ -180,6 +207,7 @@ class WriteToRaccoon(beam.PTransform):
         secret_headers: Sequence[str] = (),
         proxy: Optional[str] = None,
         fail_on_error: bool = False,
+        acknowledgements: bool = False,
     ) -> None:
         super().__init__()
         self._options = WriteOptions(
@@ -210,6 +238,7 @@ class WriteToRaccoon(beam.PTransform):
             secret_headers=tuple(secret_headers),
             proxy=proxy,
             fail_on_error=fail_on_error,
+            acknowledgements=acknowledgements,
         )
 
     @property
@@ -221,10 +250,8 @@ class WriteToRaccoon(beam.PTransform):
         # The serializer may depend on the input's Beam schema (a derived Avro schema).
         options = self._options.for_element_type(pcoll.element_type)
         if options.max_buffering_duration is None:
-            outputs = pcoll | "WriteEvents" >> beam.ParDo(_WriteEventsFn(options)).with_outputs(
-                FAILED_TAG, main="unused"
-            )
-            return WriteToRaccoonResult(pcoll.pipeline, outputs[FAILED_TAG])
+            outputs = pcoll | "WriteEvents" >> _sending(_WriteEventsFn(options), options)
+            return WriteToRaccoonResult(pcoll.pipeline, outputs[FAILED_TAG], _acknowledged(outputs, options))
         prepared = pcoll | "BuildEvents" >> beam.ParDo(_BuildEventsFn(options)).with_output_types(
             Tuple[str, Any]  # GroupIntoBatches.WithShardedKey needs a keyed type
         ).with_outputs(FAILED_TAG, main="events")
@@ -236,10 +263,10 @@ class WriteToRaccoon(beam.PTransform):
                 max_buffering_duration_secs=options.max_buffering_duration,
                 clock=options.buffering_clock,
             )
-            | "WriteBatches" >> beam.ParDo(_WriteBatchesFn(options)).with_outputs(FAILED_TAG, main="unused")
+            | "WriteBatches" >> _sending(_WriteBatchesFn(options), options)
         )
         failed = (prepared[FAILED_TAG], sent[FAILED_TAG]) | "AllDeadLetters" >> beam.Flatten()
-        return WriteToRaccoonResult(pcoll.pipeline, failed)
+        return WriteToRaccoonResult(pcoll.pipeline, failed, _acknowledged(sent, options))
 
     def display_data(self) -> Dict[str, Any]:
         options = self._options
@@ -258,6 +285,8 @@ class WriteToRaccoon(beam.PTransform):
         }
         for name, value in options.serializer_display.items():
             data[name] = DisplayDataItem(value, label=_SERIALIZER_LABELS.get(name, name))
+        if options.acknowledgements:
+            data["acknowledgements"] = DisplayDataItem(True, label="Acknowledgement output")
         if options.max_event_bytes is not None:
             data["max_event_bytes"] = DisplayDataItem(options.max_event_bytes, label="Max event bytes")
         if options.max_buffering_duration is not None:
@@ -277,6 +306,32 @@ _SERIALIZER_LABELS = {
     "avro_schema_name": "Avro schema name",
     "avro_schema_fingerprint": "Avro schema fingerprint",
 }
+
+
+def _sending(fn: beam.DoFn, options: WriteOptions) -> beam.PTransform:
+    """The ParDo of a sending DoFn: dead letters tagged, ack records (if asked for) on the main output."""
+    if not options.acknowledgements:
+        return beam.ParDo(fn).with_outputs(FAILED_TAG, main="unused")
+    return beam.ParDo(fn).with_output_types(RaccoonAck).with_outputs(FAILED_TAG, main=ACKNOWLEDGED_TAG)
+
+
+def _acknowledged(outputs: Any, options: WriteOptions) -> Optional[PCollection]:
+    """``result.acknowledged``: the sending DoFn's main output, through one plain Map.
+
+    The Map is there because Beam (2.77) loses what a DoFn outputs from
+    ``finish_bundle`` when it goes straight into a fused batched DoFn, such
+    as ``beam.io.WriteToJson``'s pandas conversion: without it, a pipeline
+    writing the acks to JSON would silently write none of those. It costs one
+    call per acknowledged request.
+    """
+    if not options.acknowledgements:
+        return None
+    return outputs[ACKNOWLEDGED_TAG] | "Acknowledged" >> beam.Map(_same).with_output_types(RaccoonAck)
+
+
+def _same(ack: RaccoonAck) -> RaccoonAck:
+    return ack
+
 
 _EVENTS_DEAD_LETTERED = "events_dead_lettered"
 
@@ -343,6 +398,8 @@ class _SendingFn(beam.DoFn):
         self._writer: Optional[BundleWriter[Any]] = None
         self._metrics: Optional[_Metrics] = None
         self._dead_letters: List[WindowedValue] = []
+        # Ack records (acknowledgements=True), for the main output.
+        self._acks: List[WindowedValue] = []
         # The window, timestamp and pane of the bundle's elements, as a
         # WindowedValue of None; set by the first chunk of a bundle.
         self._windowing: Optional[WindowedValue] = None
@@ -350,9 +407,16 @@ class _SendingFn(beam.DoFn):
     def setup(self) -> None:
         options = self._options
         self._sender = acquire_sender(options.transport, options.retry)
-        self._writer = BundleWriter(self._sender, options.wire_type, options.max_batch_size, options.max_batch_bytes)
+        self._writer = BundleWriter(
+            self._sender,
+            options.wire_type,
+            options.max_batch_size,
+            options.max_batch_bytes,
+            acknowledgements=options.acknowledgements,
+        )
         self._metrics = _Metrics()
         self._dead_letters = []
+        self._acks = []
 
     def start_bundle(self) -> None:
         # A bundle that failed half-way left its batches behind; the runner
@@ -360,9 +424,10 @@ class _SendingFn(beam.DoFn):
         assert self._writer is not None
         self._writer.discard()
         self._dead_letters = []
+        self._acks = []
         self._windowing = None
 
-    def finish_bundle(self) -> Iterable[TaggedOutput]:
+    def finish_bundle(self) -> Iterable[Any]:
         assert self._writer is not None
         try:
             self._record(self._writer.finish())
@@ -372,6 +437,8 @@ class _SendingFn(beam.DoFn):
         dead_letters, self._dead_letters = self._dead_letters, []
         for letter in dead_letters:
             yield TaggedOutput(FAILED_TAG, letter)
+        acks, self._acks = self._acks, []
+        yield from acks
 
     def teardown(self) -> None:
         if self._writer is not None:
@@ -381,8 +448,8 @@ class _SendingFn(beam.DoFn):
             release_sender(self._sender)
             self._sender = None
 
-    def _ready_dead_letters(self) -> Optional[Tuple[TaggedOutput, ...]]:
-        """The dead letters of the batches that finished, as outputs of ``process``.
+    def _ready_dead_letters(self) -> Optional[Tuple[Any, ...]]:
+        """The dead letters (and ack records) of the batches that finished, as outputs of ``process``.
 
         Emitting them as soon as their batch finishes, rather than at the end
         of the bundle, keeps memory bounded when a bundle is large and the
@@ -392,10 +459,11 @@ class _SendingFn(beam.DoFn):
         assert self._writer is not None
         if self._writer.finished:
             self._record(self._writer.take_finished())
-        if not self._dead_letters:
+        if not self._dead_letters and not self._acks:
             return None
         dead_letters, self._dead_letters = self._dead_letters, []
-        return tuple(TaggedOutput(FAILED_TAG, letter) for letter in dead_letters)
+        acks, self._acks = self._acks, []
+        return tuple(TaggedOutput(FAILED_TAG, letter) for letter in dead_letters) + tuple(acks)
 
     def _windowed(self, source: Any) -> WindowedValue:
         """The WindowedValue of an event's source: itself, or the element in the bundle's windowing."""
@@ -409,6 +477,10 @@ class _SendingFn(beam.DoFn):
         assert metrics is not None
         for report in reports:
             metrics.record(report)
+            if report.acked:
+                kind = self._options.transport.kind
+                for acked in report.acked:
+                    self._acks.extend(ack_records(acked, kind, self._windowed))
             for failed in report.failures:
                 if self._options.fail_on_error:
                     raise DeliveryError(f"{len(failed.sources)} event(s) were not delivered: {failed.reason}")

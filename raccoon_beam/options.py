@@ -70,6 +70,7 @@ class WriteOptions:
     secret_headers: Sequence[str] = ()
     proxy: Optional[str] = None
     fail_on_error: bool = False
+    acknowledgements: bool = False
     # The processing-time clock of the buffering timer, as in GroupIntoBatches: not a
     # parameter of WriteToRaccoon; tests with TestStream replace it with a fake one.
     buffering_clock: Callable[[], float] = time.time
@@ -97,8 +98,9 @@ class WriteOptions:
             raise TypeError(f"retry must be a RetryPolicy, got {type(self.retry).__name__}")
         if not isinstance(self.tls, TlsOptions):
             raise TypeError(f"tls must be a TlsOptions, got {type(self.tls).__name__}")
-        if not isinstance(self.fail_on_error, bool):
-            raise TypeError(f"fail_on_error must be True or False, got {self.fail_on_error!r}")
+        for flag in ("fail_on_error", "acknowledgements"):
+            if not isinstance(getattr(self, flag), bool):
+                raise TypeError(f"{flag} must be True or False, got {getattr(self, flag)!r}")
         transport = TransportConfig(
             endpoint=self.endpoint,
             wire=self.wire,

@@ -11,7 +11,7 @@
 
 from raccoon_beam.delivery.bisection import deliver
 from raccoon_beam.delivery.bundle import BundleWriter
-from raccoon_beam.delivery.report import DeliveryReport, FailedEvents, SendOutcome, dead_letter_reason
+from raccoon_beam.delivery.report import AckedRequest, DeliveryReport, FailedEvents, SendOutcome, dead_letter_reason
 from raccoon_beam.delivery.sender import Sender, send_with_retry
 from raccoon_beam.delivery.shared import acquire_sender, release_sender
 
@@ -22,6 +22,7 @@ __all__ = [
     "deliver",
     "DeliveryReport",
     "FailedEvents",
+    "AckedRequest",
     "SendOutcome",
     "dead_letter_reason",
     "acquire_sender",

@@ -16,7 +16,7 @@ import time
 from typing import Awaitable, Callable, Optional, Tuple, TypeVar
 
 from raccoon_beam.batching import Batch, split_batch
-from raccoon_beam.delivery.report import DeliveryReport, FailedEvents, SendOutcome
+from raccoon_beam.delivery.report import AckedRequest, DeliveryReport, FailedEvents, SendOutcome
 from raccoon_beam.errors import Failure
 from raccoon_beam.retry import Verdict, rejects_whole_request
 from raccoon_beam.wire import EncodedRequest, Wire, encode_batch
@@ -34,6 +34,8 @@ async def deliver(
     send: SendFn,
     wire: Wire,
     report: Optional[DeliveryReport[S]] = None,
+    *,
+    acknowledgements: bool = False,
 ) -> DeliveryReport[S]:
     """Delivers one batch, splitting it as the failures require.
 
@@ -42,13 +44,15 @@ async def deliver(
       send: sends one encoded request with retries.
       wire: the wire type to encode requests in.
       report: the report to add to (the halves of a split share one).
+      acknowledgements: list each acknowledged request in ``report.acked``
+        (only for a new report; otherwise the report says).
 
     Returns:
       The report: acknowledged events, and every undelivered event with the
       failure that stopped it. Each event is in exactly one of the two.
     """
     if report is None:
-        report = DeliveryReport(events=len(batch))
+        report = DeliveryReport(events=len(batch), acked=[] if acknowledgements else None)
     request, outcome = await _send(batch, send, wire, report)
     if not outcome.ok:
         await _settle(batch, request, outcome, send, wire, report)
@@ -69,6 +73,18 @@ async def _send(
     if outcome.ok:
         report.acknowledged += len(batch)
         report.latencies_ms.append(int((time.monotonic() - started) * 1000))
+        if report.acked is not None:
+            report.acked.append(
+                AckedRequest(
+                    request.req_guid,
+                    batch.sources,
+                    batch.event_types,
+                    len(request.body),
+                    outcome.attempts,
+                    outcome.conn_id,
+                    time.time(),
+                )
+            )
     return request, outcome
 
 

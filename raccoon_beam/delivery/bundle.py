@@ -34,10 +34,14 @@ class BundleWriter(Generic[S]):
     Args:
       sender: where batches go.
       wire, max_batch_size, max_batch_bytes: the batches' wire type and limits.
+      acknowledgements: list the acknowledged requests in the reports (``acked``).
     """
 
-    def __init__(self, sender: Sender, wire: Wire, max_batch_size: int, max_batch_bytes: int) -> None:
+    def __init__(
+        self, sender: Sender, wire: Wire, max_batch_size: int, max_batch_bytes: int, acknowledgements: bool = False
+    ) -> None:
         self._sender = sender
+        self._acknowledgements = acknowledgements
         self._pending: Set["concurrent.futures.Future[DeliveryReport[S]]"] = set()
         # Appended to by the sender's loop as deliveries finish; a deque
         # because appending and popping from two threads is safe.
@@ -86,6 +90,6 @@ class BundleWriter(Generic[S]):
         self.finished.clear()
 
     def _start(self, batch: Batch[S]) -> None:
-        future = self._sender.deliver(batch)
+        future = self._sender.deliver(batch, acknowledgements=self._acknowledgements)
         self._pending.add(future)
         future.add_done_callback(self.finished.append)

@@ -13,7 +13,7 @@ from raccoon_beam._proto import raccoon_pb2
 from raccoon_beam.errors import Failure
 from raccoon_beam.retry import Verdict
 
-__all__ = ["SendOutcome", "FailedEvents", "DeliveryReport", "dead_letter_reason"]
+__all__ = ["SendOutcome", "FailedEvents", "AckedRequest", "DeliveryReport", "dead_letter_reason"]
 
 S = TypeVar("S")
 
@@ -28,6 +28,7 @@ class SendOutcome:
       verdict: the classification of ``failure`` (None on success).
       attempts: how many times the request was sent.
       waited: seconds spent backing off between attempts.
+      conn_id: the id of the connection that acknowledged it ("" on failure).
     """
 
     response: Optional[raccoon_pb2.SendEventResponse]
@@ -35,6 +36,7 @@ class SendOutcome:
     verdict: Optional[Verdict]
     attempts: int
     waited: float = 0.0
+    conn_id: str = ""
 
     @property
     def ok(self) -> bool:
@@ -67,6 +69,24 @@ class FailedEvents(Generic[S]):
 
 
 @dataclasses.dataclass
+class AckedRequest(Generic[S]):
+    """One acknowledged request, for the acknowledgement output (made only when it is asked for).
+
+    ``sources`` and ``event_types`` are the batch's own lists (no copy):
+    counting per type and per window happens on the bundle's thread.
+    """
+
+    req_guid: str
+    sources: List[S]
+    event_types: List[str]
+    bytes: int
+    attempts: int
+    conn_id: str
+    ack_time: float
+    """When the ack arrived, in seconds since the epoch."""
+
+
+@dataclasses.dataclass
 class DeliveryReport(Generic[S]):
     """What happened to one batch, for metrics and dead letters.
 
@@ -82,6 +102,8 @@ class DeliveryReport(Generic[S]):
     bytes_sent: int = 0
     latencies_ms: List[int] = dataclasses.field(default_factory=list)
     failures: List[FailedEvents[S]] = dataclasses.field(default_factory=list)
+    acked: Optional[List[AckedRequest[S]]] = None
+    """The acknowledged requests, when acknowledgements were asked for (None otherwise)."""
 
 
 def dead_letter_reason(failure: Failure, verdict: Verdict, attempts: int) -> str:

@@ -86,7 +86,7 @@ async def send_with_retry(
     # the retry machinery costs more than the call itself.
     response, failure, sends = await _attempt(transport, request)
     if failure is None:
-        return SendOutcome(response, None, None, sends)
+        return SendOutcome(response, None, None, sends, conn_id=transport.conn_id)
     verdict = classify(failure)
     if verdict is not Verdict.RETRY or policy.max_attempts == 1:
         return SendOutcome(None, failure, verdict, sends)
@@ -114,7 +114,7 @@ async def send_with_retry(
                     raise SendFailure.carrying(failure)  # tenacity decides on exceptions
     except SendFailure as exc:
         return SendOutcome(None, exc.failure, classify(exc.failure), attempts, waited)
-    return SendOutcome(response, None, None, attempts, waited)
+    return SendOutcome(response, None, None, attempts, waited, conn_id=transport.conn_id)
 
 
 async def _attempt(transport: Transport, request: EncodedRequest) -> Tuple[Any, Optional[Failure], int]:
@@ -244,10 +244,17 @@ class Sender:
     def closed(self) -> bool:
         return self._closed
 
-    def deliver(self, batch: Batch[S]) -> "concurrent.futures.Future[DeliveryReport[S]]":
+    def deliver(
+        self, batch: Batch[S], *, acknowledgements: bool = False
+    ) -> "concurrent.futures.Future[DeliveryReport[S]]":
         """Starts delivering ``batch`` (with retries and bisection).
 
         Blocks while ``max_in_flight`` batches or requests are under way.
+
+        Args:
+          batch: the events and their sources.
+          acknowledgements: list each acknowledged request in the report's
+            ``acked`` (for the acknowledgement output).
 
         Returns:
           A future of the batch's report, in which every event is either
@@ -256,7 +263,7 @@ class Sender:
         Raises:
           RuntimeError: the sender is closed.
         """
-        return self._start(self._deliver(batch))
+        return self._start(self._deliver(batch, acknowledgements))
 
     def submit(self, request: EncodedRequest) -> "concurrent.futures.Future[SendOutcome]":
         """Sends one encoded request (with retries, no bisection); blocks like :meth:`deliver`.
@@ -308,8 +315,8 @@ class Sender:
             coro.close()
             raise RuntimeError(f"{self!r} is closed")
 
-    async def _deliver(self, batch: Batch[S]) -> DeliveryReport[S]:
-        report = await deliver(batch, self._send, self._wire)
+    async def _deliver(self, batch: Batch[S], acknowledgements: bool) -> DeliveryReport[S]:
+        report = await deliver(batch, self._send, self._wire, acknowledgements=acknowledgements)
         for failed in report.failures:
             self._dead_letters.record(len(failed.sources), _with_code(failed.reason, failed.failure))
         return report

@@ -30,6 +30,9 @@ class Transport(abc.ABC):
     loop that calls it. Requests may be sent concurrently.
     """
 
+    conn_id: str = ""
+    """The id of the connection requests go out on now (set by each transport)."""
+
     def __init__(self, config: TransportConfig) -> None:
         self.config = config
         self.endpoint = config.parsed_endpoint
