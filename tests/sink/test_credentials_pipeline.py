@@ -11,6 +11,7 @@ import apache_beam as beam
 import pytest
 from apache_beam.portability import common_urns
 from apache_beam.portability.api import beam_runner_api_pb2
+from apache_beam.transforms.display import DisplayData
 
 from raccoon_beam import FromEnv, FromFile, WriteToRaccoon
 
@@ -94,6 +95,8 @@ def test_no_provided_value_is_in_the_pipeline_proto_or_the_pickled_dofns(emulato
     key_file.write_text("file-secret-6502\n")
     headers = {"Authorization": FromEnv("RACCOON_PIPELINE_TOKEN", prefix="Bearer "), "X-Api-Key": FromFile(key_file)}
     pipeline = _write_pipeline(emulator, headers)
+    shown = repr(DisplayData.create_from(WriteToRaccoon(emulator.rest_endpoint, event_type="x", headers=headers)).items)
+    assert "Authorization" in shown and "secret" not in shown
     proto = pipeline.to_runner_api().SerializeToString()
     pickled = _pickled_dofns(pipeline)
     for secret in (b"env-secret-8086", b"file-secret-6502"):
