@@ -56,31 +56,34 @@ def _docstring_args(obj: Any) -> Dict[str, str]:
     return args
 
 
-@functools.lru_cache(maxsize=None)
-def _constant_comments() -> Dict[str, str]:
-    """``DEFAULT_*`` constant -> the comment that gives its reason, from the package's sources.
+def _module_path(module: str) -> pathlib.Path:
+    path = ROOT / module.replace(".", "/")
+    return path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
 
-    The comment block right above the assignment, or the comment at its end.
+
+@functools.lru_cache(maxsize=None)
+def constant_comment(module: str, name: str) -> str:
+    """The comment that gives the reason of constant ``name`` as ``module`` sees it.
+
+    The comment block right above its assignment, or the comment at its end,
+    in the module that assigns it: followed through ``from ... import name``.
     """
-    comments: Dict[str, str] = {}
-    assignment = re.compile(r"^(DEFAULT_[A-Z0-9_]+)\s*(?::[^=]*)?=[^#]*(?:#\s*(?P<trailing>.*))?$")
-    for path in sorted(PACKAGE.rglob("*.py")):
-        if "_proto" in path.parts:
-            continue
-        lines = path.read_text(encoding="utf-8").splitlines()
-        for number, line in enumerate(lines):
-            match = assignment.match(line)
-            if not match or match.group(1) in comments:
-                continue
+    source = _module_path(module).read_text(encoding="utf-8")
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.ImportFrom) and node.module and any(alias.name == name for alias in node.names):
+            return constant_comment(node.module, name)
+    lines = source.splitlines()
+    assignment = re.compile(rf"^{name}\s*(?::[^=]*)?=[^#]*(?:#\s*(?P<trailing>.*))?$")
+    for number, line in enumerate(lines):
+        match = assignment.match(line)
+        if match:
             above: List[str] = []
             index = number - 1
             while index >= 0 and lines[index].startswith("#"):
                 above.insert(0, lines[index].lstrip("# ").rstrip())
                 index -= 1
-            text = " ".join(above) or (match.group("trailing") or "").strip()
-            if text:
-                comments[match.group(1)] = text
-    return comments
+            return " ".join(above) or (match.group("trailing") or "").strip()
+    return ""
 
 
 def _default_expressions(function: Callable[..., Any]) -> Dict[str, str]:
@@ -116,7 +119,6 @@ def write_parameters() -> List[Parameter]:
     signature = inspect.signature(WriteToRaccoon.__init__)
     docs = _docstring_args(WriteToRaccoon)
     expressions = _default_expressions(WriteToRaccoon.__init__)
-    comments = _constant_comments()
     rows = []
     for name, parameter in signature.parameters.items():
         if name == "self":
@@ -129,7 +131,7 @@ def write_parameters() -> List[Parameter]:
             if expression.startswith("DEFAULT_"):
                 default = f"`{parameter.default!r}` (`{expression}`)"
         expression = expressions.get(name, "")
-        reason = comments.get(expression, "") if expression.startswith("DEFAULT_") else ""
+        reason = constant_comment(WriteToRaccoon.__module__, expression) if expression.startswith("DEFAULT_") else ""
         rows.append(Parameter(name, default, docs.get(name, ""), reason))
     return rows
 

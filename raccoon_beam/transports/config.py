@@ -42,9 +42,16 @@ __all__ = [
 # batch is in Kafka, which takes seconds under back-pressure (the 1 s default
 # of some official clients turns a slow broker into duplicate deliveries).
 DEFAULT_TIMEOUT = 30.0
+# Enough requests in flight that a round trip overlaps the next batches, few
+# enough that a fleet of worker processes does not fill Raccoon's buffer of
+# requests (100 by default) on its own.
 DEFAULT_MAX_IN_FLIGHT = 4
+# X-User-ID: the connection-id header of Raccoon's sample configuration
+# (SERVER_WEBSOCKET_CONN_ID_HEADER); gRPC requires it, as lower-cased metadata.
 DEFAULT_CONN_ID_HEADER = protocol.CONN_ID_HEADER
+# X-User-Group: the group header of Raccoon's sample configuration (SERVER_WEBSOCKET_CONN_GROUP_HEADER).
 DEFAULT_GROUP_HEADER = protocol.GROUP_HEADER
+# Connection ids read "raccoon-beam-<uuid>" in Raccoon's logs and metrics: whose connection it is.
 DEFAULT_CONN_ID_PREFIX = "raccoon-beam"
 # Header values never shown in reprs, logs or failure messages.
 DEFAULT_SECRET_HEADERS: Tuple[str, ...] = (
