@@ -284,6 +284,8 @@ class _TypeFailure:
 
 
 def _type_failure(exc: Exception) -> EventRejected:
+    if isinstance(exc, EventRejected):  # a callable of this package that explains itself (a missing field)
+        return EventRejected(exc.stage, exc.reason, exc.event_type)
     return EventRejected(STAGE_SERIALIZE, f"event_type callable failed: {_reason(exc)}")
 
 

@@ -1,36 +1,41 @@
 """Beam YAML entry point: ``type: WriteToRaccoon`` through Beam's inline Python provider.
 
-A pipeline declares the provider (or includes :data:`PROVIDERS_FILE`, which
-holds the same list)::
+A pipeline includes :data:`PROVIDERS_FILE` (or declares the same provider)::
 
     providers:
-      - type: python
-        config: {}
-        transforms:
-          WriteToRaccoon: raccoon_beam.yaml.WriteToRaccoon
+      - include: <raccoon_beam/yaml_providers.yaml>
 
-and writes a schema'd PCollection::
+and writes a schema'd PCollection, with the option names of Beam YAML's own
+IOs (``format``, ``schema``, ``message_name``, ``file_descriptor_path``) and
+every other option of :class:`raccoon_beam.WriteToRaccoon` under its own name
+(:mod:`raccoon_beam.yaml_options`)::
 
     - type: WriteToRaccoon
       input: ReadClicks
       config:
-        endpoint: grpc://raccoon:8081
+        endpoint: grpcs://raccoon:8443
         event_type_field: event_name
-        serializer: json
+        format: JSON
+        tls: {ca_certs: /etc/raccoon/ca.pem}
+        headers:
+          Authorization: {env: RACCOON_TOKEN, prefix: "Bearer "}
         error_handling:
           output: dead_letters
 
 Dead letters follow Beam YAML's ``error_handling`` convention: with
-``error_handling: {output: NAME}`` they are the transform's output ``NAME``,
-as rows of the :class:`~raccoon_beam.errors.RaccoonDeadLetter` fields
-(``element``, ``event_type``, ``stage``, ``error``, ``code``, ``attempts``,
-``req_guid``); without it, the first element that cannot be delivered fails
-the pipeline, as Beam YAML's own transforms do.
+``error_handling: {output: NAME}`` they are the output ``NAME``, rows of
+Beam's error shape ``(element, msg, stack)`` (``stack`` is empty: a dead
+letter is a verdict, not an exception) with the rest of the
+:class:`~raccoon_beam.errors.RaccoonDeadLetter` beside it (``event_type``,
+``stage``, ``code``, ``attempts``, ``req_guid``, ...); without it, the first
+element that cannot be delivered fails the pipeline, as Beam YAML's own
+transforms do.
 """
 
 from __future__ import annotations
 
 import pathlib
+import typing
 from typing import Any, Dict, Mapping, Optional
 
 import apache_beam as beam
@@ -38,20 +43,24 @@ from apache_beam.pvalue import PCollection
 from apache_beam.typehints.row_type import RowTypeConstraint
 
 from raccoon_beam import io as raccoon_io
-from raccoon_beam.batching import DEFAULT_MAX_BATCH_BYTES, DEFAULT_MAX_BATCH_SIZE
-from raccoon_beam.errors import RaccoonDeadLetter
-from raccoon_beam.retry import RetryPolicy
-from raccoon_beam.transports import DEFAULT_MAX_IN_FLIGHT, DEFAULT_TIMEOUT
-from raccoon_beam.transports.credentials import header_value_from_config
+from raccoon_beam.errors import STAGE_SERIALIZE, RaccoonDeadLetter
+from raccoon_beam.events import EventRejected
+from raccoon_beam.yaml_options import sink_arguments, yaml_docstring, yaml_signature
 
-__all__ = ["WriteToRaccoon", "PROVIDERS_FILE", "EventTypeField", "dead_letter_row_type"]
+__all__ = ["WriteToRaccoon", "PROVIDERS_FILE", "PACKAGED_PROVIDERS_FILE", "EventTypeField", "dead_letter_row_type"]
 
 PROVIDERS_FILE = pathlib.Path(__file__).resolve().parent / "yaml_providers.yaml"
 """A Beam YAML providers file declaring ``WriteToRaccoon``, for ``providers: [{include: ...}]``."""
 
+PACKAGED_PROVIDERS_FILE = pathlib.Path(__file__).resolve().parent / "yaml_providers_packages.yaml"
+"""The same transforms with ``packages: [raccoon-beam]``: Beam YAML installs the package itself."""
+
 
 class EventTypeField:
     """The event type read from a field of each element (a Row, or a dict).
+
+    An element without the field, or with a null there, is dead-lettered with
+    a reason naming the field.
 
     Args:
       name: the field's name.
@@ -65,11 +74,23 @@ class EventTypeField:
 
     def __call__(self, element: Any) -> Any:
         if isinstance(element, Mapping):
-            return element[self.name]
-        return getattr(element, self.name)
+            value = element.get(self.name)
+            missing = self.name not in element
+        else:
+            value = getattr(element, self.name, None)
+            missing = not hasattr(element, self.name)
+        if value is None:
+            state = "missing from the element" if missing else "null"
+            raise EventRejected(STAGE_SERIALIZE, f"event_type_field {self.name!r} is {state}")
+        return value
 
     def __reduce__(self):
         return (EventTypeField, (self.name,))
+
+
+_LETTER_TYPES = typing.get_type_hints(RaccoonDeadLetter)
+# The dead letter's fields that go beside Beam's (element, msg, stack): all but those two.
+_EXTRA_FIELDS = tuple(name for name in RaccoonDeadLetter._fields if name not in ("element", "error"))
 
 
 def dead_letter_row_type(element_type: Any) -> RowTypeConstraint:
@@ -79,135 +100,95 @@ def dead_letter_row_type(element_type: Any) -> RowTypeConstraint:
       element_type: the input PCollection's element type.
 
     Returns:
-      A row type with the fields of :class:`~raccoon_beam.errors.RaccoonDeadLetter`.
+      Beam YAML's error row ``(element, msg, stack)``, then the other fields
+      of :class:`~raccoon_beam.errors.RaccoonDeadLetter`.
     """
-    return RowTypeConstraint.from_fields([
-        ("element", element_type),
-        ("event_type", Optional[str]),
-        ("stage", str),
-        ("error", str),
-        ("code", Optional[str]),
-        ("attempts", int),
-        ("req_guid", Optional[str]),
-    ])
+    return RowTypeConstraint.from_fields(
+        [("element", element_type), ("msg", str), ("stack", str)]
+        + [(name, _LETTER_TYPES[name]) for name in _EXTRA_FIELDS]
+    )
 
 
 def _as_row(letter: RaccoonDeadLetter) -> beam.Row:
     return beam.Row(
         element=letter.element,
-        event_type=letter.event_type,
-        stage=letter.stage,
-        error=letter.error,
-        code=None if letter.code is None else str(letter.code),
-        attempts=letter.attempts,
-        req_guid=letter.req_guid,
+        msg=letter.error,
+        stack="",
+        **{name: getattr(letter, name) for name in _EXTRA_FIELDS},
     )
 
 
 class WriteToRaccoon(beam.PTransform):
     """Writes each row to Raccoon as one event (Beam YAML's ``WriteToRaccoon``).
 
+    Every option of :class:`raccoon_beam.WriteToRaccoon` is accepted under
+    its own name (``max_batch_size``, ``wire``, ``group``, ``proxy``, ...);
+    the ones below are spelled as Beam YAML's IOs spell them, or hold what a
+    YAML file can write.
+
     Args:
-      endpoint: ``grpc://host:port``, ``http(s)://host:port`` or ``ws(s)://host:port``.
+      endpoint: ``grpc(s)://host:port``, ``http(s)://host:port`` or ``ws(s)://host:port``.
       event_type: a constant event type.
       event_type_field: the field whose value is each row's event type
         (instead of ``event_type``).
-      serializer: ``json``, ``protobuf`` (with ``message_type``), ``avro``
-        (schema derived from the rows' schema unless ``avro_schema``) or ``bytes``.
-      wire: ``protobuf`` or ``json`` (REST and WebSocket only).
-      message_type: the full name of the protobuf message rows are converted to.
-      descriptor_set: the FileDescriptorSet file defining ``message_type``
-        (``protoc --descriptor_set_out --include_imports``).
-      ignore_unknown_fields: with ``message_type``, skip row fields the
-        message does not have instead of dead-lettering the row.
-      avro_schema: an Avro schema (a mapping or JSON string) instead of the derived one.
-      max_batch_size: the most events in one request.
-      max_batch_bytes: the most bytes in one encoded request.
-      max_event_bytes: the largest serialized event.
-      max_buffering_duration: seconds; batch across bundles (streaming).
+      format: ``JSON`` (default), ``AVRO``, ``PROTO`` or ``RAW``, as in Beam
+        YAML's IOs (any case).
+      schema: with ``AVRO``, the Avro schema (a mapping or JSON string);
+        by default derived from the rows' schema.
+      message_name: with ``PROTO``, the full name of the message rows are
+        converted to.
+      file_descriptor_path: the FileDescriptorSet file defining
+        ``message_name`` (``protoc --descriptor_set_out --include_imports``).
       max_attempts: attempts per request, the first included.
       initial_backoff: the first retry wait's upper bound, in seconds.
       max_backoff: the largest retry wait, in seconds.
       deadline: seconds after the first attempt after which no retry starts.
-      timeout: seconds to wait for a request's answer.
-      max_in_flight: the most requests in flight per worker thread.
+      tls: ``{ca_certs: PATH, client_cert: PATH, client_key: PATH, verify:
+        BOOL, server_hostname: NAME}`` for ``grpcs``, ``https`` and ``wss``.
       headers: extra headers sent with every request; a value is a string,
         ``{env: NAME}`` or ``{file: PATH}`` (read on the worker, again on a
         401; optional ``prefix``, e.g. ``"Bearer "``).
-      group: the connection group.
+      json_default: with ``JSON``, the dotted name of a function for values
+        of your own types (``mypkg.to_json``).
+      serializer: deprecated name of ``format``.
+      avro_schema: deprecated name of ``schema``.
+      message_type: deprecated name of ``message_name``.
+      descriptor_set: deprecated name of ``file_descriptor_path``.
       error_handling: ``{output: NAME}``: dead letters become the output
         ``NAME`` instead of failing the pipeline.
     """
 
-    def __init__(
-        self,
-        endpoint: str,
-        event_type: Optional[str] = None,
-        event_type_field: Optional[str] = None,
-        serializer: str = "json",
-        wire: str = "protobuf",
-        message_type: Optional[str] = None,
-        descriptor_set: Optional[str] = None,
-        ignore_unknown_fields: bool = False,
-        avro_schema: Optional[Any] = None,
-        max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
-        max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
-        max_event_bytes: Optional[int] = None,
-        max_buffering_duration: Optional[float] = None,
-        max_attempts: Optional[int] = None,
-        initial_backoff: Optional[float] = None,
-        max_backoff: Optional[float] = None,
-        deadline: Optional[float] = None,
-        timeout: float = DEFAULT_TIMEOUT,
-        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
-        headers: Optional[Mapping[str, Any]] = None,
-        group: Optional[str] = None,
-        error_handling: Optional[Mapping[str, Any]] = None,
-    ) -> None:
+    def __init__(self, endpoint: str, **config: Any) -> None:
         super().__init__()
-        if (event_type is None) == (event_type_field is None):
-            raise ValueError("WriteToRaccoon needs exactly one of event_type and event_type_field")
+        error_handling = config.pop("error_handling", None)
         self._error_output = _error_output(error_handling)
-        retry_options: Dict[str, Any] = {
-            name: value
-            for name, value in (
-                ("max_attempts", max_attempts),
-                ("initial_backoff", initial_backoff),
-                ("max_backoff", max_backoff),
-                ("deadline", deadline),
-            )
-            if value is not None
-        }
-        self._sink = raccoon_io.WriteToRaccoon(
-            endpoint,
-            event_type=event_type if event_type is not None else EventTypeField(str(event_type_field)),
-            serializer=serializer,
-            wire=wire,
-            avro_schema=avro_schema,
-            message_type=message_type,
-            descriptor_set=descriptor_set,
-            ignore_unknown_fields=ignore_unknown_fields,
-            max_batch_size=max_batch_size,
-            max_batch_bytes=max_batch_bytes,
-            max_event_bytes=max_event_bytes,
-            max_buffering_duration=max_buffering_duration,
-            retry=RetryPolicy(**retry_options) if retry_options else None,
-            timeout=timeout,
-            max_in_flight=max_in_flight,
-            headers={name: header_value_from_config(name, value) for name, value in (headers or {}).items()},
-            group=group,
+        sink_endpoint, kwargs = sink_arguments(
+            {"endpoint": endpoint, **config},
+            _SIGNATURE,
+            EventTypeField,
             # Beam YAML's rule: without error_handling, an error fails the pipeline.
             fail_on_error=self._error_output is None,
         )
+        self._sink = raccoon_io.WriteToRaccoon(sink_endpoint, **kwargs)
 
     def expand(self, pcoll: PCollection) -> Dict[str, PCollection]:
         result = pcoll | "Write" >> self._sink
-        if self._error_output is None:
-            return {}
-        rows = result.failed | "DeadLetterRows" >> beam.Map(_as_row).with_output_types(
-            dead_letter_row_type(pcoll.element_type)
-        )
-        return {self._error_output: rows}
+        outputs: Dict[str, PCollection] = {}
+        acknowledged = getattr(result, "acknowledged", None)
+        if acknowledged is not None:  # acknowledgements: true
+            outputs["acknowledged"] = acknowledged
+        if self._error_output is not None:
+            outputs[self._error_output] = result.failed | "DeadLetterRows" >> beam.Map(_as_row).with_output_types(
+                dead_letter_row_type(pcoll.element_type)
+            )
+        return outputs
+
+
+# Beam YAML reads the options (and their docs) from __init__'s signature:
+# the sink's own, with Beam YAML's names where they differ.
+_SIGNATURE = yaml_signature(raccoon_io.WriteToRaccoon)
+WriteToRaccoon.__init__.__signature__ = _SIGNATURE  # type: ignore[attr-defined]
+WriteToRaccoon.__doc__ = yaml_docstring(WriteToRaccoon.__doc__ or "", raccoon_io.WriteToRaccoon)
 
 
 def _error_output(error_handling: Optional[Mapping[str, Any]]) -> Optional[str]:

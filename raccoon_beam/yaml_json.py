@@ -12,26 +12,42 @@ declared fields.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Mapping, Optional, Tuple
+import logging
+from typing import Any, Dict, Mapping, Optional, Set, Tuple
 
 import apache_beam as beam
+from apache_beam.metrics import Metrics
 from apache_beam.pvalue import PCollection, TaggedOutput
 from apache_beam.typehints.row_type import RowTypeConstraint
 
 from raccoon_beam.jsonlines import parse_json_object
 from raccoon_beam.serializers import resolve_serializer
 
-__all__ = ["ParseJsonLines", "WriteJsonLines", "FIELD_TYPES"]
+__all__ = ["ParseJsonLines", "WriteJsonLines", "FIELD_TYPES", "OTHER_FIELDS", "DROPPED_COUNTER"]
 
 FIELD_TYPES: Dict[str, Any] = {"str": str, "int": int, "float": float, "bool": bool, "any": Any}
 """The field types ``ParseJsonLines`` declares: JSON's scalars, and ``any`` for nested values."""
 
+DROPPED_COUNTER = ("raccoon_beam.ParseJsonLines", "fields_dropped")
+"""The Beam counter (namespace, name) of the undeclared fields dropped."""
+
+OTHER_FIELDS = "other_fields"
+"""The field that holds the undeclared keys with ``keep_other_fields: true``."""
+
 _ERROR_TAG = "errors"
+_MAX_REPORTED = 1000  # undeclared names logged per DoFn instance; the counter counts them all
+_LOGGER = logging.getLogger("raccoon_beam")
 
 
 class _ParseFn(beam.DoFn):
-    def __init__(self, fields: Tuple[Tuple[str, str], ...]) -> None:
+    def __init__(self, fields: Tuple[Tuple[str, str], ...], keep_other_fields: bool) -> None:
         self._fields = fields
+        self._declared = frozenset(name for name, _ in fields)
+        self._keep_other_fields = keep_other_fields
+        self._dropped = Metrics.counter(DROPPED_COUNTER[0], DROPPED_COUNTER[1])
+
+    def setup(self) -> None:
+        self._reported: Set[str] = set()  # undeclared names already logged by this instance
 
     def process(self, element: Any):
         # Beam YAML's ReadFromText gives Rows with a ``line`` field.
@@ -50,7 +66,28 @@ class _ParseFn(beam.DoFn):
                 )
                 return
             row[name] = float(item) if kind == "float" and isinstance(item, int) else item
+        if len(value) > len(row) or not self._declared.issuperset(value):
+            others = {key: item for key, item in value.items() if key not in self._declared}
+            if self._keep_other_fields:
+                row[OTHER_FIELDS] = others or None
+            else:
+                self._report_dropped(others)
+        elif self._keep_other_fields:
+            row[OTHER_FIELDS] = None
         yield beam.Row(**row)
+
+    def _report_dropped(self, others: Dict[str, Any]) -> None:
+        """Counts the fields dropped, and names each the first time this instance drops it."""
+        self._dropped.inc(len(others))
+        new = sorted(set(others) - self._reported)
+        if new and len(self._reported) < _MAX_REPORTED:
+            self._reported.update(new)
+            _LOGGER.warning(
+                "ParseJsonLines drops the fields %s, which its fields: do not declare "
+                "(declare them, or set keep_other_fields: true to keep them in %r)",
+                ", ".join(map(repr, new)),
+                OTHER_FIELDS,
+            )
 
 
 def _fits(value: Any, kind: str) -> bool:
@@ -72,16 +109,29 @@ class ParseJsonLines(beam.PTransform):
     Args:
       fields: field name -> ``str``, ``int``, ``float``, ``bool`` or ``any``
         (nested objects and arrays); every field is nullable, and a missing
-        field is null. Other keys of the objects are dropped.
+        field is null.
+      keep_other_fields: keep the keys ``fields`` does not declare, as one
+        more field ``other_fields`` (an object of them, null when there are
+        none). Without it they are dropped: counted in the Beam counter
+        ``raccoon_beam.ParseJsonLines/fields_dropped`` and each name logged (WARNING) the
+        first time a worker drops it.
       error_handling: ``{output: NAME}``: lines that are not JSON objects, or
         whose fields have other types, become rows ``(element, msg)`` of the
         output ``NAME``; without it they fail the pipeline.
     """
 
-    def __init__(self, fields: Mapping[str, str], error_handling: Optional[Mapping[str, Any]] = None) -> None:
+    def __init__(
+        self,
+        fields: Mapping[str, str],
+        keep_other_fields: bool = False,
+        error_handling: Optional[Mapping[str, Any]] = None,
+    ) -> None:
         super().__init__()
         if not fields:
             raise ValueError("ParseJsonLines needs fields: {name: type}")
+        if keep_other_fields and OTHER_FIELDS in fields:
+            raise ValueError(f"ParseJsonLines: with keep_other_fields, {OTHER_FIELDS!r} is the field of the others")
+        self._keep_other_fields = bool(keep_other_fields)
         for name, kind in fields.items():
             if kind not in FIELD_TYPES:
                 raise ValueError(f"field {name!r}: type {kind!r} is not one of {', '.join(FIELD_TYPES)}")
@@ -91,8 +141,11 @@ class ParseJsonLines(beam.PTransform):
     def expand(self, lines: PCollection) -> Dict[str, PCollection]:
         row_type = RowTypeConstraint.from_fields(
             [(name, Optional[FIELD_TYPES[kind]]) for name, kind in self._fields]
+            + ([(OTHER_FIELDS, Optional[Any])] if self._keep_other_fields else [])
         )
-        parsed = lines | "Parse" >> beam.ParDo(_ParseFn(self._fields)).with_outputs(_ERROR_TAG, main="rows")
+        parsed = lines | "Parse" >> beam.ParDo(_ParseFn(self._fields, self._keep_other_fields)).with_outputs(
+            _ERROR_TAG, main="rows"
+        )
         rows = parsed["rows"] | "Typed" >> beam.Map(lambda row: row).with_output_types(row_type)
         errors = parsed[_ERROR_TAG] | "TypedErrors" >> beam.Map(lambda row: row).with_output_types(
             RowTypeConstraint.from_fields([("element", str), ("msg", str)])

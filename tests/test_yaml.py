@@ -55,8 +55,9 @@ def test_the_readme_command_delivers_every_good_line_and_dead_letters_the_rest(t
     malformed = [json.loads(line) for line in (tmp_path / "malformed.jsonl").read_text().splitlines()]
     assert len(dead) + len(malformed) == len(SAMPLE.read_text().splitlines()) - len(good) == 10
     for letter in dead:
-        assert letter["stage"] == "serialize" and "event_type" in letter["error"], letter
-        assert set(letter) == {"element", "event_type", "stage", "error", "code", "attempts", "req_guid"}
+        assert letter["stage"] == "serialize" and "event_type_field 'event_name' is" in letter["msg"], letter
+        assert list(letter)[:3] == ["element", "msg", "stack"]  # Beam YAML's error row, then the letter's fields
+        assert {"event_type", "stage", "code", "attempts", "req_guid"} <= set(letter)
     assert all(row["msg"] for row in malformed)
 
 
@@ -93,9 +94,9 @@ transforms:
     config:
       endpoint: {endpoint}
       event_type: order
-      serializer: protobuf
-      message_type: {message_type}
-      descriptor_set: {descriptor_set}
+      format: PROTO
+      message_name: {message_type}
+      file_descriptor_path: {descriptor_set}
       max_attempts: 2
       error_handling:
         output: dead
@@ -112,7 +113,7 @@ def test_protobuf_from_rows_with_a_descriptor_set_and_error_handling(emulator, t
     with beam.Pipeline() as pipeline:
         dead = pipeline | YamlTransform(spec, providers=load_providers(str(PROVIDERS_FILE)))
         assert_that(
-            dead | beam.Map(lambda row: (row.element.order_id, row.stage, "device: 'DEVICE_FRIDGE' is not a value of" in row.error)),
+            dead | beam.Map(lambda row: (row.element.order_id, row.stage, "device: 'DEVICE_FRIDGE' is not a value of" in row.msg)),
             equal_to([("o-3", "serialize", True)]),
         )
     received = sorted(Order.FromString(event.event_bytes).order_id for event in emulator.events())
@@ -133,7 +134,7 @@ transforms:
       endpoint: {emulator.grpc_endpoint}
       event_type_field: missing_field
 """
-    with pytest.raises(Exception, match="missing_field"):
+    with pytest.raises(Exception, match="event_type_field 'missing_field' is missing from the element"):
         with beam.Pipeline() as pipeline:
             pipeline | YamlTransform(spec, providers=load_providers(str(PROVIDERS_FILE)))
     assert emulator.events() == []
@@ -146,3 +147,142 @@ def test_exactly_one_event_type_option():
         WriteToRaccoon("grpc://127.0.0.1:1")
     with pytest.raises(ValueError, match="exactly one of"):
         WriteToRaccoon("grpc://127.0.0.1:1", event_type="a", event_type_field="b")
+
+
+# --------------------------------------------------------------------------- #
+# Beam YAML's names, every option, the docs' pipeline
+# --------------------------------------------------------------------------- #
+
+
+def _docs_pipeline() -> str:
+    """The pipeline of docs/yaml.md, as the page shows it."""
+    text = (REPO / "docs" / "yaml.md").read_text()
+    return text.split('```yaml title="clicks_to_raccoon.yaml"\n', 1)[1].split("```", 1)[0]
+
+
+def test_the_docs_pipeline_runs_with_tls_a_private_ca_a_token_from_the_environment_and_error_handling(
+    tmp_path, monkeypatch
+):
+    import jinja2
+
+    from apache_beam.yaml.yaml_transform import expand_pipeline
+    from tests.transports.helpers import make_ca_and_server_cert
+
+    from raccoon_beam.emulator import RaccoonEmulator
+
+    ca, cert, key = make_ca_and_server_cert(str(tmp_path))
+    lines = [
+        json.dumps({"event_name": "page_view", "user_id": "u1", "ts": 1, "properties": {"a": [1, None]}}),
+        json.dumps({"event_name": "click", "user_id": "u2", "ts": 2, "extra": True}),
+        "not json",
+        json.dumps({"user_id": "u3", "ts": 3}),  # no event_name: a dead letter naming the field
+    ]
+    (tmp_path / "in.jsonl").write_text("\n".join(lines) + "\n")
+    monkeypatch.setenv("RACCOON_TOKEN", "s3cret")
+    with RaccoonEmulator(tls=(cert, key), require_header=("Authorization", "Bearer s3cret")) as emulator:
+        spec = jinja2.Template(_docs_pipeline()).render(
+            raccoon_providers=str(PROVIDERS_FILE),
+            input=str(tmp_path / "in.jsonl"),
+            endpoint=emulator.grpc_endpoint,
+            ca_certs=ca,
+            output=str(tmp_path / "out"),
+        )
+        assert emulator.grpc_endpoint.startswith("grpcs://")
+        with beam.Pipeline() as pipeline:
+            expand_pipeline(pipeline, spec)
+        received = sorted((event.type, json.loads(event.event_bytes)["user_id"]) for event in emulator.events())
+    assert received == [("click", "u2"), ("page_view", "u1")]
+    dead = [json.loads(line) for line in (tmp_path / "out" / "dead_letters.jsonl").read_text().splitlines()]
+    assert [(row["element"]["user_id"], row["msg"], row["stack"], row["stage"]) for row in dead] == [
+        ("u3", "event_type_field 'event_name' is null", "", "serialize")
+    ]
+    malformed = [json.loads(line) for line in (tmp_path / "out" / "malformed.jsonl").read_text().splitlines()]
+    assert [row["element"] for row in malformed] == ["not json"]
+
+
+def test_every_option_of_the_python_sink_is_an_option_in_yaml():
+    import inspect
+
+    from apache_beam.yaml.yaml_provider import InlineProvider
+
+    import raccoon_beam
+    from raccoon_beam.yaml import WriteToRaccoon
+    from raccoon_beam.yaml_options import DEPRECATED_NAMES
+
+    yaml_options = {field.name for field in InlineProvider.config_schema_from_callable(WriteToRaccoon).fields}
+    python_options = set(inspect.signature(raccoon_beam.WriteToRaccoon).parameters)
+    spelled = {"serializer": "format", "avro_schema": "schema", "message_type": "message_name",
+               "descriptor_set": "file_descriptor_path", "retry": "max_attempts", "event_type": "event_type_field"}
+    for name in python_options - {"fail_on_error", "buffering_clock"}:  # error_handling decides; a test hook
+        assert spelled.get(name, name) in yaml_options, name
+    assert set(DEPRECATED_NAMES) <= yaml_options
+    undocumented = [f.name for f in InlineProvider.config_schema_from_callable(WriteToRaccoon).fields if not f.description]
+    assert undocumented == []
+
+
+def test_beam_names_old_names_with_a_warning_and_unknown_names_refused():
+    from raccoon_beam.yaml import WriteToRaccoon
+
+    avro = {"type": "record", "name": "R", "fields": [{"name": "a", "type": "long"}]}
+    new = WriteToRaccoon("grpc://127.0.0.1:1", event_type="e", format="avro", schema=avro, max_attempts=2,
+                         group="g", tls={"ca_certs": None}, json_bytes="base64")
+    assert new._sink.options.serializer == "avro" and new._sink.options.avro_schema == avro
+    assert new._sink.options.retry.max_attempts == 2 and new._sink.options.group == "g"
+    with pytest.warns(DeprecationWarning) as warned:
+        old = WriteToRaccoon("grpc://127.0.0.1:1", event_type="e", serializer="avro", avro_schema=avro)
+    assert sorted(str(w.message) for w in warned) == [
+        "WriteToRaccoon: 'avro_schema' is deprecated in Beam YAML, use 'schema' (Beam YAML's name)",
+        "WriteToRaccoon: 'serializer' is deprecated in Beam YAML, use 'format' (Beam YAML's name)",
+    ]
+    assert old._sink.options.avro_schema == avro
+    with pytest.raises(ValueError, match="give 'format' only"):
+        WriteToRaccoon("grpc://127.0.0.1:1", event_type="e", format="JSON", serializer="json")
+    with pytest.raises(ValueError, match=r"unknown option 'max_batch_sizes' \(did you mean 'max_batch_size'\?\)"):
+        WriteToRaccoon("grpc://127.0.0.1:1", event_type="e", max_batch_sizes=5)
+    with pytest.raises(ValueError, match="format must be one of AVRO, BYTES, JSON, PROTO"):
+        WriteToRaccoon("grpc://127.0.0.1:1", event_type="e", format="xml")
+    with pytest.raises(ValueError, match="tls has no option ca_cert;"):
+        WriteToRaccoon("grpc://127.0.0.1:1", event_type="e", tls={"ca_cert": "x"})
+    framed = WriteToRaccoon("grpc://127.0.0.1:1", event_type="e", format="RAW", json_default=None)
+    assert framed._sink.options.serializer == "bytes"
+    hooked = WriteToRaccoon("grpc://127.0.0.1:1", event_type="e", json_default="json.dumps")
+    assert hooked._sink.options.json_default is json.dumps
+
+
+def test_parse_json_lines_names_the_fields_it_drops_or_keeps_them(caplog):
+    from apache_beam.metrics.metric import MetricsFilter
+    from apache_beam.testing.test_pipeline import TestPipeline
+
+    from raccoon_beam.yaml_json import DROPPED_COUNTER, ParseJsonLines
+
+    lines = ['{"a": 1, "b": 2, "c": {"d": 3}}', '{"a": 2}', '{"a": 3, "b": 4}']
+    with caplog.at_level("WARNING", logger="raccoon_beam"):
+        pipeline = TestPipeline()
+        rows = pipeline | beam.Create(lines) | ParseJsonLines(fields={"a": "int"})
+        assert_that(rows["output"] | beam.Map(lambda row: row.a), equal_to([1, 2, 3]))
+        result = pipeline.run()
+        result.wait_until_finish()
+    counters = result.metrics().query(MetricsFilter().with_namespace(DROPPED_COUNTER[0]).with_name(DROPPED_COUNTER[1]))
+    assert sum(counter.committed for counter in counters["counters"]) == 3
+    warnings_text = " ".join(record.getMessage() for record in caplog.records)
+    assert "ParseJsonLines drops the fields 'b', 'c'" in warnings_text
+    with beam.Pipeline() as pipeline:
+        kept = pipeline | beam.Create(lines) | ParseJsonLines(fields={"a": "int"}, keep_other_fields=True)
+        assert_that(
+            kept["output"] | beam.Map(lambda row: (row.a, row.other_fields)),
+            equal_to([(1, {"b": 2, "c": {"d": 3}}), (2, None), (3, {"b": 4})]),
+        )
+
+
+def test_the_packaged_providers_file_names_the_package_for_beam_to_install():
+    from raccoon_beam.yaml import PACKAGED_PROVIDERS_FILE
+
+    import yaml as pyyaml
+
+    (inline,) = pyyaml.safe_load(PROVIDERS_FILE.read_text())
+    (packaged,) = pyyaml.safe_load(PACKAGED_PROVIDERS_FILE.read_text())
+    assert packaged["config"]["packages"] == ["raccoon-beam"]
+    assert packaged["transforms"] == inline["transforms"]
+    (provider,) = load_providers(str(PACKAGED_PROVIDERS_FILE))  # parsed by Beam, nothing installed yet
+    assert type(provider).__name__ == "ExternalPythonProvider"
+    assert set(provider.provided_transforms()) == set(inline["transforms"])
