@@ -111,8 +111,11 @@ class WriteToRaccoon(beam.PTransform):
         a callable element -> string.
       serializer: ``"json"``, ``"protobuf"``, ``"avro"`` (with
         ``avro_schema``), ``"bytes"``, or a callable element -> bytes.
+        Default ``"json"``: it takes what most pipelines carry (dicts, Rows,
+        dataclasses) with no schema to declare.
       wire: how requests are encoded, ``"protobuf"`` or ``"json"`` (REST and
-        WebSocket only; gRPC is always protobuf).
+        WebSocket only; gRPC is always protobuf). Default ``"protobuf"``:
+        smaller and cheaper to encode, and valid on every transport.
       avro_schema: the Avro schema (a dict or JSON string) for ``"avro"``;
         by default derived from the input's Beam schema (see
         :mod:`raccoon_beam.serializers.avro_schema`).
@@ -122,7 +125,9 @@ class WriteToRaccoon(beam.PTransform):
       descriptor_set: the FileDescriptorSet file (or its bytes) that defines
         a ``message_type`` given by name.
       ignore_unknown_fields: with ``message_type``, skip fields the message
-        does not have instead of dead-lettering the element.
+        does not have instead of dead-lettering the element. Off by default:
+        an unknown field is usually a typo or a schema that moved on, and
+        dropping it silently would lose data.
       json_bytes: with ``"json"``, how bytes values are written:
         ``"base64"`` (strings, as BigQuery's JSON export writes BYTES) or
         ``"error"`` (the element is dead-lettered).
@@ -141,8 +146,12 @@ class WriteToRaccoon(beam.PTransform):
         not fit in a request of their own are.
       max_buffering_duration: seconds; batch across bundles with
         ``GroupIntoBatches.WithShardedKey`` and send a batch at the latest
-        this long after its first event (for streaming pipelines).
-      retry: retry policy for failures that can succeed later.
+        this long after its first event (for streaming pipelines). Off by
+        default: nothing is kept in the runner's state, and each bundle's
+        events are sent before the bundle ends (docs/streaming.md).
+      retry: retry policy for failures that can succeed later. ``None``:
+        ``RetryPolicy()``, 10 attempts within 300 s, about two minutes of
+        backoff: long enough to ride out a Raccoon restart.
       timeout: seconds to wait for a request's answer. Raccoon in sync-ack
         mode answers only after publishing, so keep it generous.
       max_in_flight: the most batches in flight per client. DoFn instances
@@ -156,9 +165,11 @@ class WriteToRaccoon(beam.PTransform):
       conn_id_header: the header with the connection id that Raccoon
         requires (``SERVER_WEBSOCKET_CONN_ID_HEADER``).
       conn_id_prefix: prefix of the unique connection id of each client.
-      group: the connection group, sent in ``group_header``.
+      group: the connection group, sent in ``group_header``. ``None``: no
+        header, so Raccoon puts the connection in its default group.
       group_header: the group header (``SERVER_WEBSOCKET_CONN_GROUP_HEADER``).
       tls: TLS options (custom CA, client certificate) for grpcs/https/wss.
+        ``None``: ``TlsOptions()``, the system's roots, verification on.
       secret_headers: names of headers whose values must never be shown;
         ``Authorization`` and the like are always secret.
       proxy: an HTTP proxy, ``http://[user:password@]host:port``, for all
@@ -166,7 +177,9 @@ class WriteToRaccoon(beam.PTransform):
         environment variables (``http_proxy``, ``grpc_proxy``, ...) are
         ignored by every transport, gRPC included.
       fail_on_error: raise in the bundle instead of dead-lettering, so that
-        the runner retries the bundle.
+        the runner retries the bundle. Off by default: a few bad elements
+        should not stop a pipeline, and the dead letters keep them; turn it
+        on for first runs, to see a misconfiguration at once.
       acknowledgements: also output ``result.acknowledged``, one
         :class:`~raccoon_beam.acknowledgements.RaccoonAck` per acknowledged
         request (see docs/acknowledgements.md); off by default, when no
