@@ -286,3 +286,26 @@ def test_the_packaged_providers_file_names_the_package_for_beam_to_install():
     (provider,) = load_providers(str(PACKAGED_PROVIDERS_FILE))  # parsed by Beam, nothing installed yet
     assert type(provider).__name__ == "ExternalPythonProvider"
     assert set(provider.provided_transforms()) == set(inline["transforms"])
+
+
+def test_acknowledgements_true_gives_the_acknowledged_output(emulator):
+    spec = f"""
+type: composite
+transforms:
+  - type: Create
+    config:
+      elements: [{{kind: a, n: 1}}, {{kind: b, n: 2}}, {{kind: a, n: 3}}]
+  - type: WriteToRaccoon
+    name: Send
+    input: Create
+    config:
+      endpoint: {emulator.rest_endpoint}
+      event_type_field: kind
+      acknowledgements: true
+      max_batch_size: 2
+output: Send.acknowledged
+"""
+    with beam.Pipeline() as pipeline:
+        acks = pipeline | YamlTransform(spec, providers=load_providers(str(PROVIDERS_FILE)))
+        assert_that(acks | beam.Map(lambda ack: ack.events) | beam.CombineGlobally(sum), equal_to([3]))
+    assert len(emulator.events()) == 3
