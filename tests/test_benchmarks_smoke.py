@@ -8,6 +8,7 @@ verified. It asserts no timing: the numbers of so small a run mean nothing.
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import json
 import os
 import subprocess
@@ -16,6 +17,7 @@ import sys
 import pytest
 
 from benchmarks import report, run
+from raccoon_beam import WriteToRaccoon
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -62,3 +64,35 @@ def test_the_harness_produces_a_verified_result_table(tmp_path):
     assert f"x {report.IDEAL_WINDOWED} |" in readme
     if importlib.util.find_spec("matplotlib") is not None:  # the `bench` extra draws the chart
         assert (tmp_path / "throughput.png").stat().st_size > 0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_the_overload_benchmark_runs_its_scenarios_and_writes_its_section(tmp_path):
+    # A capacity the writer does not overload: the harness is under test here, not the throttle.
+    command = [
+        sys.executable, "-m", "benchmarks.overload", "--quick",
+        "--capacity", "20000", "--output-dir", str(tmp_path),
+    ]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-4000:]
+
+    from benchmarks import overload
+
+    saved = json.loads((tmp_path / "overload.json").read_text())
+    rows = {row["name"]: row for row in saved["rows"]}
+    assert set(rows) == {"throttled", "unthrottled", "rate_limited"}
+    options = set(inspect.signature(WriteToRaccoon).parameters)
+    for row in rows.values():
+        # A scenario runs exactly when the installed WriteToRaccoon has its options.
+        assert row["available"] is (set(row["options"]) <= options), row
+        if row["available"]:
+            assert row["dead_letters"] == 0 and row["digest_ok"] is True, row
+            assert row["unique"] == row["events"] == 10_000
+            assert row["goodput"] > 0 and row["timeline"]
+    readme = (tmp_path / "README.md").read_text()
+    assert overload.BEGIN in readme and overload.END in readme
+    assert "| scenario | options | events | dead letters | duplicates |" in readme
+    assert "| target | measured | met |" in readme
+    if importlib.util.find_spec("matplotlib") is not None:
+        assert (tmp_path / "overload.png").stat().st_size > 0
