@@ -42,8 +42,6 @@ import inspect
 import json
 import os
 import pathlib
-import platform
-import subprocess
 import sys
 import threading
 import time
@@ -51,7 +49,7 @@ from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Set, Tuple
 
 import apache_beam as beam
 
-from benchmarks import workload
+from benchmarks import report, workload
 from raccoon_beam import WriteToRaccoon
 from raccoon_beam.emulator.process import EmulatorProcess
 
@@ -337,16 +335,12 @@ def _chart(rows: Sequence[Dict[str, Any]], capacity: float, path: pathlib.Path) 
 
 
 def _machine() -> str:
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        commit = "unknown"
+    """The machine line of the section: report.machine()'s facts and the load before the run."""
+    facts = report.machine()
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     return (
-        f"{os.cpu_count()} CPUs, Python {platform.python_version()}, apache-beam {beam.__version__}, "
-        f"commit {commit}, load average before the run {load}"
+        f"{facts['nproc']} CPUs ({facts['cpu']}), Python {facts['python']}, apache-beam {facts['apache_beam']}, "
+        f"commit {facts['commit']}, load average before the run {load}"
     )
 
 

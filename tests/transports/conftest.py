@@ -12,7 +12,7 @@ from raccoon_beam.delivery import Sender
 from raccoon_beam.transports import TransportConfig
 from raccoon_beam.wire import Wire
 
-from tests.transports.helpers import FAST_POLICY, RecordingSleep, client_sockets, live_threads
+from tests.transports.helpers import FAST_POLICY, RecordingSleep, client_sockets, live_threads, make_ca_and_server_cert
 
 
 @pytest.fixture(scope="module")
@@ -28,6 +28,19 @@ def emulator(shared_emulator):
     shared_emulator.reset()
     yield shared_emulator
     shared_emulator.faults.clear()
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    """A throwaway CA and a server certificate it signed: (ca, cert, key) paths."""
+    return make_ca_and_server_cert(str(tmp_path_factory.mktemp("pki")))
+
+
+@pytest.fixture(scope="module")
+def tls_emulator(pki):
+    """An emulator serving grpcs, https and wss with ``pki``'s certificate."""
+    _, cert, key = pki
+    with RaccoonEmulator(tls=(cert, key)) as emulator:
+        yield emulator
 
 
 class ClientFactory:

@@ -13,27 +13,14 @@ import pytest
 from apache_beam.testing.util import assert_that, equal_to
 
 from raccoon_beam import RetryPolicy, WriteToRaccoon
-from raccoon_beam.emulator import RaccoonEmulator
 from raccoon_beam.errors import FailureKind
 from raccoon_beam.retry import Verdict
 from raccoon_beam.transports import TlsOptions
 from raccoon_beam.wire import Wire
 
-from tests.transports.helpers import make_ca_and_server_cert, make_request
+from tests.transports.helpers import make_request
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory):
-    return make_ca_and_server_cert(str(tmp_path_factory.mktemp("pki")))
-
-
-@pytest.fixture(scope="module")
-def tls_emulator(pki):
-    _, cert, key = pki
-    with RaccoonEmulator(tls=(cert, key)) as emulator:
-        yield emulator
 
 
 def _once(make_client, endpoint, **config):

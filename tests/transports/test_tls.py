@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from raccoon_beam.errors import FailureKind
-from raccoon_beam.emulator import RaccoonEmulator
 from raccoon_beam.retry import Verdict
 from raccoon_beam.transports import TlsOptions
 from raccoon_beam.wire import Wire
@@ -22,20 +21,8 @@ pytestmark = pytest.mark.timeout(60)
 
 
 @pytest.fixture(scope="module")
-def pki(tmp_path_factory):
-    return make_ca_and_server_cert(str(tmp_path_factory.mktemp("pki")))
-
-
-@pytest.fixture(scope="module")
 def other_ca(tmp_path_factory):
     return make_ca_and_server_cert(str(tmp_path_factory.mktemp("other")))[0]
-
-
-@pytest.fixture(scope="module")
-def tls_emulator(pki):
-    _, cert, key = pki
-    with RaccoonEmulator(tls=(cert, key)) as emulator:
-        yield emulator
 
 
 @pytest.fixture
