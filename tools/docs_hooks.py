@@ -28,7 +28,7 @@ import importlib
 import inspect
 import pathlib
 import re
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "raccoon_beam"
@@ -41,6 +41,13 @@ def _cell(text: str) -> str:
     """Text made safe for one cell of a Markdown table."""
     text = ROLE.sub(r"`\1`", text).replace("``", "`")
     return " ".join(text.split()).replace("|", "\\|")
+
+
+def _table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    """A Markdown table; each cell is already Markdown (``_cell`` the free text)."""
+    lines = ["| " + " | ".join(headers) + " |", "|" + " --- |" * len(headers)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
 
 
 def _docstring_args(obj: Any) -> Dict[str, str]:
@@ -137,10 +144,10 @@ def write_parameters() -> List[Parameter]:
 
 
 def write_parameters_table() -> str:
-    lines = ["| parameter | default | what it does | why this default |", "| --- | --- | --- | --- |"]
-    for row in write_parameters():
-        lines.append(f"| `{row.name}` | {row.default} | {_cell(row.description)} | {_cell(row.reason)} |")
-    return "\n".join(lines)
+    return _table(
+        ("parameter", "default", "what it does", "why this default"),
+        ((f"`{row.name}`", row.default, _cell(row.description), _cell(row.reason)) for row in write_parameters()),
+    )
 
 
 def api_reference(package: str) -> str:
@@ -160,17 +167,15 @@ def emulator_settings_table() -> str:
     from raccoon_beam.emulator.cli import setting_flag
     from raccoon_beam.emulator.config import EmulatorConfig, setting_default
 
-    lines = ["| setting | flag | default | Raccoon setting | what it does |", "| --- | --- | --- | --- | --- |"]
+    rows = []
     for field in dataclasses.fields(EmulatorConfig):
         default = f"`{setting_default(field)!r}`"
         if "cli_default" in field.metadata:
             default += f" (command line: `{setting_default(field, cli=True)!r}`)"
         raccoon = field.metadata.get("raccoon")
-        lines.append(
-            f"| `{field.name}` | `{setting_flag(field)}` | {default} | "
-            f"{f'`{raccoon}`' if raccoon else ''} | {_cell(field.metadata['help'])} |"
-        )
-    return "\n".join(lines)
+        rows.append((f"`{field.name}`", f"`{setting_flag(field)}`", default, f"`{raccoon}`" if raccoon else "",
+                     _cell(field.metadata["help"])))
+    return _table(("setting", "flag", "default", "Raccoon setting", "what it does"), rows)
 
 
 def fault_methods() -> Dict[str, inspect.Signature]:
@@ -185,7 +190,7 @@ def fault_methods() -> Dict[str, inspect.Signature]:
 def fault_methods_table() -> str:
     from raccoon_beam.emulator.faults import Faults
 
-    lines = ["| method | arguments | what it does |", "| --- | --- | --- |"]
+    rows = []
     for name, signature in fault_methods().items():
         arguments = ", ".join(
             f"`{p.name}`" if p.default is inspect.Parameter.empty else f"`{p.name}={p.default!r}`"
@@ -193,8 +198,8 @@ def fault_methods_table() -> str:
             if p.name != "self"
         )
         doc = (inspect.getdoc(getattr(Faults, name)) or "").split("\n\n", 1)[0]
-        lines.append(f"| `{name}` | {arguments or '(none)'} | {_cell(doc)} |")
-    return "\n".join(lines)
+        rows.append((f"`{name}`", arguments or "(none)", _cell(doc)))
+    return _table(("method", "arguments", "what it does"), rows)
 
 
 def control_routes() -> List[Dict[str, str]]:
@@ -211,10 +216,10 @@ def control_routes() -> List[Dict[str, str]]:
 
 
 def control_routes_table() -> str:
-    lines = ["| method | path | what it does |", "| --- | --- | --- |"]
-    for route in control_routes():
-        lines.append(f"| `{route['method']}` | `{route['path']}` | {_cell(route['description'])} |")
-    return "\n".join(lines)
+    return _table(
+        ("method", "path", "what it does"),
+        ((f"`{r['method']}`", f"`{r['path']}`", _cell(r["description"])) for r in control_routes()),
+    )
 
 
 GENERATORS: Dict[str, Callable[..., str]] = {

@@ -41,23 +41,26 @@
   const SCOPES = ["all", ...TRANSPORTS];
   const transportOf = (scope) => (scope === "all" ? null : scope);
 
-  async function fault(method, args) {
-    $("fault-error").textContent = "";
+  // POSTs JSON to a control route; a refusal is shown in the note `errorId` ("<what> failed: <error>").
+  async function postControl(path, payload, errorId, what) {
+    $(errorId).textContent = "";
     try {
-      const response = await fetch("/_emulator/faults", {
+      const response = await fetch(path, {
         method: "POST",
         headers: { "Content-Type": "application/json", "X-Emulator-Token": token },
-        body: JSON.stringify({ method, args: args || {} }),
+        body: JSON.stringify(payload),
       });
       if (!response.ok) {
         const body = await response.json().catch(() => ({}));
         throw new Error(body.error || ("HTTP " + response.status));
       }
     } catch (err) {
-      $("fault-error").textContent = "fault switch failed: " + err.message;
-      $("fault-error").className = "note error";
+      $(errorId).textContent = `${what} failed: ${err.message}`;
+      $(errorId).className = "note error";
     }
   }
+
+  const fault = (method, args) => postControl("/_emulator/faults", { method, args: args || {} }, "fault-error", "fault switch");
 
   const httpOutcome = (status, retryAfter) => ({ kind: "http", status, retry_after: retryAfter, body: "", content_type: "text/plain" });
   const value = (id) => Number($(id).value);
@@ -222,7 +225,6 @@
   // ---------------------------------------------------------------- capacity
 
   async function applyOverload() {
-    $("overload-error").textContent = "";
     const number = (id) => ($(id).value === "" ? null : Number($(id).value));
     const settings = {
       capacity_events_per_second: number("overload-capacity"),
@@ -230,20 +232,7 @@
       gateway_status: Number($("overload-status").value),
       gateway_retry_after: number("overload-retry") || 0,
     };
-    try {
-      const response = await fetch("/_emulator/overload", {
-        method: "POST",
-        headers: { "Content-Type": "application/json", "X-Emulator-Token": token },
-        body: JSON.stringify(settings),
-      });
-      if (!response.ok) {
-        const body = await response.json().catch(() => ({}));
-        throw new Error(body.error || ("HTTP " + response.status));
-      }
-    } catch (err) {
-      $("overload-error").textContent = "capacity change failed: " + err.message;
-      $("overload-error").className = "note error";
-    }
+    await postControl("/_emulator/overload", settings, "overload-error", "capacity change");
   }
 
   function renderOverload(s) {
