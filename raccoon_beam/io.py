@@ -262,6 +262,8 @@ class WriteToRaccoon(beam.PTransform):
     def expand(self, pcoll: PCollection) -> WriteToRaccoonResult:
         # The serializer may depend on the input's Beam schema (a derived Avro schema).
         options = self._options.for_element_type(pcoll.element_type)
+        if options.acknowledgements:
+            _check_runner_keeps_outputs_apart(pcoll.pipeline)
         if options.max_buffering_duration is None:
             outputs = pcoll | "WriteEvents" >> _sending(_WriteEventsFn(options), options)
             return WriteToRaccoonResult(pcoll.pipeline, outputs[FAILED_TAG], _acknowledged(outputs, options))
@@ -326,6 +328,22 @@ def _sending(fn: beam.DoFn, options: WriteOptions) -> beam.PTransform:
     if not options.acknowledgements:
         return beam.ParDo(fn).with_outputs(FAILED_TAG, main="unused")
     return beam.ParDo(fn).with_output_types(RaccoonAck).with_outputs(FAILED_TAG, main=ACKNOWLEDGED_TAG)
+
+
+def _check_runner_keeps_outputs_apart(pipeline: beam.Pipeline) -> None:
+    """Refuses ``acknowledgements=True`` on a runner that mixes a ParDo's outputs.
+
+    Beam's Dask runner (2.77) puts every output of a ParDo into one bag that
+    each consumer reads: ack records would reach ``result.failed``'s
+    consumers (a dead-letter file) and the other way round. Measured, not
+    assumed; refused with a clear error rather than mixed silently.
+    """
+    runner = type(getattr(pipeline, "runner", None))
+    if runner.__name__ == "DaskRunner" and runner.__module__.startswith("apache_beam.runners.dask"):
+        raise ValueError(
+            "acknowledgements=True is not supported on Beam's Dask runner: it hands every output of a ParDo "
+            "to each consumer, so the ack records would be mixed with the dead letters"
+        )
 
 
 def _acknowledged(outputs: Any, options: WriteOptions) -> Optional[PCollection]:

@@ -169,3 +169,13 @@ def test_event_type_counts_are_rows_too():
     record = RaccoonAck("g", 3, [EventTypeCount("a", 2), EventTypeCount("b", 1)], 10, 1, "grpc", "c",
                         beam.utils.timestamp.Timestamp(5))
     assert ack_coder.decode(ack_coder.encode(record)) == record
+
+
+def test_refused_on_the_dask_runner_which_mixes_a_pardos_outputs():
+    pytest.importorskip("dask")
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    pipeline = beam.Pipeline(options=PipelineOptions(["--runner=apache_beam.runners.dask.dask_runner.DaskRunner"]))
+    with pytest.raises(ValueError, match="not supported on Beam's Dask runner"):
+        _ = pipeline | beam.Create([{"id": 1}]) | WriteToRaccoon("grpc://127.0.0.1:1", event_type="x", acknowledgements=True)
+    _ = pipeline | "Plain" >> beam.Create([{"id": 1}]) | "Write" >> WriteToRaccoon("grpc://127.0.0.1:1", event_type="x")
