@@ -7,7 +7,8 @@ entry, ``--decode click=json --decode view=hex`` for ``decoders``); the fault
 flags configure :class:`~raccoon_beam.emulator.faults.Faults` at start.
 
 On start it prints one ``name=value`` line per endpoint (the console's URL,
-and its token when one is required), then ``ready``; while
+with its token in the fragment when one is required: the only place the
+token is printed), then ``ready``; while
 running, a line of accepted events and batches: rewritten in place every
 second on a terminal, otherwise (a log file, a pipe) written only when the
 counts changed, at most every 10 seconds. On SIGTERM or Ctrl-C it stops
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import collections.abc
 import dataclasses
+import os
 import signal
 import sys
 import threading
@@ -30,7 +32,14 @@ import time
 import typing
 from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, TextIO, Tuple
 
-from raccoon_beam.emulator.config import TRANSPORTS, EmulatorConfig, setting_default, setting_help
+from raccoon_beam.emulator.config import (
+    CONSOLE_TOKEN_ENV,
+    TRANSPORTS,
+    EmulatorConfig,
+    has_flag,
+    setting_default,
+    setting_help,
+)
 
 if TYPE_CHECKING:
     from raccoon_beam.emulator.outcomes import Outcome
@@ -137,7 +146,15 @@ def build_parser() -> argparse.ArgumentParser:
     settings = parser.add_argument_group("settings")
     hints = typing.get_type_hints(EmulatorConfig)
     for field in dataclasses.fields(EmulatorConfig):
-        _add_setting(settings, field, hints[field.name])
+        if has_flag(field):
+            _add_setting(settings, field, hints[field.name])
+    settings.add_argument(
+        "--console-token-file",
+        metavar="PATH",
+        help=f"file whose first line is the console token (default: ${CONSOLE_TOKEN_ENV} if set; else none on "
+        "loopback and one generated elsewhere); the token itself never goes on a command line, which every "
+        "user of the machine can read",
+    )
     faults = parser.add_argument_group("faults", "rules set at start; the control routes change them later")
     faults.add_argument("--fail-fraction", type=float, default=0.0, help="fail this fraction of requests")
     faults.add_argument("--fail-next", type=int, default=0, help="fail the first N requests")
@@ -181,9 +198,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
-    """The EmulatorConfig of parsed arguments (each field from its flag)."""
-    return EmulatorConfig(**{field.name: getattr(args, field.name) for field in dataclasses.fields(EmulatorConfig)})
+def config_from_args(args: argparse.Namespace, environ: Optional[Mapping[str, str]] = None) -> EmulatorConfig:
+    """The EmulatorConfig of parsed arguments (each field from its flag; the token from a file or the environment).
+
+    Args:
+      args: the parsed arguments.
+      environ: where ``$RACCOON_EMULATOR_CONSOLE_TOKEN`` is read (default: ``os.environ``).
+
+    Raises:
+      ValueError: a setting is invalid, or the token file cannot be read.
+    """
+    values = {field.name: getattr(args, field.name) for field in dataclasses.fields(EmulatorConfig) if has_flag(field)}
+    return EmulatorConfig(**values, console_token=_console_token(args, os.environ if environ is None else environ))
+
+
+def _console_token(args: argparse.Namespace, environ: Mapping[str, str]) -> Optional[str]:
+    path = getattr(args, "console_token_file", None)
+    if path:
+        try:
+            with open(path, encoding="utf-8") as handle:
+                return handle.readline().strip()
+        except OSError as exc:
+            raise ValueError(f"--console-token-file: cannot read {path}: {exc.strerror or exc}") from None
+    return environ.get(CONSOLE_TOKEN_ENV)
 
 
 def config_to_argv(settings: Mapping[str, Any]) -> List[str]:
@@ -194,12 +231,18 @@ def config_to_argv(settings: Mapping[str, Any]) -> List[str]:
 
     Raises:
       TypeError: a name is not a field (the message names the closest one).
-      ValueError: a value is invalid.
+      ValueError: a value is invalid, or the setting has no flag (the token:
+        pass it in ``$RACCOON_EMULATOR_CONSOLE_TOKEN`` or a file).
     """
     EmulatorConfig.build(None, settings)  # the same checks, and errors, as RaccoonEmulator(**settings)
     fields = {field.name: field for field in dataclasses.fields(EmulatorConfig)}
     argv: List[str] = []
     for name, value in settings.items():
+        if not has_flag(fields[name]):
+            raise ValueError(
+                f"{name} never goes on a command line (every user of the machine can read it): "
+                f"pass it in ${CONSOLE_TOKEN_ENV} or --console-token-file"
+            )
         flag = setting_flag(fields[name])
         if isinstance(value, bool):
             argv.append(flag if value else "--no-" + flag[2:])
@@ -286,7 +329,10 @@ def main(argv: Optional[Sequence[str]] = None, stdout: TextIO = sys.stdout) -> i
     from raccoon_beam.emulator.control import CONTROL_PREFIX
     from raccoon_beam.emulator.server import ListenError, RaccoonEmulator
 
-    emu = RaccoonEmulator(config)
+    try:
+        emu = RaccoonEmulator(config)
+    except ValueError as exc:  # e.g. an empty token beyond loopback
+        parser.error(str(exc))
     _configure_faults(emu, args)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -305,9 +351,8 @@ def main(argv: Optional[Sequence[str]] = None, stdout: TextIO = sys.stdout) -> i
         print(f"rest_endpoint={emu.rest_endpoint}", file=stdout)
         print(f"ws_endpoint={emu.ws_endpoint}", file=stdout)
         print(f"control_url={emu.http_base_url}{CONTROL_PREFIX}", file=stdout)
+        # With the token in its fragment when one is required: the one line that shows it.
         print(f"console_url={emu.console_url}", file=stdout)
-        if emu.console_token:  # required (and generated unless given) when listening beyond loopback
-            print(f"console_token={emu.console_token}", file=stdout)
         print("ready", file=stdout, flush=True)
         stats = _StatsLine(emu)
         while not stop.wait(interval if interval > 0 else None):

@@ -36,6 +36,7 @@ __all__ = [
     "DEFAULT_TOPIC_PATTERN",
     "DEFAULT_CAPTURE",
     "DEFAULT_CLI_GRPC_PORT",
+    "CONSOLE_TOKEN_ENV",
     "DEFAULT_CLI_HTTP_PORT",
     "DEFAULT_WORKER_BUFFER_SIZE",
     "DEFAULT_WORKER_POOL_SIZE",
@@ -46,6 +47,7 @@ __all__ = [
     "check_overload_settings",
     "setting_help",
     "setting_default",
+    "has_flag",
 ]
 
 ACK_MODES = ("async", "sync")
@@ -74,6 +76,9 @@ DEFAULT_CAPTURE = "events"
 # The library picks free ports (port 0) so that tests run side by side; the
 # command line listens on Raccoon's own ports (SERVER_GRPC_PORT and
 # SERVER_WEBSOCKET_PORT) so that a client configured for Raccoon finds it.
+# The environment variable the command line reads the console token from
+# (a command line is visible to every user of the machine: never argv).
+CONSOLE_TOKEN_ENV = "RACCOON_EMULATOR_CONSOLE_TOKEN"
 DEFAULT_CLI_GRPC_PORT = 8081
 DEFAULT_CLI_HTTP_PORT = 8080
 DEFAULT_WORKER_BUFFER_SIZE = 100  # Raccoon's default WORKER_BUFFER_CHANNEL_SIZE (requests)
@@ -128,6 +133,7 @@ def _setting(
     metavar: Any = None,
     default_factory: Optional[Callable[[], Any]] = None,
     flag: Optional[str] = None,
+    cli: bool = True,
 ) -> Any:
     """A field of EmulatorConfig with what the CLI and the docs need to know about it.
 
@@ -142,12 +148,16 @@ def _setting(
       default_factory: makes the default of a mutable setting (a Mapping: ``dict``).
       flag: the command-line flag's name when it is not the field's (``decode``
         for ``decoders``: one ``--decode TYPE=SPEC`` per entry).
+      cli: False for a setting that has no flag (a secret: a command line is
+        visible to every user of the machine); the CLI reads it another way.
     """
     metadata: Dict[str, Any] = {"help": help, "raccoon": raccoon, "choices": choices, "metavar": metavar}
     if cli_default is not dataclasses.MISSING:
         metadata["cli_default"] = cli_default
     if flag is not None:
         metadata["flag"] = flag
+    if not cli:
+        metadata["cli"] = False
     if default_factory is not None:
         return dataclasses.field(default_factory=default_factory, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -232,8 +242,10 @@ class EmulatorConfig:
     console_token: Optional[str] = _setting(
         None,
         "token every /_emulator route (console, control) requires; unset: none on loopback, "
-        "elsewhere one generated at start (and printed)",
+        "elsewhere one generated at start (and printed once); never empty beyond loopback. "
+        "The command line reads it from --console-token-file or $RACCOON_EMULATOR_CONSOLE_TOKEN, never argv",
         metavar="TOKEN",
+        cli=False,
     )
     decoders: Mapping[str, str] = _setting(
         dataclasses.MISSING,
@@ -367,6 +379,15 @@ def setting_help(field: "dataclasses.Field[Any]") -> str:
     raccoon = field.metadata.get("raccoon")
     text: str = field.metadata["help"]
     return f"{text} [Raccoon: {raccoon}]" if raccoon else text
+
+
+def has_flag(field: "dataclasses.Field[Any]") -> bool:
+    """Whether a field of :class:`EmulatorConfig` has a command-line flag (a secret has none).
+
+    Args:
+      field: a field of :class:`EmulatorConfig`.
+    """
+    return bool(field.metadata.get("cli", True))
 
 
 def setting_default(field: "dataclasses.Field[Any]", cli: bool = False) -> Any:

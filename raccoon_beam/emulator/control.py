@@ -11,13 +11,21 @@ read and steer an emulator running as a server:
 - ``POST /_emulator/reset``: clears captures, counters and faults.
 - ``POST /_emulator/faults``: ``{"method": "fail_next", "args": {...}}`` calls
   that method of :class:`~raccoon_beam.emulator.faults.Faults`; an ``outcome``
-  argument is an ``Outcome.to_dict()``.
+  argument is an ``Outcome.to_dict()``. The methods and their arguments are
+  read from the signatures of the methods marked
+  :func:`~raccoon_beam.emulator.faults.fault_command` (:func:`fault_methods`),
+  listed in the index, and every argument is checked against its annotation
+  (finite numbers, ranges) before the call: a bad one is a 400 whose error
+  names what is valid.
 - ``GET  /_emulator/credential``: the header ``require_header`` asks for and
   its current value (404 without ``require_header``).
 - ``POST /_emulator/credential/rotate``: draws a new value now.
 - ``GET  /_emulator/overload``: the capacity, the gateway and the buffer's state.
 - ``POST /_emulator/overload``: ``{"capacity_events_per_second": 5000, ...}``
   changes those settings (see :mod:`raccoon_beam.emulator.overload`).
+
+Every ``POST`` needs ``Content-Type: application/json``, and every route
+refuses requests from another origin (:mod:`raccoon_beam.emulator.access`).
 
 The console (:mod:`raccoon_beam.emulator.console`) adds its routes under
 ``/_emulator/ui``; the index lists them too. Beyond loopback every route
@@ -29,35 +37,117 @@ Raccoon has no such paths; the real server answers them 404.
 from __future__ import annotations
 
 import base64
+import functools
 import inspect
-from typing import Callable, Dict, List, Optional
+import math
+import typing
+from typing import Any, Callable, Dict, List, Mapping, Optional
 
+import orjson
 from aiohttp import web
 
 from raccoon_beam.emulator.capture import Capture
 from raccoon_beam.emulator.counters import Counters
 from raccoon_beam.emulator.credential import RequiredHeader
-from raccoon_beam.emulator.faults import Faults
+from raccoon_beam.emulator.faults import Faults, is_fault_command
 from raccoon_beam.emulator.outcomes import Outcome
 from raccoon_beam.emulator.overload import Overload
 
-__all__ = ["CONTROL_PREFIX", "add_control_routes", "control_index"]
+__all__ = ["CONTROL_PREFIX", "add_control_routes", "control_index", "fault_methods", "call_fault"]
 
 CONTROL_PREFIX = "/_emulator"
-_FAULT_METHODS = (
-    "fail_next",
-    "fail_fraction",
-    "add_latency",
-    "drop_connection",
-    "reject_event_type",
-    "fail_publish",
-    "clear_fraction",
-    "clear_next",
-    "clear_drops",
-    "allow_event_type",
-    "stop_publish_failures",
-    "clear",
-)
+
+
+@functools.lru_cache(maxsize=1)
+def fault_methods() -> Dict[str, Dict[str, Any]]:
+    """The Faults methods the control route calls, read from their signatures.
+
+    Returns:
+      ``{name: {"description": first docstring line, "args": [{"name",
+      "type", "required", "default"}]}}``; ``type`` is the annotation as
+      written (``"Optional[int]"``), ``default`` present when not required.
+    """
+    methods: Dict[str, Dict[str, Any]] = {}
+    for name, method in inspect.getmembers(Faults, predicate=inspect.isfunction):
+        if not is_fault_command(method):
+            continue
+        args = []
+        for parameter in list(inspect.signature(method).parameters.values())[1:]:  # without self
+            arg: Dict[str, Any] = {
+                "name": parameter.name,
+                "type": str(parameter.annotation),
+                "required": parameter.default is inspect.Parameter.empty,
+            }
+            if not arg["required"]:
+                arg["default"] = parameter.default
+            args.append(arg)
+        doc = (inspect.getdoc(method) or "").split("\n", 1)[0]
+        methods[name] = {"description": doc, "args": args}
+    return methods
+
+
+def _signature_text(name: str, spec: Mapping[str, Any]) -> str:
+    """``fail_next(n: int, outcome: Outcome, transport: Optional[str] = None)``."""
+    args = [
+        f"{a['name']}: {a['type']}" + ("" if a["required"] else f" = {a['default']!r}") for a in spec["args"]
+    ]
+    return f"{name}({', '.join(args)})"
+
+
+def _valid_methods() -> str:
+    return "; ".join(_signature_text(name, spec) for name, spec in fault_methods().items())
+
+
+def call_fault(faults: Faults, command: Any) -> None:
+    """Checks ``{"method": ..., "args": {...}}`` against the method's signature, then calls it.
+
+    Raises:
+      ValueError: the method is unknown, an argument is unknown, missing or
+        not of its annotated type (a number must be finite), or the method
+        refuses the value (a range); the message says what is valid.
+    """
+    if not isinstance(command, dict) or not isinstance(command.get("method"), str):
+        raise ValueError(f'expected {{"method": name, "args": {{...}}}}; methods: {_valid_methods()}')
+    name = command["method"]
+    spec = fault_methods().get(name)
+    if spec is None:
+        raise ValueError(f"unknown fault method {name!r}; methods: {_valid_methods()}")
+    args = command.get("args") or {}
+    if not isinstance(args, dict):
+        raise ValueError(f"args must be an object: {_signature_text(name, spec)}")
+    known = {a["name"] for a in spec["args"]}
+    unknown = sorted(set(args) - known)
+    missing = [a["name"] for a in spec["args"] if a["required"] and a["name"] not in args]
+    if unknown or missing:
+        problem = f"unknown argument(s) {unknown}" if unknown else f"missing argument(s) {missing}"
+        raise ValueError(f"{problem}: {_signature_text(name, spec)}")
+    method = getattr(faults, name)
+    hints = typing.get_type_hints(getattr(Faults, name), globalns={"Outcome": Outcome, **vars(typing)})
+    converted = {arg: _converted(name, arg, value, hints[arg]) for arg, value in args.items()}
+    method(**converted)
+
+
+def _converted(method: str, arg: str, value: Any, hint: Any) -> Any:
+    """``value`` (from JSON) as the annotation ``hint`` wants it, or ValueError."""
+    options = typing.get_args(hint) if typing.get_origin(hint) is typing.Union else (hint,)
+    if value is None and type(None) in options:
+        return None
+    for option in options:
+        if option is Outcome and isinstance(value, dict):
+            return Outcome.from_dict(value)
+        if option is bool and isinstance(value, bool):
+            return value
+        if option is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if option is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                raise ValueError(f"{method}: {arg} must be a finite number, not {value!r}")
+            return float(value)
+        if option is str and isinstance(value, str):
+            return value
+    names = {type(None): "null", Outcome: "an Outcome object (Outcome.to_dict())"}
+    wanted = " or ".join(names.get(o, getattr(o, "__name__", str(o))) for o in options)
+    raise ValueError(f"{method}: {arg} must be {wanted}, not {value!r:.80}")
 
 
 def control_index(app: web.Application) -> List[Dict[str, str]]:
@@ -86,8 +176,8 @@ def add_control_routes(
     required: Optional[RequiredHeader] = None,
 ) -> None:
     async def get_index(request: web.Request) -> web.Response:
-        """This list of the control routes."""
-        return web.json_response({"routes": control_index(request.app)})
+        """This list of the control routes, and of the fault methods with their arguments."""
+        return web.json_response({"routes": control_index(request.app), "fault_methods": fault_methods()})
 
     async def get_counters(_: web.Request) -> web.Response:
         """Request, event, connection and fault counters, per transport."""
@@ -118,16 +208,16 @@ def add_control_routes(
     async def post_faults(request: web.Request) -> web.Response:
         """Calls a Faults method: {"method": "fail_next", "args": {"n": 1, "outcome": {...}}}."""
         try:
-            command = await request.json()
-            method = command["method"]
-            if method not in _FAULT_METHODS:
-                raise ValueError(f"unknown fault method {method!r}")
-            args = dict(command.get("args") or {})
-            if "outcome" in args:
-                args["outcome"] = Outcome.from_dict(args["outcome"])
-            getattr(faults, method)(**args)
+            # Not request.json(): its default loads accept NaN and Infinity.
+            try:
+                command = orjson.loads(await request.read())
+            except orjson.JSONDecodeError as exc:
+                raise ValueError(f"the body is not JSON ({exc}); methods: {_valid_methods()}") from None
+            call_fault(faults, command)
         except (ValueError, KeyError, TypeError) as exc:
-            return web.json_response({"ok": False, "error": str(exc)}, status=400)
+            return web.json_response(
+                {"ok": False, "error": str(exc), "fault_methods": fault_methods()}, status=400
+            )
         return web.json_response({"ok": True})
 
     async def get_overload(_: web.Request) -> web.Response:

@@ -7,9 +7,10 @@ request. Every rule is scoped to one transport or to all of them.
 
 from __future__ import annotations
 
+import math
 import random
 import threading
-from typing import Any, Dict, Iterable, List, NamedTuple, Optional
+from typing import Any, Callable, Dict, Iterable, List, NamedTuple, Optional, TypeVar
 
 from raccoon_beam.emulator.config import TRANSPORTS
 from raccoon_beam.emulator.outcomes import Outcome
@@ -24,6 +25,9 @@ __all__ = [
     "REJECT_EVENT_TYPE",
     "PUBLISH_FAILURE",
     "LATENCY",
+    "MAX_LATENCY",
+    "fault_command",
+    "is_fault_command",
 ]
 
 # Fault kinds counted besides the outcome kinds of outcomes.OUTCOME_KINDS.
@@ -32,6 +36,46 @@ DROP_AFTER_CAPTURE = "drop_after_capture"
 REJECT_EVENT_TYPE = "reject_event_type"
 PUBLISH_FAILURE = "publish_failure"
 LATENCY = "latency"
+# The longest latency a rule may add: beyond an hour nothing is measured any
+# more, and an endless one (JSON's Infinity) would hang every request.
+MAX_LATENCY = 3600.0
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def fault_command(method: _F) -> _F:
+    """Marks a :class:`Faults` method as one the control route may call (``POST /_emulator/faults``).
+
+    The route's list of methods and their arguments is read from the marked
+    methods' signatures, so that it cannot drift from them.
+    """
+    method._fault_command = True  # type: ignore[attr-defined]
+    return method
+
+
+def is_fault_command(method: Any) -> bool:
+    """Whether ``method`` was marked with :func:`fault_command`."""
+    return bool(getattr(method, "_fault_command", False))
+
+
+def _check_count(name: str, n: Any) -> None:
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise ValueError(f"{name} must be an integer >= 0, not {n!r}")
+
+
+def _check_fraction(fraction: Any) -> None:
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"fraction must be a number within [0, 1], not {fraction!r}")
+
+
+def _check_seconds(seconds: Any) -> None:
+    if (
+        isinstance(seconds, bool)
+        or not isinstance(seconds, (int, float))
+        or not math.isfinite(seconds)
+        or not 0.0 <= seconds <= MAX_LATENCY
+    ):
+        raise ValueError(f"seconds must be a finite number within [0, {MAX_LATENCY:g}], not {seconds!r}")
 
 
 class Decision(NamedTuple):
@@ -105,28 +149,32 @@ class Faults:
 
     # ------------------------------------------------------------ configuring
 
+    @fault_command
     def fail_next(self, n: int, outcome: Outcome, transport: Optional[str] = None) -> None:
         """Answers the next ``n`` requests (of ``transport``, or any) with ``outcome``."""
         _check_transport(transport)
+        _check_count("n", n)
         if n > 0:
             with self._lock:
                 self._next.append(_Countdown(n, transport, outcome))
                 self._refresh()
 
+    @fault_command
     def fail_fraction(
         self, fraction: float, outcome: Outcome, seed: int = 0, transport: Optional[str] = None
     ) -> None:
         """Answers a seeded random ``fraction`` (0..1) of requests with ``outcome``."""
         _check_transport(transport)
-        if not 0.0 <= fraction <= 1.0:
-            raise ValueError("fraction must be within [0, 1]")
+        _check_fraction(fraction)
         with self._lock:
             self._fractions.append(_Fraction(fraction, seed, transport, outcome))
             self._refresh()
 
+    @fault_command
     def add_latency(self, seconds: float, transport: Optional[str] = None) -> None:
-        """Delays every answer by ``seconds`` (replaces the previous latency of that scope)."""
+        """Delays every answer by ``seconds`` (replaces the previous latency of that scope; 0 removes it)."""
         _check_transport(transport)
+        _check_seconds(seconds)
         with self._lock:
             if seconds > 0:
                 self._latency[transport] = float(seconds)
@@ -134,6 +182,7 @@ class Faults:
                 self._latency.pop(transport, None)
             self._refresh()
 
+    @fault_command
     def drop_connection(self, n: int, after_capture: bool = False, transport: Optional[str] = None) -> None:
         """Aborts the connection of the next ``n`` requests instead of answering.
 
@@ -144,36 +193,44 @@ class Faults:
           transport: the transport, or ``None`` for any.
         """
         _check_transport(transport)
+        _check_count("n", n)
         if n > 0:
             kind = DROP_AFTER_CAPTURE if after_capture else DROP_BEFORE_CAPTURE
             with self._lock:
                 self._drops.append(_Countdown(n, transport, kind))
                 self._refresh()
 
+    @fault_command
     def reject_event_type(self, event_type: str) -> None:
         """Answers ``CODE_BAD_REQUEST`` to every batch containing ``event_type``."""
+        if not isinstance(event_type, str) or not event_type:
+            raise ValueError(f"event_type must be a non-empty string, not {event_type!r}")
         with self._lock:
             self._rejected_types = self._rejected_types | {event_type}
             self._refresh()
 
+    @fault_command
     def fail_publish(self, n: Optional[int] = None, fraction: Optional[float] = None, seed: int = 0) -> None:
         """Makes publishing fail: the next ``n`` batches, a seeded ``fraction``, or (neither) all.
 
         With sync acks the client gets ``CODE_INTERNAL_ERROR``; with async
         acks it already got its success, and the batch is lost (not captured).
         """
+        if n is not None:
+            _check_count("n", n)
+        elif fraction is not None:
+            _check_fraction(fraction)
         with self._lock:
             if n is not None:
-                self._publish_next += max(0, n)
+                self._publish_next += n
             elif fraction is not None:
-                if not 0.0 <= fraction <= 1.0:
-                    raise ValueError("fraction must be within [0, 1]")
                 self._publish_fraction = fraction
                 self._publish_rng = random.Random(seed)
             else:
                 self._publish_always = True
             self._refresh()
 
+    @fault_command
     def clear_fraction(self, outcome: Outcome, transport: Optional[str] = None) -> None:
         """Removes the ``fail_fraction`` rules of exactly this ``outcome`` and scope."""
         _check_transport(transport)
@@ -183,6 +240,7 @@ class Faults:
             ]
             self._refresh()
 
+    @fault_command
     def clear_next(self, transport: Optional[str] = None) -> None:
         """Removes the ``fail_next`` countdowns of exactly this scope (``None``: those for every transport)."""
         _check_transport(transport)
@@ -190,6 +248,7 @@ class Faults:
             self._next = [rule for rule in self._next if rule.transport != transport]
             self._refresh()
 
+    @fault_command
     def clear_drops(self, transport: Optional[str] = None) -> None:
         """Removes the ``drop_connection`` countdowns of exactly this scope (``None``: those for every transport)."""
         _check_transport(transport)
@@ -197,12 +256,14 @@ class Faults:
             self._drops = [rule for rule in self._drops if rule.transport != transport]
             self._refresh()
 
+    @fault_command
     def allow_event_type(self, event_type: str) -> None:
         """Stops rejecting ``event_type`` (undoes ``reject_event_type``)."""
         with self._lock:
             self._rejected_types = self._rejected_types - {event_type}
             self._refresh()
 
+    @fault_command
     def stop_publish_failures(self) -> None:
         """Removes what ``fail_publish`` set (countdown, fraction or always)."""
         with self._lock:
@@ -251,6 +312,7 @@ class Faults:
                 },
             }
 
+    @fault_command
     def clear(self) -> None:
         """Removes every fault."""
         with self._lock:

@@ -11,7 +11,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.log import server_logger
 
-from raccoon_beam.emulator.access import token_middleware
+from raccoon_beam.emulator.access import access_middleware, add_session_route
 from raccoon_beam.emulator.config import EmulatorConfig
 from raccoon_beam.emulator.console import Console
 from raccoon_beam.emulator.control import add_control_routes
@@ -59,12 +59,12 @@ class HttpServer:
     ) -> None:
         self._config = config
         self._websockets = WebSocketHandler(config, ingest)
-        # The token check only when a token is required: otherwise ingest pays nothing for it.
-        middlewares = [token_middleware(config.console_token)] if config.console_token else []
         app = web.Application(
             client_max_size=config.max_body_bytes,
             handler_args={"access_log": None, "logger": _ServerLog(server_logger, {})},
-            middlewares=middlewares,
+            # Origin, content type, Host and token of /_emulator routes; ingest
+            # pays one prefix test.
+            middlewares=[access_middleware(config.console_token)],
         )
         # add_route, not add_get: Raccoon's router answers HEAD with 405.
         app.router.add_route("POST", EVENTS_PATH, RestHandler(config, ingest, stopping).handle)
@@ -75,6 +75,7 @@ class HttpServer:
         )
         self.console = Console(config, ingest.capture, ingest.counters, ingest.faults, ingest.overload)
         self.console.add_routes(app)
+        add_session_route(app)
         self._app = app
         self._runner: Optional[web.AppRunner] = None
 

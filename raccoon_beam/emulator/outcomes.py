@@ -23,6 +23,7 @@ None of them captures the batch.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Dict, Optional, Union
 
 import grpc
@@ -125,6 +126,23 @@ class Outcome:
     content_type: Optional[str] = None
     grpc_status: Optional[grpc.StatusCode] = None
     details: str = ""
+
+    def __post_init__(self) -> None:
+        # Also reached from JSON (the control route): nothing non-finite or out of range.
+        if self.kind not in OUTCOME_KINDS:
+            raise ValueError(f"outcome kind must be one of {OUTCOME_KINDS}, not {self.kind!r}")
+        if self.kind == "http" and not (isinstance(self.status, int) and 100 <= self.status <= 599):
+            raise ValueError(f"not an HTTP status: {self.status!r}")
+        retry_after = self.retry_after
+        if retry_after is not None and not (
+            isinstance(retry_after, (int, float))
+            and not isinstance(retry_after, bool)
+            and math.isfinite(retry_after)
+            and retry_after >= 0
+        ):
+            raise ValueError(f"retry_after must be a finite number of seconds >= 0, not {retry_after!r}")
+        if not isinstance(self.code, int) or isinstance(self.code, bool):
+            raise ValueError(f"code must be an integer Raccoon code, not {self.code!r}")
 
     @classmethod
     def raccoon(cls, code: Union[int, str], reason: str = "") -> "Outcome":

@@ -15,12 +15,14 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from typing import Any, Dict, List, Optional, Sequence
 
-from raccoon_beam.emulator.access import TOKEN_HEADER
+from raccoon_beam.emulator.access import TOKEN_FRAGMENT, TOKEN_HEADER
 from raccoon_beam.emulator.capture import CapturedEvent, TypeDigest
 from raccoon_beam.emulator.cli import config_to_argv
+from raccoon_beam.emulator.config import CONSOLE_TOKEN_ENV
 from raccoon_beam.emulator.counters import CountersSnapshot
 from raccoon_beam.emulator.outcomes import Outcome
 
@@ -53,7 +55,10 @@ class EmulatorProcess:
         env: Optional[Dict[str, str]] = None,
         **settings: Any,
     ) -> None:
-        self._args = config_to_argv({**DEFAULT_PROCESS_SETTINGS, **settings}) + list(args)
+        settings = {**DEFAULT_PROCESS_SETTINGS, **settings}
+        # Never on the command line (every user of the machine can read it): in the child's environment.
+        self._token: Optional[str] = settings.pop("console_token", None)
+        self._args = config_to_argv(settings) + list(args)
         self._start_timeout = start_timeout
         self._env = env
         self._proc: Optional[subprocess.Popen] = None
@@ -71,7 +76,7 @@ class EmulatorProcess:
             stdout=subprocess.PIPE,
             stderr=None,
             text=True,
-            env=self._env if self._env is not None else dict(os.environ),
+            env=self._child_env(),
         )
         deadline = time.monotonic() + self._start_timeout
         assert self._proc.stdout is not None
@@ -86,6 +91,22 @@ class EmulatorProcess:
                 break
         self.stop()
         raise RuntimeError("the emulator process did not start")
+
+    def _child_env(self) -> Dict[str, str]:
+        env = dict(self._env if self._env is not None else os.environ)
+        if self._token is not None:
+            env[CONSOLE_TOKEN_ENV] = self._token
+        else:
+            env.pop(CONSOLE_TOKEN_ENV, None)  # not one inherited by accident
+        return env
+
+    @property
+    def console_token(self) -> Optional[str]:
+        """The token the control routes require: the one given, or the one the process generated (else None)."""
+        if self._token is not None:
+            return self._token
+        fragment = self.endpoints.get("console_url", "").partition("#")[2]
+        return urllib.parse.parse_qs(fragment).get(TOKEN_FRAGMENT, [None])[0]
 
     def stop(self, timeout: float = 30.0) -> int:
         """SIGTERMs the process and waits; returns its exit status."""
@@ -137,8 +158,9 @@ class EmulatorProcess:
     def _call(self, method: str, path: str, payload: Optional[Dict[str, Any]] = None) -> Any:
         data = json.dumps(payload).encode("utf-8") if payload is not None else None
         headers = {"Content-Type": "application/json"}
-        if "console_token" in self.endpoints:  # printed when the emulator listens beyond loopback
-            headers[TOKEN_HEADER] = self.endpoints["console_token"]
+        token = self.console_token
+        if token:  # given, or generated and printed (in the console URL's fragment) beyond loopback
+            headers[TOKEN_HEADER] = token
         request = urllib.request.Request(
             self.endpoints["control_url"] + path, data=data, method=method, headers=headers
         )

@@ -9,7 +9,7 @@ import socket
 from typing import Any, Dict, List, Optional
 
 from raccoon_beam._loop import EventLoopThread
-from raccoon_beam.emulator.access import TOKEN_QUERY, with_console_token
+from raccoon_beam.emulator.access import TOKEN_FRAGMENT, with_console_token
 from raccoon_beam.emulator.capture import Capture, CapturedEvent, TypeDigest
 from raccoon_beam.emulator.config import EmulatorConfig
 from raccoon_beam.emulator.console import CONSOLE_PATH
@@ -212,10 +212,14 @@ class RaccoonEmulator:
 
     @property
     def console_url(self) -> str:
-        """The console page, with the token in its query when one is required."""
+        """The console page; with the token in its fragment (``#token=``) when one is required.
+
+        A fragment never leaves the browser: the page reads it and trades it
+        for a cookie, so that the token is in no request line or log.
+        """
         url = f"{self.http_base_url}{CONSOLE_PATH}"
         token = self.config.console_token
-        return f"{url}?{TOKEN_QUERY}={token}" if token else url
+        return f"{url}#{TOKEN_FRAGMENT}={token}" if token else url
 
     # ------------------------------------------------------------ credential
 

@@ -11,7 +11,7 @@ import os
 import shutil
 import tempfile
 import time
-from typing import Iterator, List
+from typing import Iterator, List, Sequence
 
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
@@ -51,14 +51,18 @@ def _alive(pid: int) -> bool:
 
 
 @contextlib.contextmanager
-def chromium() -> Iterator[webdriver.Chrome]:
-    """A fresh headless chromium (own profile in a tmp dir); on exit, checks that it and its driver are gone."""
+def chromium(extra_flags: Sequence[str] = ()) -> Iterator[webdriver.Chrome]:
+    """A fresh headless chromium (own profile in a tmp dir); on exit, checks that it and its driver are gone.
+
+    Args:
+      extra_flags: more command-line flags (e.g. ``--host-resolver-rules=...``).
+    """
     for path in (CHROMIUM, CHROMEDRIVER):
         assert os.path.exists(path), f"{path} is missing: run `make browser-deps` (apt-get install chromium chromium-driver)"
     profile = tempfile.mkdtemp(prefix="raccoon-console-chromium-")
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for flag in CHROMIUM_FLAGS:
+    for flag in (*CHROMIUM_FLAGS, *extra_flags):
         options.add_argument(flag)
     options.add_argument(f"--user-data-dir={profile}")
     # An explicit driver path: Selenium Manager (which would download one) never runs.

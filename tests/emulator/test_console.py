@@ -182,40 +182,50 @@ def test_off_loopback_every_control_route_needs_the_token() -> None:
     # Bound to every address, reached only through 127.0.0.1.
     with RaccoonEmulator(host="0.0.0.0") as emu:
         token = emu.console_token
-        assert token and f"token={token}" in emu.console_url
+        assert token and emu.console_url.endswith(f"/_emulator/ui#token={token}")  # a fragment: never sent
         base = f"http://127.0.0.1:{emu.http_port}"
         routes: List[tuple] = [
+            ("GET", "/_emulator", None),
             ("GET", "/_emulator/counters", None),
             ("GET", "/_emulator/digest", None),
             ("GET", "/_emulator/events", None),
             ("GET", "/_emulator/faults", None),
             ("POST", "/_emulator/faults", {"method": "add_latency", "args": {"seconds": 0}}),
-            ("POST", "/_emulator/reset", None),
-            ("GET", "/_emulator/ui", None),
+            ("POST", "/_emulator/reset", {}),
+            ("GET", STREAM_PATH, None),
         ]
         with requests.Session() as session:
             for method, path, payload in routes:
-                refused = session.request(method, base + path, json=payload, timeout=10)
+                call = dict(json=payload, timeout=10, stream=path == STREAM_PATH)
+                refused = session.request(method, base + path, **call)
                 assert refused.status_code == 401, (method, path)
-                wrong = session.request(method, base + path, json=payload, params={"token": token + "x"}, timeout=10)
+                wrong = session.request(method, base + path, headers={"X-Emulator-Token": token + "x"}, **call)
                 assert wrong.status_code == 401, (method, path)
-                by_query = session.request(method, base + path, json=payload, params={"token": token}, timeout=10)
-                assert by_query.status_code == 200, (method, path)
-                by_header = session.request(method, base + path, json=payload, headers={"X-Emulator-Token": token},
-                                            timeout=10)
+                # Not in a query (it would land in logs): refused there.
+                by_query = session.request(method, base + path, params={"token": token}, **call)
+                assert by_query.status_code == 401, (method, path)
+                by_header = session.request(method, base + path, headers={"X-Emulator-Token": token}, **call)
                 assert by_header.status_code == 200, (method, path)
-                bearer = session.request(method, base + path, json=payload,
-                                         headers={"Authorization": f"Bearer {token}"}, timeout=10)
+                bearer = session.request(method, base + path, headers={"Authorization": f"Bearer {token}"}, **call)
                 assert bearer.status_code == 200, (method, path)
-            assert session.get(base + STREAM_PATH, timeout=10).status_code == 401
-            # The package's static files are the same for everyone: no token.
+                for response in (refused, wrong, by_query, by_header, bearer):
+                    response.close()
+            # The page and its files are the same for everyone: no token (the page presents it).
+            assert session.get(base + "/_emulator/ui", timeout=10).status_code == 200
             assert session.get(base + "/_emulator/ui/static/console.js", timeout=10).status_code == 200
             # Ingest is Raccoon's API: never a token.
             ok = session.post(base + "/api/v1/events", data=Kit.request([("a", b"{}")]).body,
                               headers={"Content-Type": PROTO, "X-User-ID": "u"}, timeout=10)
             assert ok.status_code == 200
             assert raccoon_pb2.SendEventResponse.FromString(ok.content).status == raccoon_pb2.STATUS_SUCCESS
-        state = next(_updates(base + STREAM_PATH, 1, params={"token": token}))
+        # What the page does: the token (from its URL's fragment) traded for a cookie its stream sends.
+        with requests.Session() as page:
+            assert page.post(base + "/_emulator/ui/session", json={}, timeout=10).status_code == 401
+            login = page.post(base + "/_emulator/ui/session", json={}, headers={"X-Emulator-Token": token}, timeout=10)
+            assert login.status_code == 200
+            cookie = login.headers["Set-Cookie"]
+            assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/_emulator" in cookie
+            state = next(_updates(base + STREAM_PATH, 1, cookies=page.cookies))
         assert state["total_events"] == 1
 
 
@@ -226,6 +236,12 @@ def test_on_loopback_no_token_unless_one_is_set() -> None:
     with RaccoonEmulator(console_token="s3cret") as emu:
         assert requests.get(emu.http_base_url + "/_emulator/counters", timeout=10).status_code == 401
         assert requests.get(emu.console_url, timeout=10).status_code == 200
+
+
+@pytest.mark.parametrize("token", ["", "  "])
+def test_an_empty_token_is_refused_beyond_loopback(token: str) -> None:
+    with pytest.raises(ValueError, match="console_token is empty"):
+        RaccoonEmulator(host="0.0.0.0", console_token=token)
 
 
 def test_bad_decoder_specs_are_refused_clearly(tmp_path) -> None:
@@ -247,8 +263,9 @@ def test_cli_prints_the_console_url_and_token_and_process_control_uses_it(flag: 
     from raccoon_beam.emulator.process import EmulatorProcess
 
     with EmulatorProcess([flag, "0.0.0.0"]) as proc:
-        token = proc.endpoints["console_token"]
-        assert proc.console_url.endswith(f"/_emulator/ui?token={token}")
+        token = proc.console_token  # generated by the process, read from the console URL's fragment
+        assert token and proc.console_url.endswith(f"/_emulator/ui#token={token}")
+        assert "console_token" not in proc.endpoints  # printed once: in that URL only
         # Rewritten to loopback: the test connects through 127.0.0.1 only.
         proc.endpoints["control_url"] = proc.endpoints["control_url"].replace("0.0.0.0", "127.0.0.1")
         assert proc.counters().accepted() == 0  # EmulatorProcess sends the token it read

@@ -144,10 +144,12 @@ def test_console_opened_with_its_token_keeps_working(browser: webdriver.Chrome) 
         token = emulator.console_token
         assert token
         url = emulator.console_url.replace("0.0.0.0", "127.0.0.1")
-        browser.get(url.split("?")[0])  # without the token: refused
-        assert "token" in browser.find_element(By.TAG_NAME, "body").text
+        assert url.endswith(f"#token={token}")  # a fragment: the browser never sends it
+        browser.get(url.split("#")[0])  # without the token: the page loads, its stream is refused
+        _wait(browser, lambda: "disconnected" in _text(browser, "status"), "the stream refused")
         browser.get(url)
         _wait(browser, lambda: _text(browser, "status") == "live", "the stream connected with the token")
+        assert token not in browser.current_url  # traded for a cookie, then dropped from the address bar
         browser.find_element(By.ID, "fault-grpc-slow").click()
         _wait(browser, lambda: emulator.faults.describe()["latency"] == {"grpc": 0.2}, "the latency switch applied")
         _wait(browser, lambda: "on" in browser.find_element(By.ID, "switch-grpc-slow").get_attribute("class"),

@@ -96,5 +96,5 @@ def test_control_endpoints(kit, emulator):
     assert requests.post(base + "/faults", json=fault, timeout=10).status_code == 200
     assert kit.post(kit.request(EVENTS).body, "application/proto").status_code == 503
     assert requests.post(base + "/faults", json={"method": "nope"}, timeout=10).status_code == 400
-    assert requests.post(base + "/reset", timeout=10).json() == {"ok": True}
+    assert requests.post(base + "/reset", json={}, timeout=10).json() == {"ok": True}
     assert emulator.events() == [] and emulator.counters().received() == 0

@@ -25,7 +25,7 @@ import raccoon_beam
 import raccoon_beam.emulator
 from raccoon_beam.emulator import EmulatorConfig, RaccoonEmulator
 from raccoon_beam.emulator.cli import build_parser, config_from_args, config_to_argv, setting_flag
-from raccoon_beam.emulator.config import setting_default
+from raccoon_beam.emulator.config import CONSOLE_TOKEN_ENV, has_flag, setting_default
 from raccoon_beam.emulator.process import EmulatorProcess
 from raccoon_beam.wire import Wire, encode_request
 
@@ -65,6 +65,9 @@ def _help_entries() -> Dict[str, str]:
 def test_help_shows_every_setting_with_its_help_raccoon_setting_and_default():
     entries = _help_entries()
     for field in FIELDS:
+        if not has_flag(field):  # the token: read from a file or the environment, never argv
+            assert field.name == "console_token" and "--console-token" not in entries
+            continue
         flag = setting_flag(field)
         assert flag == "--" + field.metadata.get("flag", field.name).replace("_", "-")
         assert flag in entries, f"{field.name} has no flag"
@@ -94,14 +97,17 @@ def test_every_setting_goes_through_the_command_line_and_back():
         "group_header": "X-G", "default_group": "g", "ack": "sync", "dedup": True, "max_connections": 3,
         "capture": "digest", "output": "/tmp/out.jsonl", "topic_pattern": "t-%s", "check_origin": False,
         "ping_interval": 0.5, "pong_timeout": 1.5, "tls": ("cert.pem", "key.pem"), "max_body_bytes": 99,
-        "console_token": "t0ken", "decoders": {"click": "json", "clickstream-view-log": "hex"},
+        "decoders": {"click": "json", "clickstream-view-log": "hex"},
         "descriptor_set": "/tmp/set.pb", "require_header": ("Authorization", "Bearer t"), "rotate_header_every": 4,
         "capacity_events_per_second": 2500.0, "worker_buffer_size": 10,
         "worker_pool_size": 2, "gateway_queue_depth": 4, "gateway_status": 429, "gateway_retry_after": 0.5,
     }
-    assert set(settings) == {f.name for f in FIELDS}  # a new setting joins this test
-    parsed = config_from_args(build_parser().parse_args(config_to_argv(settings)))
-    assert parsed == EmulatorConfig(**settings)
+    # The token never goes on a command line: from the environment (or a file).
+    assert set(settings) | {"console_token"} == {f.name for f in FIELDS}  # a new setting joins this test
+    parsed = config_from_args(build_parser().parse_args(config_to_argv(settings)), {CONSOLE_TOKEN_ENV: "t0ken"})
+    assert parsed == EmulatorConfig(**settings, console_token="t0ken")
+    with pytest.raises(ValueError, match="never goes on a command line"):
+        config_to_argv({"console_token": "t0ken"})
 
 
 def test_a_mapping_setting_takes_its_flag_once_per_entry(capsys):

@@ -3,9 +3,18 @@
 (function () {
   const TRANSPORTS = ["grpc", "rest", "websocket"];
   const SHOWN_REJECTIONS = 10;  // of the 50 the emulator keeps: the table stays one screen
-  const params = new URLSearchParams(location.search);
-  const token = params.get("token") || "";
-  const withToken = (path) => token ? path + (path.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(token) : path;
+  // The token comes in the URL's fragment (#token=...), which no request carries: it is traded
+  // once for a cookie (HttpOnly, SameSite=Strict) that the event stream sends, then dropped from the URL.
+  const token = new URLSearchParams(location.hash.slice(1)).get("token") || "";
+  if (token) history.replaceState(null, "", location.pathname + location.search);
+  // The tokened URL pasted into an open console changes only the fragment: start over with it.
+  window.addEventListener("hashchange", () => location.reload());
+  const tokenHeaders = token ? { "X-Emulator-Token": token } : {};
+  const session = fetch("/_emulator/ui/session", {
+    method: "POST",
+    headers: { "Content-Type": "application/json", ...tokenHeaders },
+    body: "{}",
+  }).catch(() => null);
   const $ = (id) => document.getElementById(id);
   const fmt = (n) => Number(n).toLocaleString("en-US");
   const time = (t) => new Date(t * 1000).toLocaleTimeString("en-GB", { hour12: false }) + "." + String(Math.floor((t % 1) * 1000)).padStart(3, "0");
@@ -47,7 +56,7 @@
     try {
       const response = await fetch(path, {
         method: "POST",
-        headers: { "Content-Type": "application/json", "X-Emulator-Token": token },
+        headers: { "Content-Type": "application/json", ...tokenHeaders },
         body: JSON.stringify(payload),
       });
       if (!response.ok) {
@@ -330,8 +339,9 @@
     drawChart(s.rate);
   }
 
-  function connect() {
-    const source = new EventSource(withToken("/_emulator/ui/stream"));
+  async function connect() {
+    await session;  // the cookie first: the stream cannot send a header
+    const source = new EventSource("/_emulator/ui/stream");
     source.onopen = () => { $("status").textContent = "live"; $("status").className = "status live"; };
     source.onmessage = (message) => render(JSON.parse(message.data));
     // EventSource reconnects by itself (an emulator restart); say so meanwhile.
