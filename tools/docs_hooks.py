@@ -183,8 +183,7 @@ def fault_methods() -> Dict[str, inspect.Signature]:
     from raccoon_beam.emulator import control
     from raccoon_beam.emulator.faults import Faults
 
-    names = getattr(control, "FAULT_METHODS", None) or control._FAULT_METHODS
-    return {name: inspect.signature(getattr(Faults, name)) for name in names}
+    return {name: inspect.signature(getattr(Faults, name)) for name in control.fault_methods()}
 
 
 def fault_methods_table() -> str:

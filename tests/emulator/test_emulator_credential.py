@@ -66,7 +66,7 @@ def test_the_value_rotates_after_n_requests_and_the_old_one_gets_401(kit, emulat
                        "rotations": 1}
     assert current["value"] != first and current["value"].startswith("Bearer t0ken-")
     assert kit.post(body, PROTO, headers={"Authorization": current["value"]}).status_code == 200
-    rotated = requests.post(f"{emulator.http_base_url}/_emulator/credential/rotate", timeout=10).json()
+    rotated = requests.post(f"{emulator.http_base_url}/_emulator/credential/rotate", json={}, timeout=10).json()
     assert rotated["rotations"] == 2 and rotated["value"] == emulator.required_header_value != current["value"]
 
 
