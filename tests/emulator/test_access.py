@@ -153,7 +153,8 @@ def test_fault_arguments_are_checked_and_the_error_says_what_is_valid(emu: Racco
 def test_the_index_lists_every_fault_method_from_its_signature(emu: RaccoonEmulator) -> None:
     listed = requests.get(emu.http_base_url + "/_emulator", timeout=10).json()["fault_methods"]
     assert {"fail_next", "fail_fraction", "add_latency", "drop_connection", "reject_event_type", "fail_publish",
-            "clear_fraction", "stop_publish_failures", "clear"} == set(listed)
+            "clear_fraction", "clear_next", "clear_drops", "allow_event_type", "stop_publish_failures",
+            "clear"} == set(listed)
     assert listed["add_latency"]["args"] == [
         {"name": "seconds", "type": "float", "required": True},
         {"name": "transport", "type": "Optional[str]", "required": False, "default": None},
