@@ -75,13 +75,16 @@ def _remember(provider: "CredentialProvider", secret: str) -> None:
 class CredentialProvider(abc.ABC):
     """A header value resolved on the worker, and again when the server answers 401.
 
-    Subclasses read the secret in :meth:`read`; :meth:`resolve` adds the
-    ``prefix`` (e.g. ``"Bearer "``). A provider holds where the value is,
-    never the value: it is what gets pickled into the pipeline. Its repr
-    names the source only.
+    Subclasses read the secret in :meth:`read` and name its source in
+    :meth:`describe`; :meth:`resolve` adds the ``prefix`` (e.g.
+    ``"Bearer "``). A provider holds where the value is, never the value: it
+    is what gets pickled into the pipeline, and it is part of the
+    configuration's identity (one client per worker process and
+    configuration), so a subclass is best a frozen dataclass, as the
+    providers here are. Its repr names the source only.
     """
 
-    prefix: str
+    prefix: str = ""
 
     @abc.abstractmethod
     def read(self) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import pickle
 
@@ -13,7 +14,12 @@ from raccoon_beam.emulator import RaccoonEmulator
 from raccoon_beam.errors import FailureKind
 from raccoon_beam.retry import Verdict
 from raccoon_beam.transports import TransportConfig, redact
-from raccoon_beam.transports.credentials import HeaderValues, header_value_from_config, resolved_secrets
+from raccoon_beam.transports.credentials import (
+    CredentialProvider,
+    HeaderValues,
+    header_value_from_config,
+    resolved_secrets,
+)
 from raccoon_beam.wire import Wire
 
 from tests.transports.helpers import TRANSPORT_WIRE_IDS, TRANSPORT_WIRES, RecordingSleep, make_request
@@ -113,6 +119,27 @@ def test_providers_pickle_as_their_source_and_configs_stay_hashable(monkeypatch)
     assert restored == config and hash(restored) == hash(config)  # one shared sender per worker and config
     assert restored.headers["Authorization"].resolve() == "Bearer pickled-never-123"
     assert isinstance(restored.headers["X-Fn"], FromCallable)  # a plain function is wrapped
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
+class FromVault(CredentialProvider):
+    """A user's own provider: a frozen dataclass implementing read() and describe()."""
+
+    path: str
+
+    def read(self) -> str:
+        return f"vault-value-of-{self.path}"
+
+    def describe(self) -> str:
+        return f"FromVault({self.path!r})"
+
+
+def test_a_providers_own_subclass_works_like_the_others():
+    provider = FromVault("kv/raccoon")
+    assert provider.resolve() == "vault-value-of-kv/raccoon"  # no prefix unless it defines one
+    config = TransportConfig("grpc://h:1", headers={"Authorization": provider})
+    assert "FromVault('kv/raccoon')" in repr(config) and "vault-value" not in repr(config)
+    assert pickle.loads(pickle.dumps(config)) == config
 
 
 def test_header_values_of_configuration_files():
