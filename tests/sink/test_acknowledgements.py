@@ -179,3 +179,48 @@ def test_refused_on_the_dask_runner_which_mixes_a_pardos_outputs():
     with pytest.raises(ValueError, match="not supported on Beam's Dask runner"):
         _ = pipeline | beam.Create([{"id": 1}]) | WriteToRaccoon("grpc://127.0.0.1:1", event_type="x", acknowledgements=True)
     _ = pipeline | "Plain" >> beam.Create([{"id": 1}]) | "Write" >> WriteToRaccoon("grpc://127.0.0.1:1", event_type="x")
+
+
+@pytest.mark.parametrize("buffering", [None, 2], ids=["per-bundle", "buffering"])
+def test_in_streaming_per_window_sums_arrive_on_time(emulator, buffering):
+    """A downstream per-window sum (default trigger, no allowed lateness) drops late records: none may be late."""
+    from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+    from apache_beam.testing.test_stream import TestStream
+    from apache_beam.utils.timestamp import Timestamp
+
+    from tests.sink.test_streaming import _on_fake_clock
+
+    def events(ids):
+        return [window.TimestampedValue({"id": i, "event_name": "click"}, Timestamp(i)) for i in ids]
+
+    stream = (
+        TestStream()
+        .advance_watermark_to(0)
+        .add_elements(events(range(0, 7)))
+        .advance_processing_time(5)
+        .advance_watermark_to(12)  # window [0, 10) closes
+        .add_elements(events(range(12, 17)))
+        .advance_processing_time(5)
+        .advance_watermark_to(25)  # window [10, 20) closes
+        .add_elements(events(range(25, 28)))
+        .advance_watermark_to_infinity()
+    )
+    options = PipelineOptions()
+    options.view_as(StandardOptions).streaming = True
+    sink = WriteToRaccoon(
+        emulator.grpc_endpoint,
+        event_type="click",
+        max_batch_size=1000,
+        max_buffering_duration=buffering,
+        acknowledgements=True,
+    )
+    with beam.Pipeline(options=options) as pipeline:
+        result = pipeline | stream | beam.WindowInto(window.FixedWindows(10)) | _on_fake_clock(sink)
+        sums = (
+            result.acknowledged
+            | beam.Map(lambda ack: ack.events)
+            | beam.CombineGlobally(sum).without_defaults()
+            | beam.Map(lambda total, w=beam.DoFn.WindowParam: (float(w.start), total))
+        )
+        assert_that(sums, equal_to([(0.0, 7), (10.0, 5), (20.0, 3)]))
+    assert len(emulator.events()) == 15
