@@ -18,18 +18,25 @@ Two shapes of pipeline:
 
 from __future__ import annotations
 
+import logging
+import random
+import threading
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.pvalue import PCollection, TaggedOutput
 from apache_beam.transforms.display import DisplayDataItem
+from apache_beam.transforms.window import BoundedWindow, GlobalWindows, WindowFn
 from apache_beam.utils import windowed_value
+from apache_beam.utils.timestamp import Timestamp
 from apache_beam.utils.windowed_value import WindowedValue
 
 from raccoon_beam.acknowledgements import RaccoonAck, ack_records
 from raccoon_beam.batching import DEFAULT_MAX_BATCH_BYTES, DEFAULT_MAX_BATCH_SIZE
+from raccoon_beam.dead_letters import RaccoonDeadLetterRow, to_row
 from raccoon_beam.delivery import BundleWriter, DeliveryReport, Sender, acquire_sender, release_sender
+from raccoon_beam.delivery.log import RateLimitedLog
 from raccoon_beam.errors import STAGE_SEND, DeliveryError, RaccoonDeadLetter
 from raccoon_beam.events import EventRejected, EventTypeSpec
 from raccoon_beam.options import WriteOptions
@@ -53,9 +60,6 @@ FAILED_TAG = "failed"
 # The main output of the sending DoFns: the ack records when asked for, else nothing.
 ACKNOWLEDGED_TAG = "acknowledged"
 METRICS_NAMESPACE = "raccoon"
-# The key of the events batched across bundles; GroupIntoBatches.WithShardedKey
-# spreads it over the workers' threads.
-_BUFFERING_KEY = "raccoon"
 
 
 class WriteToRaccoonResult:
@@ -63,14 +67,22 @@ class WriteToRaccoonResult:
 
     Attributes:
       failed: a PCollection of :class:`RaccoonDeadLetter`, one per element that
-        was not delivered, in that element's window and with its timestamp.
+        was not delivered, in that element's window and with its timestamp;
+        its coder encodes any letter (see :mod:`raccoon_beam.dead_letters`).
+      failed_rows: the same letters as :class:`~raccoon_beam.dead_letters.RaccoonDeadLetterRow`
+        rows with a Beam schema, for ``WriteToJson``, ``WriteToBigQuery`` or Beam SQL.
     """
 
     def __init__(
-        self, pipeline: beam.Pipeline, failed: PCollection, acknowledged: Optional[PCollection] = None
+        self,
+        pipeline: beam.Pipeline,
+        failed: PCollection,
+        failed_rows: PCollection,
+        acknowledged: Optional[PCollection] = None,
     ) -> None:
         self.pipeline = pipeline
         self.failed = failed
+        self.failed_rows = failed_rows
         self._acknowledged = acknowledged
 
     @property
@@ -264,24 +276,37 @@ class WriteToRaccoon(beam.PTransform):
         options = self._options.for_element_type(pcoll.element_type)
         if options.acknowledgements:
             _check_runner_keeps_outputs_apart(pcoll.pipeline)
-        if options.max_buffering_duration is None:
-            outputs = pcoll | "WriteEvents" >> _sending(_WriteEventsFn(options), options)
-            return WriteToRaccoonResult(pcoll.pipeline, outputs[FAILED_TAG], _acknowledged(outputs, options))
-        prepared = pcoll | "BuildEvents" >> beam.ParDo(_BuildEventsFn(options)).with_output_types(
-            Tuple[str, Any]  # GroupIntoBatches.WithShardedKey needs a keyed type
-        ).with_outputs(FAILED_TAG, main="events")
-        sent = (
-            prepared["events"]
-            | "BatchAcrossBundles"
-            >> beam.GroupIntoBatches.WithShardedKey(
-                options.max_batch_size,
-                max_buffering_duration_secs=options.max_buffering_duration,
-                clock=options.buffering_clock,
+        # One label for the step that sends, whatever the path: see docs/runners.md
+        # for what changes between the paths.
+        if _runs_on_dask(pcoll.pipeline):
+            # Beam's Dask runner drops what finish_bundle emits: whole groups,
+            # each delivered and dead-lettered inside one process call.
+            groups = (
+                pcoll
+                | "KeyForGrouping" >> beam.ParDo(_KeyElementsFn(_DASK_SHARDS, pcoll.windowing.windowfn))
+                | "GroupElements" >> beam.GroupByKey()
             )
-            | "WriteBatches" >> _sending(_WriteBatchesFn(options), options)
-        )
-        failed = (prepared[FAILED_TAG], sent[FAILED_TAG]) | "AllDeadLetters" >> beam.Flatten()
-        return WriteToRaccoonResult(pcoll.pipeline, failed, _acknowledged(sent, options))
+            sent = groups | "WriteEvents" >> _sending(_WriteGroupsFn(options, whole_groups=True), options)
+        elif options.max_buffering_duration is None:
+            sent = pcoll | "WriteEvents" >> _sending(_WriteEventsFn(options), options)
+        else:
+            groups = (
+                pcoll
+                | "KeyForBuffering"
+                >> beam.ParDo(_KeyElementsFn(1, pcoll.windowing.windowfn)).with_output_types(Tuple[int, Any])
+                | "BatchAcrossBundles"
+                >> beam.GroupIntoBatches.WithShardedKey(
+                    options.max_batch_size,
+                    max_buffering_duration_secs=options.max_buffering_duration,
+                    clock=options.buffering_clock,
+                )
+            )
+            sent = groups | "WriteEvents" >> _sending(_WriteGroupsFn(options, whole_groups=False), options)
+        failed = sent[FAILED_TAG]
+        # An explicit coder that encodes any letter (raccoon_beam.dead_letters).
+        failed.element_type = RaccoonDeadLetter
+        rows = failed | "DeadLetterRows" >> beam.Map(to_row).with_output_types(RaccoonDeadLetterRow)
+        return WriteToRaccoonResult(pcoll.pipeline, failed, rows, _acknowledged(sent, options))
 
     def display_data(self) -> Dict[str, Any]:
         options = self._options
@@ -431,6 +456,8 @@ class _SendingFn(beam.DoFn):
         self._dead_letters: List[WindowedValue] = []
         # Ack records (acknowledgements=True), for the main output.
         self._acks: List[WindowedValue] = []
+        # Dead letters of this bundle per stage: [count, latest reason] (the summary lines).
+        self._tally: Dict[str, List[Any]] = {}
         # The window, timestamp and pane of the bundle's elements, as a
         # WindowedValue of None; set by the first chunk of a bundle.
         self._windowing: Optional[WindowedValue] = None
@@ -456,6 +483,7 @@ class _SendingFn(beam.DoFn):
         self._writer.discard()
         self._dead_letters = []
         self._acks = []
+        self._tally = {}
         self._windowing = None
 
     def finish_bundle(self) -> Iterable[Any]:
@@ -466,6 +494,9 @@ class _SendingFn(beam.DoFn):
             self._writer.discard()
             raise
         dead_letters, self._dead_letters = self._dead_letters, []
+        if self._tally:
+            _summarize(self._tally)
+            self._tally = {}
         for letter in dead_letters:
             yield TaggedOutput(FAILED_TAG, letter)
         acks, self._acks = self._acks, []
@@ -496,6 +527,12 @@ class _SendingFn(beam.DoFn):
         acks, self._acks = self._acks, []
         return tuple(TaggedOutput(FAILED_TAG, letter) for letter in dead_letters) + tuple(acks)
 
+    def _count(self, stage: str, count: int, reason: str) -> None:
+        """Adds ``count`` dead letters of ``stage`` to the bundle's summary."""
+        tally = self._tally.setdefault(stage, [0, reason])
+        tally[0] += count
+        tally[1] = reason
+
     def _windowed(self, source: Any) -> WindowedValue:
         """The WindowedValue of an event's source: itself, or the element in the bundle's windowing."""
         if type(source) is WindowedValue:
@@ -516,6 +553,7 @@ class _SendingFn(beam.DoFn):
                 if self._options.fail_on_error:
                     raise DeliveryError(f"{len(failed.sources)} event(s) were not delivered: {failed.reason}")
                 metrics.events_dead_lettered.inc(len(failed.sources))
+                self._count(STAGE_SEND, len(failed.sources), failed.reason)  # the sender logs them
                 error, code, delivered = failed.reason, failed.failure.code, failed.delivered
                 for source, event_type, payload in zip(failed.sources, failed.event_types, failed.payloads):
                     windowed = self._windowed(source)
@@ -531,6 +569,35 @@ class _SendingFn(beam.DoFn):
                         payload=payload,
                     )
                     self._dead_letters.append(windowed.with_value(letter))
+
+
+_log = logging.getLogger(__name__)
+# One rate-limited log per stage and worker process (as the sender's for stage
+# "send"), made on first use: a logger's lock does not pickle with a DoFn.
+_STAGE_LOGS: Dict[str, RateLimitedLog] = {}
+_STAGE_LOGS_LOCK = threading.Lock()
+
+
+def _stage_log(stage: str) -> RateLimitedLog:
+    log = _STAGE_LOGS.get(stage)
+    if log is None:
+        with _STAGE_LOGS_LOCK:
+            log = _STAGE_LOGS.setdefault(
+                stage, RateLimitedLog(_log, logging.ERROR, f"event(s) dead-lettered at stage '{stage}'")
+            )
+    return log
+
+
+def _summarize(tally: Mapping[str, List[Any]]) -> None:
+    """One line per stage for a bundle that dead-lettered events."""
+    for stage, (count, reason) in sorted(tally.items()):
+        _log.warning(
+            "bundle finished with %d event(s) dead-lettered at stage '%s' (in result.failed; "
+            "fail_on_error=True fails the pipeline instead); latest: %s",
+            count,
+            stage,
+            reason,
+        )
 
 
 def _rejection_letter(element: Any, rejection: EventRejected, fail_on_error: bool) -> RaccoonDeadLetter:
@@ -644,44 +711,113 @@ class _WriteEventsFn(_SendingFn):
             letter = _rejection_letter(windowed.value, rejection, fail_on_error)
             self._dead_letters.append(windowed.with_value(letter))
         self._rejected.inc(len(rejected))
+        # Logged once per chunk and stage, off the per-event path.
+        latest: Dict[str, List[Any]] = {}
+        for _, rejection in rejected:
+            counted = latest.setdefault(rejection.stage, [0, ""])
+            counted[0] += 1
+            counted[1] = rejection.reason
+        for stage, (count, reason) in latest.items():
+            _stage_log(stage).record(count, reason)
+            self._count(stage, count, reason)
         dropped = {index for index, _ in rejected}
         return [source for index, source in enumerate(sources) if index not in dropped]
 
 
-class _BuildEventsFn(beam.DoFn):
-    """Builds events ahead of GroupIntoBatches (the buffering path)."""
+def _runs_on_dask(pipeline: beam.Pipeline) -> bool:
+    """Whether ``pipeline`` runs on Beam's Dask runner (known when the transform expands)."""
+    runner = getattr(pipeline, "runner", None)
+    return any(cls.__module__.startswith("apache_beam.runners.dask") for cls in type(runner).__mro__)
 
-    def __init__(self, options: WriteOptions) -> None:
-        assert options.builder is not None, "options.for_element_type() first"
-        self._build = options.builder
-        self._fail_on_error = options.fail_on_error
-        self._rejected = _counter(_EVENTS_DEAD_LETTERED)
 
-    def process(self, element: Any, timestamp=beam.DoFn.TimestampParam) -> Iterable[Any]:
+# Groups the Dask path delivers at once: enough to spread over a cluster's
+# worker processes and threads, few enough that each group is many batches.
+_DASK_SHARDS = 32
+
+
+class _KeyElementsFn(beam.DoFn):
+    """Keys each element to a shard for grouping, carrying its timestamp (and windows) in the value.
+
+    The value is ``(element, timestamp_micros, windows)``. An element in
+    several windows (sliding ones) is keyed once, in the first of them, with
+    all of them in ``windows`` (None in the usual case of one window): the
+    grouping step would otherwise hold, and send, one copy per window; its
+    dead letter still goes to every window. Beam calls ``process`` once per
+    window here (``WindowParam``), so the element's windows are those the
+    input's ``WindowFn`` assigns, and only the call for the first outputs.
+    Only the element is kept, not its serialized event: the event is rebuilt
+    after the grouping, and what a dead letter needs is the element. The
+    timestamp travels in the value because a grouping step may lose it
+    (Beam's Dask runner hands main outputs on without their windows).
+    """
+
+    def __init__(self, shards: int, window_fn: WindowFn) -> None:
+        self._shards = shards
+        self._window_fn = None if isinstance(window_fn, GlobalWindows) else window_fn
+        self._next = 0
+
+    def setup(self) -> None:
+        # Instances start at different shards, so that small bundles still spread.
+        self._next = random.randrange(self._shards)
+
+    def process(self, element: Any, window=beam.DoFn.WindowParam, timestamp=beam.DoFn.TimestampParam) -> Iterable[Any]:
+        windows = None if self._window_fn is None else self._all_windows(element, timestamp, window)
+        if windows is not None and window != windows[0]:
+            return  # the call for the element's first window keys it
+        self._next = shard = (self._next + 1) % self._shards
+        yield shard, (element, timestamp.micros, windows)
+
+    def _all_windows(self, element: Any, timestamp: Timestamp, window: BoundedWindow) -> Optional[Tuple[Any, ...]]:
+        """The element's windows when it is in more than one (and they are known), else None."""
+        assert self._window_fn is not None
         try:
-            event_type, payload, encoded_size = self._build(element)
-        except EventRejected as rejection:
-            letter = _rejection_letter(element, rejection, self._fail_on_error)
-            self._rejected.inc()
-            yield TaggedOutput(FAILED_TAG, letter)
-            return
-        # The timestamp travels with the event (GroupIntoBatches re-stamps its
-        # output), as microseconds: its coder pickles a Timestamp object (5 us
-        # to encode and 5 to decode, against 1.3 for the whole tuple without it).
-        yield _BUFFERING_KEY, (event_type, payload, encoded_size, element, timestamp.micros)
+            windows = tuple(self._window_fn.assign(WindowFn.AssignContext(timestamp, element, window)))
+        except Exception:  # noqa: BLE001 - a WindowFn that needs more context: treat the window alone
+            return None
+        # Not among them: windows the WindowFn did not assign (merged, or set by hand); keep each.
+        return windows if len(windows) > 1 and window in windows else None
 
 
-class _WriteBatchesFn(_SendingFn):
-    """Sends the batches that GroupIntoBatches formed across bundles."""
+class _WriteGroupsFn(_WriteEventsFn):
+    """Writes the groups of keyed elements formed ahead of it.
 
-    def process(
-        self, keyed_batch: Tuple[Any, Iterable[Any]], window=beam.DoFn.WindowParam
-    ) -> Optional[Tuple[TaggedOutput, ...]]:
-        writer = self._writer
-        assert writer is not None
-        windows = (window,)
-        for event_type, payload, encoded_size, element, micros in keyed_batch[1]:
-            writer.add(event_type, payload, windowed_value.create(element, micros, windows), encoded_size)
-        # A buffered batch is due now: do not hold it until the bundle ends.
-        writer.flush()
-        return self._ready_dead_letters()
+    Each element is handled as the default path handles an element of a
+    bundle. With ``whole_groups`` (the Dask path) each group is delivered
+    completely inside its ``process`` call, which outputs all of its dead
+    letters: nothing depends on what ``finish_bundle`` emits. Otherwise (the
+    buffering path) the group is sent at once and its dead letters come out
+    as their batches finish, the last ones at the end of the bundle.
+    """
+
+    def __init__(self, options: WriteOptions, whole_groups: bool) -> None:
+        super().__init__(options)
+        self._whole_groups = whole_groups
+
+    def default_label(self) -> str:
+        # The step that sends has one full label on every path (a Dataflow
+        # update matches steps by label): "WriteEvents/ParDo(_WriteEventsFn)".
+        return _WriteEventsFn.__name__
+
+    def process(self, keyed_group: Tuple[Any, Iterable[Any]], window=beam.DoFn.WindowParam) -> List[Any]:
+        outputs: List[Any] = []
+        add = super().process
+        group_windows = (window,)  # the one window each element was grouped in
+        for element, micros, windows in keyed_group[1]:
+            windowed = windowed_value.create(element, micros, windows if windows is not None else group_windows)
+            ready = add(element, windowed)
+            if ready:
+                outputs.extend(ready)
+        if self._whole_groups:
+            outputs.extend(super().finish_bundle())  # waits for every request of the group
+            self.start_bundle()
+        else:
+            self._add_chunk()
+            assert self._writer is not None
+            self._writer.flush()  # a buffered group is due now: do not hold it until the bundle ends
+            outputs.extend(self._ready_dead_letters() or ())
+        return outputs
+
+    def finish_bundle(self) -> Iterable[TaggedOutput]:
+        if self._whole_groups:
+            return ()  # every group was finished in its process call
+        return super().finish_bundle()

@@ -30,7 +30,10 @@ class ProtobufSerializer(BaseSerializer):
                 raise SerializationError(f"{type(element).DESCRIPTOR.full_name}: {exc}") from exc
         if element is None:
             raise SerializationError(ELEMENT_IS_NONE)
-        raise SerializationError(f"expected a protobuf Message, got {type_name(element)}")
+        raise SerializationError(
+            f"expected a protobuf Message, got {type_name(element)}; to convert plain data, "
+            "pass message_type= (a generated message class, or a full name with descriptor_set=)"
+        )
 
     def serialize_many(self, elements: Sequence[Any]) -> Optional[List[bytes]]:
         """What calling this serializer on each element would return, or None if one would raise."""

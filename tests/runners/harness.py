@@ -47,7 +47,12 @@ def chunk_events(chunk: int, n: int, bad: int) -> List[Dict[str, Any]]:
     hold a set, which JSON cannot encode.
     """
     events: List[Dict[str, Any]] = [
-        {"id": i, "event_name": EVENT_TYPES[i % len(EVENT_TYPES)], "ts": EPOCH + i // EVENTS_PER_SECOND, "page": f"/p/{i % 977}"}
+        {
+            "id": i,
+            "event_name": EVENT_TYPES[i % len(EVENT_TYPES)],
+            "ts": EPOCH + i // EVENTS_PER_SECOND,
+            "page": f"/p/{i % 977}",
+        }
         for i in range(chunk * CHUNK, min((chunk + 1) * CHUNK, n))
     ]
     for k in range(chunk, bad, chunks(n)):
@@ -90,9 +95,7 @@ class RecordDeadLetters(beam.DoFn):
     def start_bundle(self) -> None:
         self._records = []
 
-    def process(
-        self, letter: RaccoonDeadLetter, win=beam.DoFn.WindowParam, timestamp=beam.DoFn.TimestampParam
-    ) -> None:
+    def process(self, letter: RaccoonDeadLetter, win=beam.DoFn.WindowParam, timestamp=beam.DoFn.TimestampParam) -> None:
         element = letter.element
         record = {
             "id": element.get("id") if isinstance(element, dict) else None,
@@ -176,7 +179,9 @@ class Reconciliation:
 
     def assert_exact(self, bad_ids: Set[int], allow_duplicates: bool = False) -> None:
         """Captured and dead-lettered ids together are the input; only ``bad_ids`` dead-lettered."""
-        assert not self.lost, f"{len(self.lost)} events neither captured nor dead-lettered, e.g. {sorted(self.lost)[:10]}"
+        assert not self.lost, (
+            f"{len(self.lost)} events neither captured nor dead-lettered, e.g. {sorted(self.lost)[:10]}"
+        )
         unexpected = set(self.captured) - self.input_ids
         assert not unexpected, f"captured ids that were never sent: {sorted(unexpected)[:10]}"
         assert set(self.dead_ids) == bad_ids, (
@@ -246,3 +251,60 @@ def alive(pids: Iterator[int]) -> List[int]:
         except psutil.NoSuchProcess:
             pass
     return running
+
+
+# The "straight" runs: a small input straight from beam.Create into the sink,
+# with its bad elements last, so that they fall in the last chunk of the last
+# bundle (dead letters a runner may only see if it keeps what finish_bundle
+# emits); and the same input to a closed port, where every event fails at the
+# send stage. Small, so that each runner's run stays cheap.
+STRAIGHT_GOOD = 300
+STRAIGHT_BAD = 5
+
+
+def straight_elements() -> List[Dict[str, Any]]:
+    """Good events ``0..STRAIGHT_GOOD-1`` then bad ones (no event type), last."""
+    good = [{"id": i, "event_name": EVENT_TYPES[i % len(EVENT_TYPES)]} for i in range(STRAIGHT_GOOD)]
+    bad = [{"id": STRAIGHT_GOOD + k, "event_name": None} for k in range(STRAIGHT_BAD)]
+    return good + bad
+
+
+def straight_bad_ids() -> Set[int]:
+    return set(range(STRAIGHT_GOOD, STRAIGHT_GOOD + STRAIGHT_BAD))
+
+
+def closed_port() -> int:
+    """A port nothing listens on (bound, then released)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def build_straight(pipeline: beam.Pipeline, endpoint: str, letters_dir: str, label: str = "Live") -> None:
+    """``beam.Create(good + bad)`` straight into the sink at ``endpoint``; dead letters to ``letters_dir``."""
+    result = (
+        pipeline
+        | f"{label}Input" >> beam.Create(straight_elements(), reshuffle=False)
+        | f"{label}Write"
+        >> WriteToRaccoon(endpoint, event_type=event_type_of, retry=RetryPolicy(max_attempts=1), max_batch_size=50)
+    )
+    _ = result.failed | f"{label}RecordDeadLetters" >> beam.ParDo(RecordDeadLetters(letters_dir))
+
+
+def closed_endpoint() -> str:
+    return f"ws://127.0.0.1:{closed_port()}"
+
+
+def check_straight(emulator: RaccoonEmulator, letters_dir: str, closed_letters_dir: str) -> None:
+    """Captured ids + dead-lettered ids == input ids, in both runs; only the bad ones dead-lettered live."""
+    input_ids = {element["id"] for element in straight_elements()}
+    live = reconcile(emulator, input_ids, letters_dir)
+    live.assert_exact(straight_bad_ids())
+    closed = read_records(closed_letters_dir)
+    closed_ids = collections.Counter(record["id"] for record in closed)
+    assert set(closed_ids) == input_ids, f"{len(input_ids - set(closed_ids))} events of the closed-port run were lost"
+    assert max(closed_ids.values()) == 1, "an element was dead-lettered twice"
+    stages = collections.Counter(record["stage"] for record in closed)
+    assert stages == {"send": STRAIGHT_GOOD, "serialize": STRAIGHT_BAD}, stages

@@ -105,6 +105,17 @@ def test_two_sdk_workers_lose_nothing_under_transient_failures(
     check_workers(worker_pool, worker_pids, rec)
 
 
+def test_portable_runner_loses_no_dead_letter(worker_pool: WorkerPool, emulator: RaccoonEmulator, tmp_path: Any) -> None:
+    # Bad elements last in the input, and a closed port: harness.check_straight.
+    live, closed = tmp_path / "live", tmp_path / "closed"
+    live.mkdir()
+    closed.mkdir()
+    with beam.Pipeline(options=PipelineOptions(worker_pool.portable_options())) as pipeline:
+        harness.build_straight(pipeline, emulator.ws_endpoint, str(live))
+        harness.build_straight(pipeline, harness.closed_endpoint(), str(closed), label="Closed")
+    harness.check_straight(emulator, str(live), str(closed))
+
+
 # ------------------------------------------------------------------ streaming
 
 STREAM_SECONDS = 3.0

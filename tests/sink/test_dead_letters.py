@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 from typing import List
 
 import pytest
 
 from raccoon_beam import RaccoonDeadLetter, RetryPolicy
+from raccoon_beam import io as raccoon_io
 from raccoon_beam.errors import Failure, FailureKind
 
 from tests.sink.test_write_pipeline import make_events, run_write
@@ -103,3 +105,40 @@ def test_validate_stage_letter_carries_the_payload():
         max_event_bytes=10,
         collect_failed=_letters_where(check),
     )
+
+
+def test_serialize_and_validate_dead_letters_are_logged_with_a_summary_per_stage(caplog, monkeypatch):
+    # The logs are per process: fresh ones, so that earlier tests' lines do not rate-limit these.
+    monkeypatch.setattr(raccoon_io, "_STAGE_LOGS", {})
+    elements = make_events(40) + [{"id": 40, "event_name": "x" * 50}]
+    with caplog.at_level(logging.WARNING, logger="raccoon_beam"):
+        run_write(
+            elements,
+            endpoint=f"grpc://127.0.0.1:{_closed_port()}",
+            event_type="click",
+            serializer="protobuf",  # dicts without message_type: every element fails to serialize
+            collect_failed=_letters_where(lambda letter: None),
+        )
+    errors = [
+        r.getMessage() for r in caplog.records if r.levelno == logging.ERROR and "stage 'serialize'" in r.getMessage()
+    ]
+    # Rate-limited: the first occurrence at once, then at most a line per interval, with the count.
+    assert errors and len(errors) <= 2, errors
+    assert errors[0].split()[0].isdigit() and "pass message_type=" in errors[0]
+    summaries = [r.getMessage() for r in caplog.records if r.getMessage().startswith("bundle finished with")]
+    assert summaries, "no summary line at the end of the bundle"
+    assert sum(int(line.split()[3]) for line in summaries if "stage 'serialize'" in line) == 41
+    assert all("fail_on_error=True" in line for line in summaries)
+
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="raccoon_beam"):
+        run_write(
+            make_events(3),
+            endpoint=f"grpc://127.0.0.1:{_closed_port()}",
+            event_type="click",
+            max_event_bytes=10,
+            collect_failed=_letters_where(lambda letter: None),
+        )
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("dead-lettered at stage 'validate'; latest: event of" in m for m in messages), messages
+    assert any(m.startswith("bundle finished with") and "stage 'validate'" in m for m in messages), messages

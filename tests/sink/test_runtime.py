@@ -18,7 +18,7 @@ from apache_beam.utils.timestamp import Timestamp
 from apache_beam.utils.windowed_value import WindowedValue
 
 from raccoon_beam.delivery import shared
-from raccoon_beam.io import METRICS_NAMESPACE, _WriteBatchesFn, _WriteEventsFn
+from raccoon_beam.io import METRICS_NAMESPACE, _WriteEventsFn, _WriteGroupsFn
 
 
 def _metrics(result):
@@ -62,7 +62,7 @@ def test_metrics_count_events_batches_retries_and_dead_letters(emulator):
 
 def test_dofns_pickle_before_setup_and_hold_no_live_state():
     transform = WriteToRaccoon("grpc://127.0.0.1:1", event_type=lambda e: "t", max_buffering_duration=1)
-    for fn in (_WriteEventsFn(transform.options), _WriteBatchesFn(transform.options)):
+    for fn in (_WriteEventsFn(transform.options), _WriteGroupsFn(transform.options, whole_groups=True)):
         clone = pickler.loads(pickler.dumps(fn))
         assert clone._sender is None and clone._writer is None
         assert (clone._options.transport, clone._options.retry) == (fn._options.transport, fn._options.retry)

@@ -119,3 +119,62 @@ def test_buffered_dead_letters_keep_their_timestamps(emulator):
     assert [json.loads(e.event_bytes)["id"] for e in emulator.events()] == [1]
 
 
+def test_an_element_in_several_windows_is_sent_once_and_dead_lettered_in_each(emulator):
+    # SlidingWindows(10, 5) puts every element in two windows.
+    stream = (
+        TestStream()
+        .advance_watermark_to(0)
+        .add_elements(_events(range(10)) + [window.TimestampedValue({"id": 99, "event_name": 7}, Timestamp(3))])
+        .advance_processing_time(5)
+        .advance_watermark_to_infinity()
+    )
+    with beam.Pipeline(options=_stream_options()) as pipeline:
+        result = (
+            pipeline
+            | stream
+            | beam.WindowInto(window.SlidingWindows(10, 5))
+            | WriteToRaccoon(
+                emulator.grpc_endpoint,
+                event_type=lambda e: e["event_name"],
+                max_buffering_duration=1,
+                buffering_clock=FakeClock(),
+            )
+        )
+        windows = result.failed | beam.Map(
+            lambda letter, w=beam.DoFn.WindowParam: (letter.element["id"], int(w.start.micros // 1_000_000))
+        )
+        assert_that(windows, equal_to([(99, -5), (99, 0)]))
+    assert sorted(json.loads(e.event_bytes)["id"] for e in emulator.events()) == list(range(10))
+
+
+def _labels(pipeline: beam.Pipeline) -> set:
+    labels = set()
+
+    class Collect(beam.pipeline.PipelineVisitor):
+        def enter_composite_transform(self, node):
+            labels.add(node.full_label)
+
+        def visit_transform(self, node):
+            labels.add(node.full_label)
+
+    pipeline.visit(Collect())
+    return labels
+
+
+def test_the_sending_step_keeps_its_label_when_buffering_is_turned_on():
+    # The update rule of docs/runners.md: turning max_buffering_duration on
+    # adds steps before the one that sends; the steps of the default path
+    # keep their labels.
+    def build(**kwargs) -> set:
+        pipeline = beam.Pipeline()
+        _ = (
+            pipeline
+            | beam.Create([{"id": 1}])
+            | "Write" >> WriteToRaccoon("grpc://127.0.0.1:1", event_type="t", **kwargs)
+        )
+        return {label for label in _labels(pipeline) if label.startswith("Write/")}
+
+    default, buffered = build(), build(max_buffering_duration=1)
+    assert {"Write/WriteEvents", "Write/DeadLetterRows"} <= default
+    assert default <= buffered
+    assert {"Write/KeyForBuffering", "Write/BatchAcrossBundles"} <= buffered
