@@ -133,11 +133,8 @@ def test_an_element_in_several_windows_is_sent_once_and_dead_lettered_in_each(em
             pipeline
             | stream
             | beam.WindowInto(window.SlidingWindows(10, 5))
-            | WriteToRaccoon(
-                emulator.grpc_endpoint,
-                event_type=lambda e: e["event_name"],
-                max_buffering_duration=1,
-                buffering_clock=FakeClock(),
+            | _on_fake_clock(
+                WriteToRaccoon(emulator.grpc_endpoint, event_type=lambda e: e["event_name"], max_buffering_duration=1)
             )
         )
         windows = result.failed | beam.Map(
