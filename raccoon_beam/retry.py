@@ -29,7 +29,7 @@ import dataclasses
 import enum
 import math
 import time
-from typing import Any, Awaitable, Callable, Dict, Optional
+from typing import Any, Awaitable, Callable, Dict, List, Optional
 
 import tenacity
 
@@ -248,23 +248,27 @@ class RetryPolicy:
 
     Attributes:
       max_attempts: attempts in all, the first one included (1 = no retry);
-        default 10.
+        default 10; None: no limit.
       initial_backoff: the first wait's upper bound, in seconds; default 0.5.
       max_backoff: the largest upper bound of a wait, in seconds; default 30.
       deadline: seconds from the first attempt after which no retry starts;
-        default 300.
+        default 300; None: no deadline. With neither limit (see
+        :meth:`forever`) retries never end.
     """
 
-    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    max_attempts: Optional[int] = DEFAULT_MAX_ATTEMPTS
     initial_backoff: float = DEFAULT_INITIAL_BACKOFF
     max_backoff: float = DEFAULT_MAX_BACKOFF
-    deadline: float = DEFAULT_DEADLINE
+    deadline: Optional[float] = DEFAULT_DEADLINE
 
     def __post_init__(self) -> None:
-        if not isinstance(self.max_attempts, int) or self.max_attempts < 1:
-            raise ValueError(f"max_attempts must be a positive integer, got {self.max_attempts!r}")
+        attempts = self.max_attempts
+        if attempts is not None and (not isinstance(attempts, int) or isinstance(attempts, bool) or attempts < 1):
+            raise ValueError(f"max_attempts must be a positive integer or None, got {attempts!r}")
         for name in ("initial_backoff", "max_backoff", "deadline"):
             value = getattr(self, name)
+            if value is None and name == "deadline":
+                continue
             if not isinstance(value, (int, float)) or math.isnan(value) or value < 0:
                 raise ValueError(f"{name} must be a non-negative number of seconds, got {value!r}")
         if self.max_backoff < self.initial_backoff:
@@ -274,6 +278,23 @@ class RetryPolicy:
     def no_retry(cls) -> "RetryPolicy":
         """A policy that makes a single attempt."""
         return cls(max_attempts=1)
+
+    @classmethod
+    def forever(cls, initial_backoff: float = DEFAULT_INITIAL_BACKOFF, max_backoff: float = DEFAULT_MAX_BACKOFF) -> "RetryPolicy":
+        """A policy that never gives up on a retryable failure (as ``WriteToBigQuery``'s ``RETRY_ALWAYS``).
+
+        For pipelines that prefer back-pressure to dead letters: while
+        Raccoon is down or overloaded the sink waits (and logs that it
+        waits, and why) instead of dead-lettering, and the pipeline stalls
+        until Raccoon is back. Failures that no retry can fix (a bad
+        request, a wrong configuration) are still dead-lettered at once.
+        """
+        return cls(max_attempts=None, initial_backoff=initial_backoff, max_backoff=max_backoff, deadline=None)
+
+    @property
+    def gives_up(self) -> bool:
+        """Whether retries ever end (False for :meth:`forever`)."""
+        return self.max_attempts is not None or self.deadline is not None
 
     def backoff_bound(self, attempt_number: int) -> float:
         """The upper bound of the wait after failed attempt ``attempt_number`` (1-based)."""
@@ -315,16 +336,19 @@ class RetryPolicy:
           on_retry: called with the failure and the wait before each retry.
           started: when the first attempt started, on ``clock`` (default: now).
         """
-        past_deadline = _PastDeadline(self.deadline, clock, started)
-
         def before_sleep(retry_state: tenacity.RetryCallState) -> None:
             if on_retry is not None and retry_state.outcome is not None:
                 error = retry_state.outcome.exception()
                 if isinstance(error, SendFailure):
                     on_retry(error.failure, retry_state.upcoming_sleep)
 
+        stops: List[tenacity.stop.stop_base] = []
+        if self.max_attempts is not None:
+            stops.append(tenacity.stop_after_attempt(self.max_attempts))
+        if self.deadline is not None:
+            stops.append(_PastDeadline(self.deadline, clock, started))
         return tenacity.AsyncRetrying(
-            stop=tenacity.stop_any(tenacity.stop_after_attempt(self.max_attempts), past_deadline),
+            stop=tenacity.stop_any(*stops) if stops else tenacity.stop_never,
             wait=self._wait(),
             retry=tenacity.retry_if_exception(
                 lambda exc: isinstance(exc, SendFailure) and classify(exc.failure) is Verdict.RETRY

@@ -64,15 +64,15 @@ async def _send(
 ) -> Tuple[EncodedRequest, SendOutcome]:
     """Sends ``batch`` as one request (with retries) and counts it in ``report``."""
     request = encode_batch(batch.event_types, batch.payloads, wire=wire)
-    started = time.monotonic()
     outcome = await send(request)
     report.requests += outcome.attempts
     report.retries += max(outcome.attempts - 1, 0)
     report.waited += outcome.waited
     report.bytes_sent += len(request.body) * outcome.attempts
+    report.timeouts += outcome.timeouts
+    report.latencies_ms.extend(int(seconds * 1000) for seconds in outcome.latencies)
     if outcome.ok:
         report.acknowledged += len(batch)
-        report.latencies_ms.append(int((time.monotonic() - started) * 1000))
         if report.acked is not None:
             report.acked.append(
                 AckedRequest(

@@ -29,6 +29,9 @@ class SendOutcome:
       attempts: how many times the request was sent.
       waited: seconds spent backing off between attempts.
       conn_id: the id of the connection that acknowledged it ("" on failure).
+      latencies: each attempt's latency in seconds, failures included
+        (from the send to its answer: no backoff, no time held back).
+      timeouts: how many attempts timed out.
     """
 
     response: Optional[raccoon_pb2.SendEventResponse]
@@ -37,6 +40,8 @@ class SendOutcome:
     attempts: int
     waited: float = 0.0
     conn_id: str = ""
+    latencies: List[float] = dataclasses.field(default_factory=list)
+    timeouts: int = 0
 
     @property
     def ok(self) -> bool:
@@ -91,7 +96,9 @@ class DeliveryReport(Generic[S]):
     """What happened to one batch, for metrics and dead letters.
 
     Every event of the batch is either counted in ``acknowledged`` or is
-    one of the ``failures``' sources.
+    one of the ``failures``' sources. ``latencies_ms`` holds every
+    attempt's latency, failed ones included; ``timeouts`` the attempts
+    that timed out.
     """
 
     events: int = 0
@@ -100,6 +107,7 @@ class DeliveryReport(Generic[S]):
     retries: int = 0
     waited: float = 0.0
     bytes_sent: int = 0
+    timeouts: int = 0
     latencies_ms: List[int] = dataclasses.field(default_factory=list)
     failures: List[FailedEvents[S]] = dataclasses.field(default_factory=list)
     acked: Optional[List[AckedRequest[S]]] = None

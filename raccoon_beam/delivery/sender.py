@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import logging
 import threading
 import time
@@ -27,6 +28,8 @@ from typing import Any, Awaitable, Callable, Coroutine, List, Optional, Set, Tup
 from raccoon_beam._loop import EventLoopThread
 from raccoon_beam.batching import Batch
 from raccoon_beam.delivery.bisection import deliver
+from raccoon_beam.delivery.flow import FlowControl, FlowOptions
+from raccoon_beam.delivery.held import HeldTime
 from raccoon_beam.delivery.log import DEFAULT_LOG_INTERVAL, RateLimitedLog
 from raccoon_beam.delivery.report import DeliveryReport, SendOutcome
 from raccoon_beam.errors import Failure, FailureKind, SendFailure
@@ -51,6 +54,7 @@ async def send_with_retry(
     request: EncodedRequest,
     policy: RetryPolicy,
     *,
+    flow: Optional[FlowControl] = None,
     sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
     clock: Callable[[], float] = time.monotonic,
     on_retry: Optional[Callable[[Failure, float], None]] = None,
@@ -69,8 +73,10 @@ async def send_with_retry(
       transport: where to send.
       request: the encoded request.
       policy: attempts, backoff and deadline.
+      flow: what holds each attempt back (outage gate, rate limit,
+        throttling), if anything.
       sleep: the coroutine function that waits between attempts.
-      clock: a monotonic clock in seconds, for the deadline.
+      clock: a monotonic clock in seconds, for the deadline and latencies.
       on_retry: called with each retried failure and the wait before the
         next attempt (for logs).
 
@@ -82,21 +88,20 @@ async def send_with_retry(
       Cancellation still propagates.
     """
     started = clock()
+    outcome = SendOutcome(None, None, None, 0)
     # The first attempt outside tenacity: most requests succeed at once, and
     # the retry machinery costs more than the call itself.
-    response, failure, sends = await _attempt(transport, request)
+    response, failure = await _attempt(transport, request, flow, clock, outcome)
     if failure is None:
-        return SendOutcome(response, None, None, sends, conn_id=transport.conn_id)
+        outcome.response, outcome.conn_id = response, transport.conn_id
+        return outcome
     verdict = classify(failure)
-    if verdict is not Verdict.RETRY or policy.max_attempts == 1:
-        return SendOutcome(None, failure, verdict, sends)
-
-    attempts = sends - 1  # the policy's attempts count the first one once (below)
-    waited = 0.0
+    if outcome.attempts == 0 or verdict is not Verdict.RETRY or policy.max_attempts == 1:
+        outcome.failure, outcome.verdict = failure, verdict
+        return outcome
 
     def before_retry(failure: Failure, wait: float) -> None:
-        nonlocal waited
-        waited += wait
+        outcome.waited += wait
         if on_retry is not None:
             on_retry(failure, wait)
 
@@ -104,21 +109,74 @@ async def send_with_retry(
     try:
         async for attempt in policy.retrying(sleep=sleep, clock=clock, on_retry=before_retry, started=started):
             with attempt:
-                attempts += 1
                 if replay:
                     response, failure = None, replay.pop()
                 else:
-                    response, failure, sends = await _attempt(transport, request)
-                    attempts += sends - 1
+                    sent = outcome.attempts
+                    response, failure = await _attempt(transport, request, flow, clock, outcome, failure)
+                    if failure is not None and outcome.attempts == sent:
+                        raise _NotSent(failure)  # the outage outlasted the policy: stop here
                 if failure is not None:
                     raise SendFailure.carrying(failure)  # tenacity decides on exceptions
-    except SendFailure as exc:
-        return SendOutcome(None, exc.failure, classify(exc.failure), attempts, waited)
-    return SendOutcome(response, None, None, attempts, waited, conn_id=transport.conn_id)
+    except (SendFailure, _NotSent) as exc:
+        outcome.failure = exc.failure
+        outcome.verdict = classify(exc.failure)
+        return outcome
+    outcome.response, outcome.conn_id = response, transport.conn_id
+    return outcome
 
 
-async def _attempt(transport: Transport, request: EncodedRequest) -> Tuple[Any, Optional[Failure], int]:
-    """One attempt: ``(response, None, sends)``, or ``(None, failure, sends)``.
+class _NotSent(Exception):
+    """An attempt the outage gate refused (not a SendFailure: tenacity must not retry it)."""
+
+    def __init__(self, failure: Failure) -> None:
+        super().__init__(failure.message)
+        self.failure = failure
+
+
+async def _attempt(
+    transport: Transport,
+    request: EncodedRequest,
+    flow: Optional[FlowControl],
+    clock: Callable[[], float],
+    outcome: SendOutcome,
+    last: Optional[Failure] = None,
+) -> Tuple[Any, Optional[Failure]]:
+    """One attempt through ``flow``: ``(response, None)``, or ``(None, failure)`` for whatever went wrong.
+
+    Counts the attempt (two sends when the credentials were refused and
+    read again), its latency (without the time held back) and its timeout
+    in ``outcome``. An attempt the outage gate refuses is not sent and not
+    counted: its failure says why (keeping the kind of this request's own
+    ``last`` failure, which may have left its outcome unknown).
+    """
+    ticket = None
+    if flow is not None:
+        admitted = await flow.admit(request.event_count)
+        if isinstance(admitted, Failure):
+            if last is not None:
+                admitted = dataclasses.replace(last, message=admitted.message)
+            return None, admitted
+        ticket = admitted
+    started = clock()
+    try:
+        response, failure, sends = await _send_with_credentials(transport, request)
+    except asyncio.CancelledError:
+        if flow is not None and ticket is not None:
+            flow.cancel(ticket)
+        raise
+    latency = clock() - started
+    outcome.attempts += sends
+    outcome.latencies.append(latency)
+    if failure is not None and failure.kind is FailureKind.TIMEOUT:
+        outcome.timeouts += 1
+    if flow is not None and ticket is not None:
+        flow.finish(ticket, failure, latency)
+    return response, failure
+
+
+async def _send_with_credentials(transport: Transport, request: EncodedRequest) -> Tuple[Any, Optional[Failure], int]:
+    """One send: ``(response, None, sends)``, or ``(None, failure, sends)``.
 
     ``sends`` is 2 when the credentials were refused and read again, and the
     request resent with them (see :func:`send_with_retry`); 1 otherwise.
@@ -194,6 +252,8 @@ class Sender:
       config: the transport configuration; ``config.max_in_flight`` is the
         most batches (or requests) under way at once.
       policy: the retry policy (default: ``RetryPolicy()``).
+      flow: how the sender paces itself (default: ``FlowOptions()``,
+        adaptive throttling on, no rate limit).
       sleep: the coroutine function that waits between attempts (tests).
       clock: the monotonic clock of the retry deadline and the log's rate limit (tests).
       transport_factory: builds the transport (tests and benchmarks may wrap it).
@@ -204,6 +264,7 @@ class Sender:
         self,
         config: TransportConfig,
         policy: Optional[RetryPolicy] = None,
+        flow: Optional[FlowOptions] = None,
         *,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
@@ -212,9 +273,22 @@ class Sender:
     ) -> None:
         self.config = config
         self.policy = policy if policy is not None else RetryPolicy()
+        self.flow_options = flow if flow is not None else FlowOptions()
         self._sleep = sleep
         self._clock = clock
         self._slots = threading.BoundedSemaphore(config.max_in_flight)
+        self.flow = FlowControl(
+            self.flow_options,
+            self.policy,
+            config.max_in_flight,
+            config.parsed_endpoint.redacted,
+            clock=clock,
+            sleep=sleep,
+        )
+        self.blocked = HeldTime(clock)
+        """Wall-clock seconds during which a caller waited for a free slot (``max_in_flight``)."""
+        self._taken_lock = threading.Lock()
+        self._attempts_held_taken = 0
         self._transport = transport_factory(config)  # opens nothing until its first send
         self._wire = Wire(config.wire)
         self._active: Set["asyncio.Task[Any]"] = set()
@@ -298,9 +372,23 @@ class Sender:
         state = "closed" if self._closed else "open"
         return f"Sender({self.config.parsed_endpoint.redacted}, {state})"
 
+    def take_flow_stats(self) -> Tuple[int, int, int]:
+        """``(seconds held back, seconds blocked on max_in_flight, attempts held back)`` since the last call.
+
+        Whole seconds of wall clock (Beam counters are integers; the rest
+        waits for the next call); each is handed out once, so the DoFns
+        sharing this sender report its time exactly once between them.
+        """
+        with self._taken_lock:
+            held = self.flow.attempts_held
+            attempts, self._attempts_held_taken = held - self._attempts_held_taken, held
+        return self.flow.held.take_whole_seconds(), self.blocked.take_whole_seconds(), attempts
+
     def _start(self, coro: Coroutine[Any, Any, T]) -> "concurrent.futures.Future[T]":
         self._check_open(coro)
-        self._slots.acquire()
+        if not self._slots.acquire(blocking=False):
+            with self.blocked.holding():
+                self._slots.acquire()
         try:
             self._check_open(coro)
             future = self._loop.submit(self._tracked(coro))
@@ -323,7 +411,13 @@ class Sender:
 
     async def _send(self, request: EncodedRequest) -> SendOutcome:
         return await send_with_retry(
-            self._transport, request, self.policy, sleep=self._sleep, clock=self._clock, on_retry=self._on_retry
+            self._transport,
+            request,
+            self.policy,
+            flow=self.flow,
+            sleep=self._sleep,
+            clock=self._clock,
+            on_retry=self._on_retry,
         )
 
     def _on_retry(self, failure: Failure, wait: float) -> None:

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import atexit
 import threading
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
+from raccoon_beam.delivery.flow import FlowOptions
 from raccoon_beam.delivery.sender import Sender
 from raccoon_beam.retry import RetryPolicy
 from raccoon_beam.transports import TransportConfig
@@ -26,7 +27,7 @@ __all__ = ["acquire_sender", "release_sender", "close_idle_senders", "open_sende
 # apart on Dask), short enough that an idle pipeline's connection goes soon.
 DEFAULT_LINGER = 5.0
 
-_Key = Tuple[TransportConfig, RetryPolicy]
+_Key = Tuple[TransportConfig, RetryPolicy, FlowOptions]
 
 _lock = threading.Lock()
 _senders: Dict[_Key, Sender] = {}
@@ -34,19 +35,23 @@ _users: Dict[_Key, int] = {}
 _lingering: Dict[_Key, threading.Timer] = {}
 
 
-def acquire_sender(config: TransportConfig, policy: RetryPolicy) -> Sender:
-    """The process's sender for ``config`` and ``policy``, created on first use.
+def acquire_sender(config: TransportConfig, policy: RetryPolicy, flow: Optional[FlowOptions] = None) -> Sender:
+    """The process's sender for ``config``, ``policy`` and ``flow``, created on first use.
 
-    Every call must be matched by one :func:`release_sender`.
+    The DoFns that share it share its limits too: ``max_in_flight``, the
+    rate limit, the throttling and the outage's one backoff are per worker
+    process and configuration. Every call must be matched by one
+    :func:`release_sender`.
     """
-    key = (config, policy)
+    flow = flow if flow is not None else FlowOptions()
+    key = (config, policy, flow)
     with _lock:
         timer = _lingering.pop(key, None)
         if timer is not None:
             timer.cancel()
         sender = _senders.get(key)
         if sender is None or sender.closed:
-            sender = _senders[key] = Sender(config, policy)
+            sender = _senders[key] = Sender(config, policy, flow)
             _users[key] = 0
         _users[key] += 1
         return sender
@@ -60,7 +65,7 @@ def release_sender(sender: Sender, linger: float = DEFAULT_LINGER) -> None:
       linger: seconds the sender stays open for the next user once it has
         none; 0 closes it at once.
     """
-    key = (sender.config, sender.policy)
+    key = (sender.config, sender.policy, sender.flow_options)
     with _lock:
         if _senders.get(key) is not sender:
             return  # released already, or replaced after a close

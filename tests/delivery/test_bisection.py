@@ -33,12 +33,13 @@ class FakeServer:
         payloads = [event.event_bytes for event in decode_request(request.body, request.wire).events]
         self.requests.append(payloads)
         if BAD not in payloads:
-            return SendOutcome(raccoon_pb2.SendEventResponse(status=1, code=1), None, None, 1)
+            return SendOutcome(raccoon_pb2.SendEventResponse(status=1, code=1), None, None, 1, latencies=[0.002])
         if self.retryable:
             failure = Failure(FailureKind.NETWORK, "down")
         else:
             failure = Failure(FailureKind.REFUSED, "bad event", raccoon_code=raccoon_pb2.CODE_BAD_REQUEST)
-        return SendOutcome(None, failure, classify(failure), 3 if self.retryable else 1, 1.5)
+        attempts = 3 if self.retryable else 1
+        return SendOutcome(None, failure, classify(failure), attempts, 1.5, latencies=[0.002] * attempts)
 
 
 def _batch(payloads: List[bytes]) -> Batch[int]:
@@ -49,7 +50,7 @@ def test_an_acknowledged_batch_is_one_request():
     server = FakeServer()
     report = asyncio.run(deliver(_batch([b"a", b"b", b"c"]), server.send, Wire.PROTOBUF))
     assert (report.events, report.acknowledged, report.requests, report.failures) == (3, 3, 1, [])
-    assert len(report.latencies_ms) == 1 and report.bytes_sent > 0
+    assert report.latencies_ms == [2] and report.bytes_sent > 0
 
 
 def test_a_retryable_failure_is_not_split():
@@ -59,6 +60,7 @@ def test_a_retryable_failure_is_not_split():
     (failed,) = report.failures
     assert failed.sources == [0, 1, 2] and failed.verdict is Verdict.RETRY and failed.attempts == 3
     assert report.retries == 2 and report.waited == 1.5
+    assert report.latencies_ms == [2, 2, 2]  # every attempt's, the failed ones too
     assert failed.reason.startswith("gave up after 3 attempt(s): down")
 
 

@@ -58,9 +58,13 @@ def test_closed_port_warns_at_once_then_every_10_s_then_logs_the_dead_letters(sc
     assert f"over {TransportConfig(f'{scheme}://h').kind} as connection id raccoon-beam-" in connection.getMessage()
     warnings = _lines(caplog, "WARNING")
     assert warnings and warnings[0].created - started < 2.0  # the first failure is told at once
+    retries = [w for w in warnings if w.name == "raccoon_beam.delivery.sender"]
     # Then at most one line per 10 s of (virtual) time, each with the count since the last.
-    assert len(warnings) <= 1 + clock.now / 10
-    assert sum(int(w.getMessage().split()[0]) for w in warnings) <= failed.attempts - 1
+    assert len(retries) <= 1 + clock.now / 10
+    assert sum(int(w.getMessage().split()[0]) for w in retries) <= failed.attempts - 1
+    # The outage is told as one: down, held, given up.
+    outage = [w.getMessage() for w in warnings if w.name == "raccoon_beam.delivery.outage"]
+    assert "looks down" in outage[0] and "dead-lettering what waits" in outage[-1], outage
     (error,) = _lines(caplog, "ERROR")
     message = error.getMessage()
     assert message.startswith("1 event(s) dead-lettered at stage 'send'; latest: gave up after 10 attempt(s)")

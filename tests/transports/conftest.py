@@ -9,6 +9,7 @@ import pytest
 from raccoon_beam.emulator import RaccoonEmulator
 from raccoon_beam.retry import RetryPolicy
 from raccoon_beam.delivery import Sender
+from raccoon_beam.delivery.flow import FlowOptions
 from raccoon_beam.transports import TransportConfig
 from raccoon_beam.wire import Wire
 
@@ -57,11 +58,13 @@ class ClientFactory:
         wire: Wire = Wire.PROTOBUF,
         policy: RetryPolicy = FAST_POLICY,
         sleep: Optional[Callable] = None,
+        flow: Optional[FlowOptions] = None,
         **config,
     ) -> Sender:
         client = Sender(
             TransportConfig(endpoint, wire=wire, **config),
             policy,
+            flow,
             sleep=sleep if sleep is not None else RecordingSleep(),
         )
         self.clients.append(client)

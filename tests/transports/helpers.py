@@ -11,12 +11,16 @@ import time
 from typing import Callable, List, Sequence, Set, Tuple
 
 from raccoon_beam.errors import FailureKind
+from raccoon_beam.delivery.flow import FlowOptions
 from raccoon_beam.retry import RetryPolicy
 from raccoon_beam.wire import EncodedRequest, Wire, encode_request
 
 # Retries that never wait for real: the tests inject RecordingSleep.
 FAST_POLICY = RetryPolicy(max_attempts=4, initial_backoff=0.01, max_backoff=0.05, deadline=120.0)
 NO_RETRY = RetryPolicy(max_attempts=1)
+# Every request in flight at once: transport tests that need max_in_flight
+# requests out together, whatever the adaptive limit would allow.
+UNPACED = FlowOptions(adaptive_throttling=False)
 # Long enough for a loaded 2-core machine, short enough for timeout tests.
 SHORT_TIMEOUT = 0.5
 

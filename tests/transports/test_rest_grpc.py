@@ -19,7 +19,7 @@ from raccoon_beam.emulator import Outcome, RaccoonEmulator
 from raccoon_beam.retry import Verdict
 from raccoon_beam.wire import Wire, decode_request, encode_request, encode_response
 
-from tests.transports.helpers import NO_RETRY, RawServer, assert_facts, eventually, live_threads, make_request
+from tests.transports.helpers import UNPACED, NO_RETRY, RawServer, assert_facts, eventually, live_threads, make_request
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -283,7 +283,7 @@ def test_grpc_bad_request_is_not_retried(emulator, make_client):
 
 def test_grpc_no_thread_per_request(emulator, make_client):
     before = live_threads()
-    client = make_client(emulator.grpc_endpoint, max_in_flight=8)
+    client = make_client(emulator.grpc_endpoint, max_in_flight=8, flow=UNPACED)
     emulator.faults.fail_next(8, Outcome.no_answer(), transport="grpc")
     futures = [client.submit(make_request(Wire.PROTOBUF)) for _ in range(8)]
     assert eventually(lambda: emulator.counters().received("grpc") >= 8)

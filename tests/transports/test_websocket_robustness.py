@@ -16,6 +16,7 @@ from raccoon_beam.retry import Verdict
 from raccoon_beam.wire import Wire, decode_request, encode_request, encode_response
 
 from tests.transports.helpers import (
+    UNPACED,
     FAST_POLICY,
     NO_RETRY,
     RawServer,
@@ -212,7 +213,7 @@ def test_concurrent_sends_stuck_on_a_full_socket_each_fail_on_their_own(make_cli
 
     with RawServer([("GET", "/api/v1/events", handler)]) as server:
         for _ in range(5):
-            client = make_client(f"ws://{server.base_url}", policy=NO_RETRY, timeout=0.5, max_in_flight=12)
+            client = make_client(f"ws://{server.base_url}", policy=NO_RETRY, timeout=0.5, max_in_flight=12, flow=UNPACED)
             futures = [client.submit(_big_request(2_000_000)) for _ in range(12)]
             done, _ = concurrent.futures.wait(futures, timeout=30)
             assert len(done) == len(futures), "a send hung"

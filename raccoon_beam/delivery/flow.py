@@ -1,0 +1,177 @@
+"""Flow control: what holds a sender's attempts back, and the options that shape it.
+
+Before each attempt (first sends and retries alike) a request passes, in
+this order: the :class:`~raccoon_beam.delivery.outage.OutageGate` (one
+shared backoff while the endpoint is down), the
+:class:`~raccoon_beam.delivery.rate.RateLimit` (``max_events_per_second``,
+with its ramp-up), the
+:class:`~raccoon_beam.delivery.throttle.AcceptRatioThrottle` and the
+:class:`~raccoon_beam.delivery.concurrency.ConcurrencyLimit` (adaptive
+throttling). Each part is skipped when it has nothing to do, so that on a
+healthy server an attempt costs a few attribute reads and one throttler
+lookup, per request, never per event. Every second a request spends held
+back counts once in :attr:`FlowControl.held` (wall clock, however many
+requests wait side by side): Beam's ``cumulativeThrottlingSeconds``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import math
+import time
+from typing import Any, Awaitable, Callable, Optional, Union
+
+from raccoon_beam.delivery.concurrency import ConcurrencyLimit
+from raccoon_beam.delivery.held import HeldTime
+from raccoon_beam.delivery.outage import OutageGate
+from raccoon_beam.delivery.rate import RateLimit
+from raccoon_beam.delivery.throttle import AcceptRatioThrottle
+from raccoon_beam.errors import Failure
+from raccoon_beam.retry import RetryPolicy, signals_overload
+
+__all__ = ["FlowOptions", "FlowControl", "Ticket"]
+
+
+@dataclasses.dataclass(frozen=True)
+class FlowOptions:
+    """How a sender paces itself; a plain, picklable, validated value.
+
+    Attributes:
+      adaptive_throttling: hold attempts back when the server shows overload
+        (accept-ratio throttling and an adaptive limit on requests in flight).
+      max_events_per_second: the most events per second this sender (one
+        worker process, one endpoint and configuration) sends; None: no limit.
+      ramp_up_duration: seconds over which the rate limit grows from a tenth
+        of ``max_events_per_second`` to all of it; None: no ramp-up.
+    """
+
+    adaptive_throttling: bool = True
+    max_events_per_second: Optional[float] = None
+    ramp_up_duration: Optional[float] = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.adaptive_throttling, bool):
+            raise TypeError(f"adaptive_throttling must be True or False, got {self.adaptive_throttling!r}")
+        for name in ("max_events_per_second", "ramp_up_duration"):
+            value = getattr(self, name)
+            if value is not None and not (
+                isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+            ):
+                raise ValueError(f"{name} must be a positive number or None, got {value!r}")
+        if self.ramp_up_duration is not None and self.max_events_per_second is None:
+            raise ValueError("ramp_up_duration needs max_events_per_second: the rate it ramps up to")
+
+
+@dataclasses.dataclass
+class Ticket:
+    """One admitted attempt: what :meth:`FlowControl.finish` needs to know about it."""
+
+    probe: bool = False
+    limited: bool = False
+    held: bool = False
+    started: float = 0.0
+
+
+class FlowControl:
+    """The parts that hold a sender's attempts back; used on the sender's event loop.
+
+    Args:
+      options: the pacing options.
+      policy: the retry policy (the outage's schedule).
+      max_in_flight: the most requests in flight (the adaptive limit's ceiling).
+      endpoint: the endpoint's name for the log (redacted).
+      clock: a monotonic clock in seconds (tests).
+      sleep: the retry policy's sleep, which the outage's backoff uses (tests).
+    """
+
+    def __init__(
+        self,
+        options: FlowOptions,
+        policy: RetryPolicy,
+        max_in_flight: int,
+        endpoint: str,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+    ) -> None:
+        self._clock = clock
+        self.gate = OutageGate(policy, endpoint, clock=clock, sleep=sleep)
+        self.rate: Optional[RateLimit] = None
+        if options.max_events_per_second is not None:
+            self.rate = RateLimit(options.max_events_per_second, options.ramp_up_duration, clock)
+        self.throttle: Optional[AcceptRatioThrottle] = None
+        self.limit: Optional[ConcurrencyLimit] = None
+        if options.adaptive_throttling:
+            self.throttle = AcceptRatioThrottle(clock=clock)
+            self.limit = ConcurrencyLimit(max_in_flight, clock=clock)
+        self.held = HeldTime(clock)
+        """Wall-clock seconds during which at least one attempt was held back."""
+        self.attempts_held = 0
+        """Attempts that were held back at all (counted once each)."""
+
+    async def admit(self, events: int) -> Union[Ticket, Failure]:
+        """Waits until an attempt of ``events`` events may go.
+
+        Returns:
+          A ticket to hand to :meth:`finish`, or the failure of an outage
+          that outlasted the retry policy (do not send).
+        """
+        ticket = Ticket()
+        try:
+            return await self._admit(events, ticket)
+        except asyncio.CancelledError:
+            self.cancel(ticket)
+            raise
+
+    async def _admit(self, events: int, ticket: Ticket) -> Union[Ticket, Failure]:
+        gate = self.gate
+        if gate.down:
+            with self.held.holding():
+                ticket.probe, failure = await gate.admit()
+            ticket.held = True
+            if failure is not None:
+                self.attempts_held += 1
+                return failure
+        if self.rate is not None:
+            wait = self.rate.take(events)
+            if wait > 0:
+                await self._hold(asyncio.sleep(wait), ticket)
+        throttle = self.throttle
+        if throttle is not None:
+            if throttle.throttles():
+                await self._hold(asyncio.sleep(throttle.delay), ticket)
+                while throttle.throttles_again():
+                    await self._hold(asyncio.sleep(throttle.delay), ticket)
+        limit = self.limit
+        if limit is not None:
+            if not limit.try_acquire():
+                await self._hold(limit.acquire(), ticket)
+            ticket.limited = True
+        if ticket.held:
+            self.attempts_held += 1
+        ticket.started = self._clock()
+        return ticket
+
+    def finish(self, ticket: Ticket, failure: Optional[Failure], latency: float) -> None:
+        """Learns from the end of an admitted attempt."""
+        overload = failure is not None and signals_overload(failure)
+        if self.throttle is not None and not overload:
+            self.throttle.accepted()
+        if ticket.limited:
+            assert self.limit is not None
+            self.limit.release(ticket.started, latency if failure is None else None, overload)
+        self.gate.observe(failure, ticket.probe)
+
+    def cancel(self, ticket: Ticket) -> None:
+        """Gives back what an attempt cancelled before its end held."""
+        if ticket.limited:
+            assert self.limit is not None
+            self.limit.release(ticket.started, None, False)
+        if ticket.probe:
+            self.gate.abandon_probe()
+
+    async def _hold(self, wait: Awaitable[Any], ticket: Ticket) -> None:
+        ticket.held = True
+        with self.held.holding():
+            await wait
