@@ -170,6 +170,21 @@ class WriteToRaccoon(beam.PTransform):
         of one worker process share one client (one connection) per
         configuration, so this bounds the requests a worker process has in
         flight to one endpoint.
+      adaptive_throttling: send less when Raccoon shows overload (timeouts,
+        429, 503, gRPC ``UNAVAILABLE``, publish failures, latency growing
+        with what is in flight): Beam's accept-ratio throttling and a limit
+        on requests in flight that adapts (within ``max_in_flight``,
+        starting at 4). On by default, per worker process and endpoint;
+        time held back is reported as ``cumulativeThrottlingSeconds``
+        (docs/backfill.md).
+      max_events_per_second: the most events per second sent by one
+        worker process to this endpoint (every DoFn of the process shares
+        it); a fleet sends up to that times its processes (docs/sizing.md).
+        ``None`` (the default): no limit.
+      ramp_up_duration: seconds over which the rate limit grows from a
+        tenth of ``max_events_per_second`` to all of it, so that a backfill
+        does not hit a cold server at full speed (needs
+        ``max_events_per_second``). ``None``: no ramp-up.
       headers: extra headers sent with every request (auth, ...). A value
         is a string, or a credential provider resolved on the worker and
         read again when the server answers 401 (``FromEnv``, ``FromFile``,
@@ -223,6 +238,9 @@ class WriteToRaccoon(beam.PTransform):
         retry: Optional[RetryPolicy] = None,
         timeout: float = DEFAULT_TIMEOUT,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        adaptive_throttling: bool = True,
+        max_events_per_second: Optional[float] = None,
+        ramp_up_duration: Optional[float] = None,
         headers: Optional[Mapping[str, HeaderValue]] = None,
         conn_id_header: str = DEFAULT_CONN_ID_HEADER,
         conn_id_prefix: str = DEFAULT_CONN_ID_PREFIX,
@@ -254,6 +272,9 @@ class WriteToRaccoon(beam.PTransform):
             retry=retry if retry is not None else RetryPolicy(),
             timeout=timeout,
             max_in_flight=max_in_flight,
+            adaptive_throttling=adaptive_throttling,
+            max_events_per_second=max_events_per_second,
+            ramp_up_duration=ramp_up_duration,
             headers=dict(headers or {}),
             conn_id_header=conn_id_header,
             conn_id_prefix=conn_id_prefix,
@@ -321,12 +342,19 @@ class WriteToRaccoon(beam.PTransform):
             "max_batch_bytes": DisplayDataItem(options.max_batch_bytes, label="Max bytes per request"),
             "max_in_flight": DisplayDataItem(transport.max_in_flight, label="Max requests in flight"),
             "timeout": DisplayDataItem(transport.timeout, label="Request timeout (s)"),
+            "adaptive_throttling": DisplayDataItem(options.adaptive_throttling, label="Adaptive throttling"),
             "retry": DisplayDataItem(repr(options.retry), label="Retry policy"),
         }
         for name, value in options.serializer_display.items():
             data[name] = DisplayDataItem(value, label=_SERIALIZER_LABELS.get(name, name))
         if options.acknowledgements:
             data["acknowledgements"] = DisplayDataItem(True, label="Acknowledgement output")
+        if options.max_events_per_second is not None:
+            data["max_events_per_second"] = DisplayDataItem(
+                options.max_events_per_second, label="Max events per second (per worker process)"
+            )
+        if options.ramp_up_duration is not None:
+            data["ramp_up_duration"] = DisplayDataItem(options.ramp_up_duration, label="Ramp-up duration (s)")
         if options.max_event_bytes is not None:
             data["max_event_bytes"] = DisplayDataItem(options.max_event_bytes, label="Max event bytes")
         if options.max_buffering_duration is not None:
@@ -408,11 +436,18 @@ class _Metrics:
         self.requests = counter("requests")
         self.retries = counter("retries")
         self.bytes_sent = counter("bytes_sent")
-        # The name Dataflow's autoscaler reads as time spent throttled.
+        # The name Dataflow's autoscaler reads: wall-clock seconds the worker
+        # held requests back (throttling, rate limit, an outage's backoff).
         self.throttling_seconds = counter("cumulativeThrottlingSeconds")
+        # Wall-clock seconds the bundle's thread waited for a free slot
+        # (max_in_flight): back-pressure from the server or the limits.
+        self.blocked_seconds = counter("max_in_flight_blocked_seconds")
+        # Beam's RequestResponseIO names.
+        self.requests_timed_out = counter("requests_timed_out")
+        self.throttled_requests = counter("throttled_requests")
         self.batch_size = Metrics.distribution(METRICS_NAMESPACE, "batch_size")
+        # Each attempt's latency, failed ones included, without backoff or time held back.
         self.request_latency_ms = Metrics.distribution(METRICS_NAMESPACE, "request_latency_ms")
-        self._throttled_carry = 0.0
 
     def record(self, report: DeliveryReport[Any]) -> None:
         """Records one finished batch."""
@@ -426,12 +461,18 @@ class _Metrics:
             self.request_latency_ms.update(latency)
         if report.retries:
             self.retries.inc(report.retries)
-        # Counters are integers: carry the fractions over to later batches.
-        self._throttled_carry += report.waited
-        whole = int(self._throttled_carry)
-        if whole:
-            self.throttling_seconds.inc(whole)
-            self._throttled_carry -= whole
+        if report.timeouts:
+            self.requests_timed_out.inc(report.timeouts)
+
+    def record_flow(self, sender: Sender) -> None:
+        """Records the sender's held-back time not reported yet (by this DoFn or another)."""
+        held, blocked, throttled = sender.take_flow_stats()
+        if held:
+            self.throttling_seconds.inc(held)
+        if blocked:
+            self.blocked_seconds.inc(blocked)
+        if throttled:
+            self.throttled_requests.inc(throttled)
 
 
 class _SendingFn(beam.DoFn):
@@ -464,7 +505,7 @@ class _SendingFn(beam.DoFn):
 
     def setup(self) -> None:
         options = self._options
-        self._sender = acquire_sender(options.transport, options.retry)
+        self._sender = acquire_sender(options.transport, options.retry, options.flow)
         self._writer = BundleWriter(
             self._sender,
             options.wire_type,
@@ -542,8 +583,10 @@ class _SendingFn(beam.DoFn):
 
     def _record(self, reports: Iterable[DeliveryReport[Any]]) -> None:
         metrics = self._metrics
-        assert metrics is not None
+        assert metrics is not None and self._sender is not None
+        recorded = False
         for report in reports:
+            recorded = True
             metrics.record(report)
             if report.acked:
                 kind = self._options.transport.kind
@@ -569,6 +612,8 @@ class _SendingFn(beam.DoFn):
                         payload=payload,
                     )
                     self._dead_letters.append(windowed.with_value(letter))
+        if recorded:  # once per batch or bundle, never per event: three locks
+            metrics.record_flow(self._sender)
 
 
 _log = logging.getLogger(__name__)

@@ -13,6 +13,7 @@ from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Union
 
 from raccoon_beam import serializers
 from raccoon_beam.batching import DEFAULT_MAX_BATCH_BYTES, DEFAULT_MAX_BATCH_SIZE, check_batch_limits, check_positive_int
+from raccoon_beam.delivery.flow import FlowOptions
 from raccoon_beam.events import EventBuilder, EventTypeSpec, describe_event_type
 from raccoon_beam.retry import RetryPolicy
 from raccoon_beam.transports import (
@@ -36,7 +37,8 @@ class WriteOptions:
     """Everything ``WriteToRaccoon`` was given, checked; see its docstring for each field.
 
     Derived, also checked at construction: ``transport`` (the
-    :class:`~raccoon_beam.transports.TransportConfig`), ``builder`` (the
+    :class:`~raccoon_beam.transports.TransportConfig`), ``flow`` (the
+    :class:`~raccoon_beam.delivery.flow.FlowOptions`), ``builder`` (the
     :class:`~raccoon_beam.events.EventBuilder`) and ``wire_type``.
 
     Raises:
@@ -61,6 +63,9 @@ class WriteOptions:
     retry: RetryPolicy = dataclasses.field(default_factory=RetryPolicy)
     timeout: float = DEFAULT_TIMEOUT
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
+    adaptive_throttling: bool = True
+    max_events_per_second: Optional[float] = None
+    ramp_up_duration: Optional[float] = None
     headers: Mapping[str, HeaderValue] = dataclasses.field(default_factory=dict)
     conn_id_header: str = DEFAULT_CONN_ID_HEADER
     conn_id_prefix: str = DEFAULT_CONN_ID_PREFIX
@@ -79,6 +84,7 @@ class WriteOptions:
     element_type: Any = dataclasses.field(default=None, repr=False, compare=False)
 
     transport: TransportConfig = dataclasses.field(init=False, repr=False, compare=False)
+    flow: FlowOptions = dataclasses.field(init=False, repr=False, compare=False)
     builder: Optional[EventBuilder] = dataclasses.field(init=False, repr=False, compare=False)
     wire_type: Wire = dataclasses.field(init=False, repr=False, compare=False)
 
@@ -115,6 +121,11 @@ class WriteOptions:
             secret_headers=tuple(DEFAULT_SECRET_HEADERS) + tuple(self.secret_headers),
             proxy=self.proxy,
         )
+        flow = FlowOptions(
+            adaptive_throttling=self.adaptive_throttling,
+            max_events_per_second=self.max_events_per_second,
+            ramp_up_duration=self.ramp_up_duration,
+        )
         wire_type = Wire(transport.wire)
         builder: Optional[EventBuilder] = None
         if not self._waits_for_element_type():
@@ -136,6 +147,7 @@ class WriteOptions:
                 self.max_batch_bytes,
             )
         object.__setattr__(self, "transport", transport)
+        object.__setattr__(self, "flow", flow)
         object.__setattr__(self, "wire_type", wire_type)
         object.__setattr__(self, "builder", builder)
 
