@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: install test test-fast sample sample-yaml bench proto lint browser-deps dist docs
+.PHONY: install test test-fast test-lowest sample sample-yaml bench proto lint browser-deps dist docs
 
 install: $(VENV)/.installed
 
@@ -40,6 +40,22 @@ browser-deps:
 # Everything but the tests marked slow.
 test-fast: install
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+# The fast suite on the lowest apache-beam that pyproject.toml declares, in a venv of its own
+# (CI runs it after `make test`, which runs everything on the newest). The version is read from
+# the dependency line, so the range and what CI checks cannot drift apart.
+LOWEST_VENV ?= .venv-lowest
+LOWEST_BEAM = $(shell sed -n 's/^  "apache-beam>=\([0-9.]*\),.*/\1/p' pyproject.toml)
+test-lowest: $(LOWEST_VENV)/.installed-$(LOWEST_BEAM)
+	$(LOWEST_VENV)/bin/python -c 'import apache_beam; assert apache_beam.__version__ == "$(LOWEST_BEAM)", apache_beam.__version__'
+	$(LOWEST_VENV)/bin/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+$(LOWEST_VENV)/.installed-%: pyproject.toml
+	rm -rf $(LOWEST_VENV)
+	$(PYTHON) -m venv $(LOWEST_VENV)
+	$(LOWEST_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(LOWEST_VENV)/bin/python -m pip install --quiet -e '.[test]' 'apache-beam[yaml]==$*'
+	touch $@
 
 # The main sample pipeline, end to end against the embedded emulator.
 sample: $(VENV)/.installed-sample

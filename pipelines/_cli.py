@@ -25,13 +25,17 @@ from typing import Any, Callable, Iterator, List, NoReturn, Optional, Sequence, 
 
 
 
-def _not_apitools_notice(record: logging.LogRecord) -> bool:
-    # apache-beam without its gcp extra logs this on the root logger at import
-    # time, on every run; a user error must stay one line on stderr.
-    return "apitools not found" not in record.getMessage()
+# Notices apache-beam logs on the root logger at import time, on every run: without its gcp
+# extra ("apitools not found"), and older ones (2.72) without crcmod (tfrecordio). A user error must
+# stay one line on stderr.
+_BEAM_IMPORT_NOTICES = ("apitools not found", "crcmod package not found")
 
 
-logging.getLogger().addFilter(_not_apitools_notice)
+def _not_a_beam_import_notice(record: logging.LogRecord) -> bool:
+    return not any(notice in record.getMessage() for notice in _BEAM_IMPORT_NOTICES)
+
+
+logging.getLogger().addFilter(_not_a_beam_import_notice)
 
 from apache_beam.io.filesystems import FileSystems  # noqa: E402 (after the filter)
 from apache_beam.metrics.metric import MetricsFilter  # noqa: E402
