@@ -101,11 +101,10 @@ def ack_records(
     ack_time = Timestamp.of(acked.ack_time)
     records = []
     for windows, (latest, types) in groups.items():
-        counts = collections.Counter(types)
         record = RaccoonAck(
             req_guid=acked.req_guid,
             events=len(types),
-            event_types=[EventTypeCount(t, n) for t, n in sorted(counts.items())],
+            event_types=_counts(types),
             bytes=acked.bytes,
             attempts=acked.attempts,
             transport=transport,
@@ -114,3 +113,11 @@ def ack_records(
         )
         records.append(windowed_value.create(record, latest, windows))
     return records
+
+
+def _counts(types: List[str]) -> List[EventTypeCount]:
+    """The count per event type, sorted by type."""
+    first = types[0]
+    if types.count(first) == len(types):  # one type (a constant event_type): no counting per event
+        return [EventTypeCount(first, len(types))]
+    return [EventTypeCount(t, n) for t, n in sorted(collections.Counter(types).items())]
