@@ -12,6 +12,7 @@ import time
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Union
 
 from raccoon_beam import serializers
+from raccoon_beam.serializers.protobuf_descriptors import picklable_message_type
 from raccoon_beam.batching import DEFAULT_MAX_BATCH_BYTES, DEFAULT_MAX_BATCH_SIZE, check_batch_limits, check_positive_int
 from raccoon_beam.delivery.flow import FlowOptions
 from raccoon_beam.events import EventBuilder, EventTypeSpec, describe_event_type
@@ -89,6 +90,10 @@ class WriteOptions:
     wire_type: Wire = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        # A message class made at run time does not pickle by reference: keep its name and schema.
+        message_type, descriptor_set = picklable_message_type(self.message_type, self.descriptor_set)
+        object.__setattr__(self, "message_type", message_type)
+        object.__setattr__(self, "descriptor_set", descriptor_set)
         check_batch_limits(self.max_batch_size, self.max_batch_bytes)
         if self.max_event_bytes is not None:
             check_positive_int("max_event_bytes", self.max_event_bytes)

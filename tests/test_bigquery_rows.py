@@ -19,7 +19,7 @@ from apache_beam.utils.timestamp import Timestamp
 
 from raccoon_beam import WriteToRaccoon
 from raccoon_beam.serializers.avro_schema import avro_schema_from_beam
-from tests.protobuf_helpers import ORDER, order_class, write_shop_descriptor_set
+from tests.protobuf_helpers import order_class
 
 UTC = datetime.timezone.utc
 ROWS = 40
@@ -66,8 +66,8 @@ def test_json_delivers_every_row_and_decodes_back_to_equal_values(emulator):
     assert all(type(row["price"]) is decimal.Decimal for row in decoded)  # the digits, not a float
 
 
-def test_protobuf_with_message_type_delivers_every_row_and_decodes_back(emulator, tmp_path):
-    Order = order_class()
+def test_protobuf_with_message_type_delivers_every_row_and_decodes_back(emulator):
+    Order = order_class()  # made from a descriptor set at run time: it pickles as its name and schema
     rows = [
         {key: bigquery_row(i)[key] for key in ("order_id", "user_id", "created_at", "token", "billing", "note")}
         | {"items": [{"sku": f"s{i}", "quantity": 1, "price": 2.5, "tags": ["a"]}], "coupon_id": None}
@@ -78,8 +78,7 @@ def test_protobuf_with_message_type_delivers_every_row_and_decodes_back(emulator
             emulator.grpc_endpoint,
             event_type="order",
             serializer="protobuf",
-            message_type=ORDER,
-            descriptor_set=str(write_shop_descriptor_set(tmp_path)),
+            message_type=Order,
         )
         result.failed | beam.Map(lambda letter: pytest_fail(letter))
     messages = sorted((Order.FromString(e.event_bytes) for e in emulator.events()), key=lambda m: m.user_id)

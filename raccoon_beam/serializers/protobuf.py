@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Any, Hashable, List, Optional, Sequence, Type, cast
 
 from google.protobuf.message import EncodeError, Message  # type: ignore[import-untyped, unused-ignore]
@@ -11,7 +10,7 @@ from raccoon_beam.errors import SerializationError
 from raccoon_beam.serializers.base import ELEMENT_IS_NONE, BaseSerializer
 from raccoon_beam.serializers.plain import type_name
 from raccoon_beam.serializers.protobuf_data import converter_for
-from raccoon_beam.serializers.protobuf_descriptors import descriptor_set_of, load_message_class
+from raccoon_beam.serializers.protobuf_descriptors import message_class_of, picklable_message_type
 
 __all__ = ["ProtobufSerializer", "ProtobufDataSerializer"]
 
@@ -60,12 +59,8 @@ class ProtobufDataSerializer(BaseSerializer):
         self.description = f"protobuf {message_class.DESCRIPTOR.full_name}"
 
     def __reduce__(self):
-        message_class = self._convert.message_class
-        module = sys.modules.get(message_class.__module__)
-        if getattr(module, message_class.__qualname__, None) is message_class:
-            source: Any = message_class  # generated code: the worker imports it
-        else:  # a class made from a descriptor set: ship the schema itself
-            source = (message_class.DESCRIPTOR.full_name, descriptor_set_of(message_class.DESCRIPTOR))
+        # Generated code pickles by reference; a class made from a descriptor set as its name and schema.
+        source = picklable_message_type(self._convert.message_class, None)
         return (_make_protobuf_data_serializer, (source, self._ignore_unknown))
 
     def __call__(self, element: Any) -> bytes:
@@ -73,6 +68,4 @@ class ProtobufDataSerializer(BaseSerializer):
 
 
 def _make_protobuf_data_serializer(source: Any, ignore_unknown_fields: bool) -> ProtobufDataSerializer:
-    if isinstance(source, tuple):
-        source = load_message_class(*source)
-    return ProtobufDataSerializer(source, ignore_unknown_fields)
+    return ProtobufDataSerializer(message_class_of(*source), ignore_unknown_fields)

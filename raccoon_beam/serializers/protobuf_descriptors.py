@@ -10,13 +10,21 @@ from __future__ import annotations
 
 import functools
 import os
-from typing import Any, Optional, Type, Union
+import sys
+from typing import Any, Optional, Tuple, Type, Union
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory  # type: ignore[import-untyped, unused-ignore]
 from google.protobuf.descriptor import Descriptor  # type: ignore[import-untyped, unused-ignore]
 from google.protobuf.message import Message  # type: ignore[import-untyped, unused-ignore]
 
-__all__ = ["MessageTypeSpec", "DescriptorSetSpec", "message_class_of", "load_message_class", "descriptor_set_of"]
+__all__ = [
+    "MessageTypeSpec",
+    "DescriptorSetSpec",
+    "message_class_of",
+    "load_message_class",
+    "descriptor_set_of",
+    "picklable_message_type",
+]
 
 MessageTypeSpec = Union[str, Type[Message]]
 """A generated message class, or a message's full name (with a descriptor set)."""
@@ -55,6 +63,25 @@ def message_class_of(message_type: MessageTypeSpec, descriptor_set: Optional[Des
         except OSError as exc:
             raise ValueError(f"descriptor_set {os.fspath(descriptor_set)!r} cannot be read: {exc}") from exc
     return load_message_class(message_type, data)
+
+
+def picklable_message_type(
+    message_type: Optional[MessageTypeSpec], descriptor_set: Optional[DescriptorSetSpec]
+) -> Tuple[Optional[MessageTypeSpec], Optional[DescriptorSetSpec]]:
+    """``(message_type, descriptor_set)`` in a form that pickles: a class no module exports becomes its name and schema.
+
+    A generated class pickles by reference (the worker imports its module);
+    a class made from a descriptor set at run time (``message_factory``)
+    does not, so it is replaced by its full name and the serialized
+    descriptor set of its file, which :func:`message_class_of` turns back into
+    the same message type.
+    """
+    if not (isinstance(message_type, type) and issubclass(message_type, Message)):
+        return message_type, descriptor_set
+    module = sys.modules.get(message_type.__module__)
+    if getattr(module, message_type.__qualname__, None) is message_type:
+        return message_type, descriptor_set
+    return message_type.DESCRIPTOR.full_name, descriptor_set_of(message_type.DESCRIPTOR)
 
 
 def load_message_class(full_name: str, descriptor_set: bytes) -> Type[Message]:
