@@ -9,9 +9,9 @@ the few that a YAML file spells the way Beam YAML's own IOs do
 YAML                        ``raccoon_beam.WriteToRaccoon``
 ==========================  ================================================
 ``format``                  ``serializer``: ``JSON``, ``AVRO``, ``PROTO``,
-                            ``RAW`` / ``STRING`` (Beam's formats, any case),
-                            or this package's ``json``, ``avro``,
-                            ``protobuf``, ``bytes``
+                            ``RAW`` / ``STRING`` (Beam's formats, any case:
+                            RAW is a row's only field), or this package's
+                            ``json``, ``avro``, ``protobuf``, ``bytes``
 ``schema``                  ``avro_schema`` (with ``format: AVRO``)
 ``message_name``            ``message_type`` (a full name)
 ``file_descriptor_path``    ``descriptor_set``
@@ -40,22 +40,27 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from apache_beam.typehints.schemas import typing_to_runner_api
 
+from raccoon_beam.errors import SerializationError
 from raccoon_beam.retry import RetryPolicy
+from raccoon_beam.serializers.plain import fields_of, type_name
 from raccoon_beam.transports import TlsOptions
 from raccoon_beam.transports.credentials import header_value_from_config
 
-__all__ = ["FORMATS", "DEPRECATED_NAMES", "yaml_signature", "yaml_docstring", "sink_arguments"]
+__all__ = ["RawPayload", "FORMATS", "DEPRECATED_NAMES", "yaml_signature", "yaml_docstring", "sink_arguments"]
 
 FORMATS: Dict[str, str] = {
     "JSON": "json",
     "AVRO": "avro",
     "PROTO": "protobuf",
     "PROTOBUF": "protobuf",
-    "RAW": "bytes",
-    "STRING": "bytes",
+    "RAW": "raw",
+    "STRING": "raw",
     "BYTES": "bytes",
 }
-"""``format`` (any case) -> serializer: Beam YAML's format names, and this package's."""
+"""``format`` (any case) -> serializer: Beam YAML's format names, and this package's.
+
+``raw`` is Beam YAML's RAW (:class:`RawPayload`): a row of exactly one field, whose value is the payload.
+"""
 
 DEPRECATED_NAMES: Dict[str, str] = {
     "serializer": "format",
@@ -233,12 +238,42 @@ def sink_arguments(
     return str(endpoint), kwargs
 
 
-def _serializer(format_name: Any) -> str:
+def _serializer(format_name: Any) -> Any:
     if not isinstance(format_name, str) or format_name.upper() not in FORMATS:
         raise ValueError(
             f"WriteToRaccoon: format must be one of {', '.join(sorted(FORMATS))} (any case), got {format_name!r}"
         )
-    return FORMATS[format_name.upper()]
+    name = FORMATS[format_name.upper()]
+    return RawPayload() if name == "raw" else name
+
+
+class RawPayload:
+    """Beam YAML's RAW format: the payload is the only field of the row, bytes (or a str, as UTF-8).
+
+    As Beam YAML's own IOs take RAW (``WriteToPubSub``, ``WriteToKafka``): a
+    row of any other shape, or a field of another type, is a dead letter.
+    Bare bytes and strings are taken as they are.
+    """
+
+    def __call__(self, element: Any) -> bytes:
+        if isinstance(element, (bytes, str)):
+            value, where = element, "element"
+        else:
+            fields = fields_of(element)
+            items = None if fields is None else list(fields)
+            if items is None or len(items) != 1:
+                names = "" if items is None else f" ({', '.join(name for name, _ in items)})"
+                raise SerializationError(f"format RAW takes rows of exactly one field, got {type_name(element)}{names}")
+            name, value = items[0]
+            where = f"field {name!r}"
+        if isinstance(value, bytes):
+            return value
+        if isinstance(value, str):
+            try:
+                return value.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise SerializationError(f"format RAW: {where} is not valid UTF-8: {exc}") from exc
+        raise SerializationError(f"format RAW: {where} holds {type_name(value)}, expected bytes or str")
 
 
 def _tls(config: Any) -> TlsOptions:

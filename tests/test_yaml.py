@@ -16,6 +16,7 @@ pytest.importorskip("jinja2")  # Beam's yaml extra, in the test extra
 from apache_beam.yaml.yaml_provider import load_providers  # noqa: E402  (what `include` uses)
 from apache_beam.yaml.yaml_transform import YamlTransform  # noqa: E402
 
+from raccoon_beam.errors import SerializationError  # noqa: E402
 from raccoon_beam.yaml import PROVIDERS_FILE  # noqa: E402
 from raccoon_beam.yaml_sample import with_jinja_variable  # noqa: E402
 from tests.protobuf_helpers import ORDER, order_class, write_shop_descriptor_set  # noqa: E402
@@ -243,8 +244,12 @@ def test_beam_names_old_names_with_a_warning_and_unknown_names_refused():
         WriteToRaccoon("grpc://127.0.0.1:1", event_type="e", format="xml")
     with pytest.raises(ValueError, match="tls has no option ca_cert;"):
         WriteToRaccoon("grpc://127.0.0.1:1", event_type="e", tls={"ca_cert": "x"})
-    framed = WriteToRaccoon("grpc://127.0.0.1:1", event_type="e", format="RAW", json_default=None)
-    assert framed._sink.options.serializer == "bytes"
+    raw = WriteToRaccoon("grpc://127.0.0.1:1", event_type="e", format="RAW")._sink.options.builder.serializer
+    assert raw(beam.Row(payload=b"\x00x")) == b"\x00x" and raw(beam.Row(text="é")) == "é".encode()
+    with pytest.raises(SerializationError, match=r"format RAW takes rows of exactly one field, got .*Row \(a, b\)"):
+        raw(beam.Row(a=b"", b=b""))
+    with pytest.raises(SerializationError, match="format RAW: field 'n' holds int, expected bytes or str"):
+        raw(beam.Row(n=1))
     hooked = WriteToRaccoon("grpc://127.0.0.1:1", event_type="e", json_default="json.dumps")
     assert hooked._sink.options.json_default is json.dumps
 
