@@ -43,6 +43,7 @@ from apache_beam.typehints.schemas import typing_to_runner_api
 from raccoon_beam.errors import SerializationError
 from raccoon_beam.retry import RetryPolicy
 from raccoon_beam.serializers.plain import fields_of, type_name
+from raccoon_beam.serializers.raw import BytesSerializer
 from raccoon_beam.transports import TlsOptions
 from raccoon_beam.transports.credentials import header_value_from_config
 
@@ -257,23 +258,20 @@ class RawPayload:
 
     def __call__(self, element: Any) -> bytes:
         if isinstance(element, (bytes, str)):
-            value, where = element, "element"
-        else:
-            fields = fields_of(element)
-            items = None if fields is None else list(fields)
-            if items is None or len(items) != 1:
-                names = "" if items is None else f" ({', '.join(name for name, _ in items)})"
-                raise SerializationError(f"format RAW takes rows of exactly one field, got {type_name(element)}{names}")
-            name, value = items[0]
-            where = f"field {name!r}"
-        if isinstance(value, bytes):
-            return value
-        if isinstance(value, str):
-            try:
-                return value.encode("utf-8")
-            except UnicodeEncodeError as exc:
-                raise SerializationError(f"format RAW: {where} is not valid UTF-8: {exc}") from exc
-        raise SerializationError(f"format RAW: {where} holds {type_name(value)}, expected bytes or str")
+            return _AS_BYTES(element)
+        fields = fields_of(element)
+        items = None if fields is None else list(fields)
+        if items is None or len(items) != 1:
+            names = "" if items is None else f" ({', '.join(name for name, _ in items)})"
+            raise SerializationError(f"format RAW takes rows of exactly one field, got {type_name(element)}{names}")
+        name, value = items[0]
+        try:
+            return _AS_BYTES(value)
+        except SerializationError as exc:
+            raise SerializationError(f"format RAW: field {name!r}: {exc}") from exc
+
+
+_AS_BYTES = BytesSerializer()
 
 
 def _tls(config: Any) -> TlsOptions:

@@ -248,7 +248,7 @@ def test_beam_names_old_names_with_a_warning_and_unknown_names_refused():
     assert raw(beam.Row(payload=b"\x00x")) == b"\x00x" and raw(beam.Row(text="é")) == "é".encode()
     with pytest.raises(SerializationError, match=r"format RAW takes rows of exactly one field, got .*Row \(a, b\)"):
         raw(beam.Row(a=b"", b=b""))
-    with pytest.raises(SerializationError, match="format RAW: field 'n' holds int, expected bytes or str"):
+    with pytest.raises(SerializationError, match="format RAW: field 'n': expected bytes, bytearray, memoryview or str, got int"):
         raw(beam.Row(n=1))
     hooked = WriteToRaccoon("grpc://127.0.0.1:1", event_type="e", json_default="json.dumps")
     assert hooked._sink.options.json_default is json.dumps
