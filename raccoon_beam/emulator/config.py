@@ -30,6 +30,7 @@ __all__ = [
     "DEFAULT_GROUP_HEADER",
     "DEFAULT_GROUP",
     "DEFAULT_MAX_CONNECTIONS",
+    "DEFAULT_READ_TIMEOUT",
     "DEFAULT_PING_INTERVAL",
     "DEFAULT_PONG_TIMEOUT",
     "DEFAULT_MAX_BODY_BYTES",
@@ -62,6 +63,11 @@ DEFAULT_CONN_ID_HEADER = protocol.CONN_ID_HEADER  # X-User-ID, as in Raccoon's s
 DEFAULT_GROUP_HEADER = protocol.GROUP_HEADER
 DEFAULT_GROUP = protocol.DEFAULT_GROUP
 DEFAULT_MAX_CONNECTIONS = 30000  # Raccoon's default SERVER_WEBSOCKET_MAX_CONN
+# Generous for a client on a loaded machine, short enough that slow or stalled
+# clients (slowloris) give their sockets back: a request's headers (from
+# connecting, or from the previous answer on a kept-alive connection), its
+# body, a TLS handshake and an idle keep-alive each get this long.
+DEFAULT_READ_TIMEOUT = 30.0
 DEFAULT_PING_INTERVAL = 30.0  # Raccoon's default SERVER_WEBSOCKET_PING_INTERVAL_MS, in seconds
 DEFAULT_PONG_TIMEOUT = 60.0  # Raccoon's default SERVER_WEBSOCKET_PONG_WAIT_INTERVAL_MS, in seconds
 # Go's net/http and gorilla impose no body or message limit; the emulator
@@ -236,6 +242,17 @@ class EmulatorConfig:
     tls: Optional[Tuple[str, str]] = _setting(
         None, "PEM certificate and private key: serve grpcs, https and wss", metavar=("CERT", "KEY")
     )
+    read_timeout: float = _setting(
+        DEFAULT_READ_TIMEOUT,
+        "seconds a client has to send a request's headers (from connecting, or after the previous answer) "
+        "and its body, and to finish a TLS handshake (gRPC: its HTTP/2 handshake); also the idle keep-alive",
+    )
+    max_http_connections: Optional[int] = _setting(
+        None,
+        "most connections open at once on the HTTP port; at the cap a new one closes the quietest "
+        "(idle or slow) or is answered 503; unset: 3/4 of the file descriptors the process may open",
+        metavar="N",
+    )
     max_body_bytes: int = _setting(
         DEFAULT_MAX_BODY_BYTES, "largest REST body or WebSocket message read (Raccoon has no limit)"
     )
@@ -312,6 +329,10 @@ class EmulatorConfig:
             raise ValueError("max_connections must be >= 0")
         if self.ping_interval <= 0 or self.pong_timeout <= 0:
             raise ValueError("ping_interval and pong_timeout must be > 0")
+        if not (isinstance(self.read_timeout, (int, float)) and 0 < self.read_timeout < float("inf")):
+            raise ValueError(f"read_timeout must be a positive number of seconds, not {self.read_timeout!r}")
+        if self.max_http_connections is not None and self.max_http_connections < 1:
+            raise ValueError(f"max_http_connections must be >= 1, not {self.max_http_connections!r}")
         if self.max_body_bytes <= 0:
             raise ValueError("max_body_bytes must be > 0")
         if self.tls is not None:

@@ -51,6 +51,9 @@ class GrpcServer:
                 ("grpc.max_send_message_length", -1),
                 # A port must belong to one emulator only (tests run many).
                 ("grpc.so_reuseport", 0),
+                # A connection that never finishes its HTTP/2 handshake (a slow
+                # or stalled client) gives its socket back, as on the HTTP port.
+                ("grpc.server_handshake_timeout_ms", int(self._config.read_timeout * 1000)),
             ]
         )
         handler = grpc.method_handlers_generic_handler(

@@ -13,6 +13,7 @@ from aiohttp.log import server_logger
 
 from raccoon_beam.emulator.access import access_middleware, add_session_route
 from raccoon_beam.emulator.config import EmulatorConfig
+from raccoon_beam.emulator.connections import ConnectionGate, default_connection_cap
 from raccoon_beam.emulator.console import Console
 from raccoon_beam.emulator.control import add_control_routes
 from raccoon_beam.emulator.ingest import Ingest
@@ -76,28 +77,53 @@ class HttpServer:
         self.console = Console(config, ingest.capture, ingest.counters, ingest.faults, ingest.overload)
         self.console.add_routes(app)
         add_session_route(app)
+        app.on_response_prepare.append(self._answered)
         self._app = app
         self._runner: Optional[web.AppRunner] = None
+        self._server: Optional[asyncio.AbstractServer] = None
+        self.gate: Optional[ConnectionGate] = None
+
+    async def _answered(self, request: web.Request, response: web.StreamResponse) -> None:
+        """Every answer is progress on its connection (what the connection cap keeps)."""
+        if self.gate is not None:
+            self.gate.answered(request.protocol, response.status)
 
     async def start(self, port: int) -> int:
         """Starts listening; returns the bound port."""
-        runner = web.AppRunner(self._app, access_log=None, shutdown_timeout=1.0, handle_signals=False)
+        config = self._config
+        # keepalive_timeout: aiohttp arms it at connect and after each answer,
+        # and closes a connection still waiting for a request's headers when
+        # it fires: the header-read and idle keep-alive timeout in one.
+        runner = web.AppRunner(
+            self._app, access_log=None, shutdown_timeout=1.0, handle_signals=False,
+            keepalive_timeout=config.read_timeout,
+        )
         await runner.setup()
         ssl_context = None
-        if self._config.tls is not None:
+        if config.tls is not None:
             ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-            ssl_context.load_cert_chain(*self._config.tls)
-        site = web.TCPSite(runner, self._config.http_address, port, ssl_context=ssl_context, reuse_address=True)
-        await site.start()
+            ssl_context.load_cert_chain(*config.tls)
+        cap = config.max_http_connections or default_connection_cap()
+        assert runner.server is not None  # made by setup()
+        self.gate = ConnectionGate(runner.server, cap)
+        # Our own listener, not a TCPSite: its protocol factory is the gate.
+        server = await asyncio.get_running_loop().create_server(
+            self.gate, config.http_address, port, ssl=ssl_context, reuse_address=True,
+            ssl_handshake_timeout=config.read_timeout if ssl_context is not None else None,
+        )
         self._runner = runner
+        self._server = server
         self.console.start()
-        server = site._server  # the asyncio server: the only way to learn an ephemeral port
-        assert isinstance(server, asyncio.Server) and server.sockets
         return server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
         await self.console.stop()
         await self._websockets.close_all()
+        if self._server is not None:
+            self._server.close()  # no new connections; the runner closes the open ones
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self._server is not None:
+            await self._server.wait_closed()
+            self._server = None

@@ -27,6 +27,8 @@ __all__ = ["RestHandler", "outcome_response"]
 
 # What nginx answers over client_max_body_size (as text, not its HTML page).
 _TOO_LARGE_TEXT = "413 Request Entity Too Large"
+# A body not read in full within read_timeout (a slow client holding the connection).
+_SLOW_BODY_TEXT = "408 Request Timeout: the body did not arrive within read_timeout"
 # What a gateway answers a missing or stale bearer token.
 _UNAUTHORIZED_TEXT = "401 Unauthorized"
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="raccoon"'}
@@ -63,7 +65,13 @@ class RestHandler:
             )
             return web.Response(status=400, body=body, headers=headers)
         try:
-            raw = await request.read()
+            # Bounded: a declared body that never comes must not hold the connection.
+            raw = await asyncio.wait_for(request.read(), self._config.read_timeout)
+        except asyncio.TimeoutError:
+            self._ingest.bad_request("rest", _SLOW_BODY_TEXT, conn_id)
+            return web.Response(
+                status=408, text=_SLOW_BODY_TEXT, content_type="text/plain", headers={"Connection": "close"}
+            )
         except web.HTTPRequestEntityTooLarge:
             # The proxy's size limit (see the module docstring); counted as a
             # request received and rejected.

@@ -98,7 +98,7 @@ def test_every_setting_goes_through_the_command_line_and_back():
         "capture": "digest", "output": "/tmp/out.jsonl", "topic_pattern": "t-%s", "check_origin": False,
         "ping_interval": 0.5, "pong_timeout": 1.5, "tls": ("cert.pem", "key.pem"), "max_body_bytes": 99,
         "decoders": {"click": "json", "clickstream-view-log": "hex"},
-        "descriptor_set": "/tmp/set.pb", "require_header": ("Authorization", "Bearer t"), "rotate_header_every": 4,
+        "descriptor_set": "/tmp/set.pb", "read_timeout": 7.5, "max_http_connections": 99, "require_header": ("Authorization", "Bearer t"), "rotate_header_every": 4,
         "capacity_events_per_second": 2500.0, "worker_buffer_size": 10,
         "worker_pool_size": 2, "gateway_queue_depth": 4, "gateway_status": 429, "gateway_retry_after": 0.5,
     }

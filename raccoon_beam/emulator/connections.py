@@ -1,0 +1,147 @@
+"""A cap on the HTTP port's open connections, so that slow clients cannot exhaust the file descriptors.
+
+Slow clients (partial headers, a declared body that never comes: slowloris)
+each hold a socket. Timeouts end them (``EmulatorConfig.read_timeout``), but
+until then enough of them would use up the process's file descriptors, and
+the emulator would stop accepting anyone (EMFILE). :class:`ConnectionGate`
+wraps aiohttp's protocol factory and counts the connections it makes.
+
+At the cap, a new connection closes the open one that made no progress for
+longest, if that is at least :data:`MIN_QUIET_SECONDS`: progress is an
+answer sent (a request read in full) or, on a WebSocket, a frame received.
+A slow client never completes a request, so it goes first; a real client
+completes requests all the time. When every connection made progress within
+that time, the newcomer is answered 503 with ``Retry-After`` and closed.
+Either way the port keeps accepting, and a real client keeps being served.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import resource
+from typing import Any, Callable, Dict, Optional
+
+__all__ = [
+    "ConnectionGate",
+    "default_connection_cap",
+    "MIN_QUIET_SECONDS",
+    "FD_RESERVE",
+    "AT_CAPACITY_RESPONSE",
+]
+
+# A client mid-request sends without pause; a second of silence marks one
+# that is idle or slow, which may give its place to a newcomer.
+MIN_QUIET_SECONDS = 1.0
+# File descriptors left to everything else when the cap is derived from the
+# process's limit: the gRPC port and its connections, the capture file, the
+# loop's own, the Python runtime's.
+FD_RESERVE = 64
+_AT_CAPACITY_TEXT = b"the emulator is at its connection cap (max_http_connections); retry shortly\n"
+AT_CAPACITY_RESPONSE = (
+    b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nConnection: close\r\n"
+    b"Content-Type: text/plain\r\nContent-Length: " + str(len(_AT_CAPACITY_TEXT)).encode() + b"\r\n\r\n"
+    + _AT_CAPACITY_TEXT
+)
+
+
+def default_connection_cap() -> int:
+    """Three quarters of the file descriptors the process may open beyond :data:`FD_RESERVE` (at least 16)."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        soft = 1 << 20
+    return max(16, (soft - FD_RESERVE) * 3 // 4)
+
+
+class _Counted(asyncio.Protocol):
+    """aiohttp's protocol for one connection, with the time it last made progress."""
+
+    __slots__ = ("inner", "gate", "transport", "progress", "upgraded")
+
+    def __init__(self, inner: asyncio.Protocol, gate: "ConnectionGate") -> None:
+        self.inner = inner
+        self.gate = gate
+        self.transport: Optional[asyncio.Transport] = None
+        self.progress = gate.loop.time()
+        self.upgraded = False  # a WebSocket: each frame received is progress
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.inner.connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        if self.upgraded:
+            self.progress = self.gate.loop.time()
+        self.inner.data_received(data)
+
+    def eof_received(self) -> Optional[bool]:
+        return self.inner.eof_received()
+
+    def pause_writing(self) -> None:
+        self.inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.inner.resume_writing()
+
+    def connection_lost(self, exc: Optional[Exception]) -> None:
+        self.gate.forget(self)
+        self.inner.connection_lost(exc)
+
+
+class _AtCapacity(asyncio.Protocol):
+    """Answers 503 and closes: the cap is reached and no connection could give way."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.WriteTransport)
+        transport.write(AT_CAPACITY_RESPONSE)
+        transport.close()
+
+
+class ConnectionGate:
+    """The protocol factory of the HTTP port: aiohttp's, with a cap on open connections.
+
+    Args:
+      factory: aiohttp's protocol factory (``AppRunner.server``).
+      cap: the most connections open at once.
+    """
+
+    def __init__(self, factory: Callable[[], Any], cap: int) -> None:
+        if cap < 1:
+            raise ValueError(f"the connection cap must be >= 1, not {cap}")
+        self.factory = factory
+        self.cap = cap
+        self.loop = asyncio.get_running_loop()
+        # aiohttp's protocol of each open connection -> its counted wrapper.
+        self.open: Dict[Any, _Counted] = {}
+        self.evicted = 0
+        self.refused = 0
+
+    def __call__(self) -> asyncio.Protocol:
+        if len(self.open) >= self.cap and not self._make_room():
+            self.refused += 1
+            return _AtCapacity()
+        inner = self.factory()
+        counted = self.open[inner] = _Counted(inner, self)
+        return counted
+
+    def answered(self, protocol: Any, status: int) -> None:
+        """Records progress on the connection of aiohttp's ``protocol``: an answer of ``status`` is going out."""
+        counted = self.open.get(protocol)
+        if counted is not None:
+            counted.progress = self.loop.time()
+            counted.upgraded = status == 101
+
+    def forget(self, counted: _Counted) -> None:
+        """Drops a closed connection from the count."""
+        if self.open.get(counted.inner) is counted:
+            del self.open[counted.inner]
+
+    def _make_room(self) -> bool:
+        """Closes the connection without progress for longest, if long enough; whether it did."""
+        stalest = min(self.open.values(), key=lambda c: c.progress)
+        if self.loop.time() - stalest.progress < MIN_QUIET_SECONDS or stalest.transport is None:
+            return False
+        self.forget(stalest)
+        stalest.transport.abort()  # the socket is closed now, not after a closing handshake
+        self.evicted += 1
+        return True
