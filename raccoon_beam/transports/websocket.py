@@ -16,13 +16,15 @@ for room in a full socket: aiohttp makes every writer of a connection wait
 on one shared future, so a sender that gave up (its wait cancelled) would
 cancel the wait of all the others. A sender waits only on futures of its
 own. One deadline (the configured timeout) covers a request's send and its
-ack. When it passes, the connection is retired: closed at once, its other
-pending requests failed as retryable network failures, and the next send
-opens a fresh connection with a fresh id. A connection that swallowed a
-frame without acking it cannot be trusted with the resend: with server
-dedup and sync acks, a resend on the same connection could get a dedup
-success while the original failed to publish. Heartbeat pings detect a dead
-connection while idle. A close 1009 (message too big) fails the largest
+ack. When a frame could not be written in time, the connection is retired:
+closed at once, its other pending requests failed as retryable network
+failures, and the next send opens a fresh connection with a fresh id. When
+the frame went out but its ack is late (a busy Raccoon with sync acks
+answers late, never not at all), the connection, its id and the request's
+place are kept: the request's retry sends nothing and waits for that very
+ack, so no duplicate is published (and no dedup success can stand in for a
+publish that then fails). Only a second timeout retires the connection.
+Heartbeat pings detect a dead connection while idle. A close 1009 (message too big) fails the largest
 pending request(s) as ``too_large`` (it is certainly over the limit, since
 the frame that hit it was no larger) and the others as network failures.
 """
@@ -88,6 +90,10 @@ class _Connection:
         self.ws = ws
         self.conn_id = conn_id
         self.pending: Dict[str, _Pending] = {}
+        # Requests whose ack did not come in time, by guid: their retry waits
+        # for that ack (the future the reader resolves) rather than send the
+        # frame again.
+        self.overdue: Dict[str, "asyncio.Future[raccoon_pb2.SendEventResponse]"] = {}
         self.reader: Optional["asyncio.Task[None]"] = None
         self.writer: Optional["asyncio.Task[None]"] = None
         # Frames to write; None wakes the writer to notice the connection is lost.
@@ -127,6 +133,9 @@ class WebSocketTransport(Transport):
         if connection.lost is not None:
             raise _copy(connection.lost)
         guid = request.req_guid
+        overdue = connection.overdue.get(guid)
+        if overdue is not None:
+            return await self._await_overdue(connection, request, overdue)
         if guid in connection.pending:
             raise RuntimeError(f"request {guid!r} is already in flight")
         loop = asyncio.get_running_loop()
@@ -137,6 +146,7 @@ class WebSocketTransport(Transport):
         # Failures are raised outside except clauses so that they do not
         # keep the library's exception (and its connection) alive.
         failure: Optional[SendFailure] = None
+        kept = False
         written: "asyncio.Future[None]" = loop.create_future()
         try:
             connection.outbox.put_nowait(_Outgoing(request, written))
@@ -162,24 +172,66 @@ class WebSocketTransport(Transport):
                     failure = await self._reason_for(connection, future, deadline) or failure
                 raise failure
             try:
-                response = await asyncio.wait_for(future, max(0.0, deadline - loop.time()))
+                response = await asyncio.wait_for(asyncio.shield(future), max(0.0, deadline - loop.time()))
             except asyncio.TimeoutError:
                 failure = SendFailure(
                     FailureKind.TIMEOUT,
                     f"no ack for request {guid!r} from {self.endpoint.redacted} within {timeout:g} s",
                 )
             if failure is not None:
-                self._retire(connection, f"request {guid!r} got no ack within {timeout:g} s")
+                # The frame went out whole on a connection that still reads:
+                # Raccoon answers every frame once, and a busy one late. Keep
+                # the connection, its id and the request's place: its retry
+                # waits for this ack instead of sending a duplicate.
+                kept = connection.lost is None
+                if kept:
+                    connection.overdue[guid] = future
+                    future.add_done_callback(_retrieve)
                 raise failure
         finally:
-            pending = connection.pending.get(guid)
-            if pending is not None and pending.future is future:
-                del connection.pending[guid]
+            if not kept:
+                pending = connection.pending.get(guid)
+                if pending is not None and pending.future is future:
+                    del connection.pending[guid]
             for own in (written, future):
+                if own is future and kept:
+                    continue
                 if not own.done():
                     own.cancel()  # the writer skips a frame whose sender is gone
                 elif not own.cancelled():
                     own.exception()  # retrieved: no "never retrieved" warning
+        return check_response(response, request, config=self.config)
+
+    async def _await_overdue(
+        self,
+        connection: _Connection,
+        request: EncodedRequest,
+        future: "asyncio.Future[raccoon_pb2.SendEventResponse]",
+    ) -> raccoon_pb2.SendEventResponse:
+        """The retry of a request whose ack is overdue on ``connection``: waits for that ack, sends nothing.
+
+        A second timeout retires the connection as a stuck one (its pending
+        requests fail as network failures, and their retries go out on a
+        fresh connection, with a fresh id).
+        """
+        guid = request.req_guid
+        timeout = self.config.timeout
+        failure: Optional[SendFailure] = None
+        try:
+            response = await asyncio.wait_for(asyncio.shield(future), timeout)
+        except asyncio.TimeoutError:
+            failure = SendFailure(
+                FailureKind.TIMEOUT,
+                f"no ack for request {guid!r} from {self.endpoint.redacted} within {timeout:g} s (waited twice)",
+            )
+        except SendFailure as exc:  # the connection was lost meanwhile
+            failure = _copy(exc)
+        if failure is not None:
+            if failure.failure.kind is FailureKind.TIMEOUT:
+                self._retire(connection, f"request {guid!r} got no ack within {timeout:g} s, twice")
+            connection.overdue.pop(guid, None)
+            raise failure
+        connection.overdue.pop(guid, None)
         return check_response(response, request, config=self.config)
 
     async def _reason_for(
@@ -524,6 +576,12 @@ async def _wait_closed(sock: Any, timeout: float) -> None:
     deadline = loop.time() + timeout
     while sock.fileno() != -1 and loop.time() < deadline:
         await asyncio.sleep(0.005)
+
+
+def _retrieve(future: "asyncio.Future[Any]") -> None:
+    """Marks an outcome that nobody may wait for as retrieved (no "never retrieved" warning)."""
+    if not future.cancelled():
+        future.exception()
 
 
 def _copy(failure: SendFailure) -> SendFailure:
