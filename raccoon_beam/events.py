@@ -13,10 +13,18 @@ import sys
 from typing import Any, Callable, List, NamedTuple, Optional, Sequence, Set, Tuple, Union
 
 from raccoon_beam import wire as wire_lib
+from raccoon_beam.protocol import DEFAULT_TOPIC_PATTERN, KAFKA_TOPIC_MAX_CHARS, topic_problem
 from raccoon_beam.errors import STAGE_SERIALIZE, STAGE_VALIDATE, RaccoonError
 from raccoon_beam.wire import Wire
 
-__all__ = ["EventTypeSpec", "EventBuilder", "EventRejected", "BuiltEvents", "describe_event_type"]
+__all__ = [
+    "EventTypeSpec",
+    "EventBuilder",
+    "EventRejected",
+    "BuiltEvents",
+    "describe_event_type",
+    "check_topic_pattern",
+]
 
 EventTypeSpec = Union[str, Callable[[Any], str]]
 
@@ -94,10 +102,13 @@ class EventBuilder:
         wire: Wire,
         max_event_bytes: Optional[int],
         max_batch_bytes: int,
+        topic_pattern: str = DEFAULT_TOPIC_PATTERN,
     ) -> None:
+        check_topic_pattern(topic_pattern)
+        self._topic_pattern = topic_pattern
         if isinstance(event_type, str):
             event_type = str.__str__(event_type)  # a plain str (see _checked_type)
-            problem = _type_problem(event_type)
+            problem = _type_problem(event_type, topic_pattern)
             if problem:
                 raise ValueError(f"event_type {event_type!r:.80} {problem}")
         elif not callable(event_type):
@@ -262,7 +273,7 @@ class EventBuilder:
             # A str subclass: its own __hash__/__eq__ may fail (``__hash__ =
             # None``) or lie; its plain text is what routes the event.
             event_type = str.__str__(event_type)
-        problem = _type_problem(event_type)
+        problem = _type_problem(event_type, self._topic_pattern)
         if problem:
             raise EventRejected(STAGE_VALIDATE, f"event_type {event_type!r:.80} {problem}")
         if len(self._valid_types) < _TYPE_CACHE_SIZE:
@@ -289,15 +300,43 @@ def _type_failure(exc: Exception) -> EventRejected:
     return EventRejected(STAGE_SERIALIZE, f"event_type callable failed: {_reason(exc)}")
 
 
+def check_topic_pattern(pattern: str) -> None:
+    """Raises ValueError unless ``pattern`` makes a Kafka topic of a type, as Raccoon's does.
+
+    Raccoon's ``EVENT_DISTRIBUTION_PUBLISHER_PATTERN`` holds one ``%s``, the
+    event type; the rest of it must be legal in a Kafka topic name.
+    """
+    if not isinstance(pattern, str) or pattern.count("%s") != 1 or "%" in pattern.replace("%s", ""):
+        raise ValueError(f"topic_pattern must hold exactly one %s (the event type) and no other %, got {pattern!r}")
+    problem = topic_problem(pattern.replace("%s", "x"))
+    if problem:
+        raise ValueError(f"topic_pattern {pattern!r} makes topics Kafka refuses: the topic {problem}")
+
+
+def _type_problem(event_type: str, topic_pattern: str) -> Optional[str]:
+    """Why ``event_type`` cannot route an event, or None.
+
+    A type longer than any topic fails on its length before anything is
+    cached: the cache holds only types short enough to be topics, so it is
+    bounded in bytes as well as entries.
+    """
+    if len(event_type) > KAFKA_TOPIC_MAX_CHARS:
+        return f"is {len(event_type)} characters long; Raccoon publishes to a Kafka topic of at most {KAFKA_TOPIC_MAX_CHARS}"
+    return _short_type_problem(event_type, topic_pattern)
+
+
 @functools.lru_cache(maxsize=_TYPE_CACHE_SIZE)
-def _type_problem(event_type: str) -> Optional[str]:
-    """Why ``event_type`` cannot route an event, or None."""
+def _short_type_problem(event_type: str, topic_pattern: str) -> Optional[str]:
     if not event_type:
         return "is empty"
     try:
         event_type.encode("utf-8")  # a lone surrogate cannot go on the wire
     except UnicodeEncodeError:
         return "is not valid Unicode text (it holds a lone surrogate)"
+    topic = topic_pattern.replace("%s", event_type)
+    problem = topic_problem(topic)
+    if problem:
+        return f"makes the Kafka topic {topic!r:.100}, which {problem} (Raccoon would fail to publish it)"
     return None
 
 

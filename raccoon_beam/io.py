@@ -39,6 +39,7 @@ from raccoon_beam.delivery import BundleWriter, DeliveryReport, Sender, acquire_
 from raccoon_beam.delivery.log import RateLimitedLog
 from raccoon_beam.errors import STAGE_SEND, DeliveryError, RaccoonDeadLetter
 from raccoon_beam.events import EventRejected, EventTypeSpec
+from raccoon_beam.protocol import DEFAULT_TOPIC_PATTERN
 from raccoon_beam.options import WriteOptions
 from raccoon_beam.retry import RetryPolicy
 from raccoon_beam.serializers import DescriptorSetSpec, MessageTypeSpec
@@ -156,6 +157,11 @@ class WriteToRaccoon(beam.PTransform):
       max_event_bytes: the largest serialized event; larger ones are
         dead-lettered (stage ``validate``). By default only events that could
         not fit in a request of their own are.
+      topic_pattern: the server's ``EVENT_DISTRIBUTION_PUBLISHER_PATTERN``
+        (Raccoon's default ``"clickstream-%s-log"``): an event type whose
+        topic Kafka would refuse (a character other than ASCII letters,
+        digits, ``.``, ``_``, ``-``; over 249 characters) is dead-lettered at
+        stage ``validate`` rather than lost at publish.
       max_buffering_duration: seconds; batch across bundles with
         ``GroupIntoBatches.WithShardedKey`` and send a batch at the latest
         this long after its first event (for streaming pipelines). Off by
@@ -234,6 +240,7 @@ class WriteToRaccoon(beam.PTransform):
         max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
         max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
         max_event_bytes: Optional[int] = None,
+        topic_pattern: str = DEFAULT_TOPIC_PATTERN,
         max_buffering_duration: Optional[float] = None,
         retry: Optional[RetryPolicy] = None,
         timeout: float = DEFAULT_TIMEOUT,
@@ -268,6 +275,7 @@ class WriteToRaccoon(beam.PTransform):
             max_batch_size=max_batch_size,
             max_batch_bytes=max_batch_bytes,
             max_event_bytes=max_event_bytes,
+            topic_pattern=topic_pattern,
             max_buffering_duration=max_buffering_duration,
             retry=retry if retry is not None else RetryPolicy(),
             timeout=timeout,

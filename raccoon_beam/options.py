@@ -15,7 +15,8 @@ from raccoon_beam import serializers
 from raccoon_beam.serializers.protobuf_descriptors import picklable_message_type
 from raccoon_beam.batching import DEFAULT_MAX_BATCH_BYTES, DEFAULT_MAX_BATCH_SIZE, check_batch_limits, check_positive_int
 from raccoon_beam.delivery.flow import FlowOptions
-from raccoon_beam.events import EventBuilder, EventTypeSpec, describe_event_type
+from raccoon_beam.events import EventBuilder, EventTypeSpec, check_topic_pattern, describe_event_type
+from raccoon_beam.protocol import DEFAULT_TOPIC_PATTERN
 from raccoon_beam.retry import RetryPolicy
 from raccoon_beam.transports import (
     DEFAULT_CONN_ID_HEADER,
@@ -60,6 +61,7 @@ class WriteOptions:
     max_batch_size: int = DEFAULT_MAX_BATCH_SIZE
     max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES
     max_event_bytes: Optional[int] = None
+    topic_pattern: str = DEFAULT_TOPIC_PATTERN
     max_buffering_duration: Optional[float] = None
     retry: RetryPolicy = dataclasses.field(default_factory=RetryPolicy)
     timeout: float = DEFAULT_TIMEOUT
@@ -97,6 +99,7 @@ class WriteOptions:
         check_batch_limits(self.max_batch_size, self.max_batch_bytes)
         if self.max_event_bytes is not None:
             check_positive_int("max_event_bytes", self.max_event_bytes)
+        check_topic_pattern(self.topic_pattern)
         duration = self.max_buffering_duration
         if duration is not None and not (
             isinstance(duration, (int, float))
@@ -150,6 +153,7 @@ class WriteOptions:
                 wire_type,
                 self.max_event_bytes,
                 self.max_batch_bytes,
+                self.topic_pattern,
             )
         object.__setattr__(self, "transport", transport)
         object.__setattr__(self, "flow", flow)
@@ -199,4 +203,3 @@ class WriteOptions:
     def event_type_name(self) -> str:
         """The event type, for display data."""
         return describe_event_type(self.event_type)
-

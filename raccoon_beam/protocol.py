@@ -7,7 +7,13 @@ cannot drift apart.
 
 from __future__ import annotations
 
+import re
+from typing import Optional
+
 __all__ = [
+    "DEFAULT_TOPIC_PATTERN",
+    "KAFKA_TOPIC_MAX_CHARS",
+    "topic_problem",
     "EVENTS_PATH",
     "PING_PATH",
     "HTTP_PORT",
@@ -66,3 +72,25 @@ REASON_DESERIALIZATION_FAILURE = "deserialization failure"
 REASON_CANNOT_DESERIALIZE = "cannot deserialize request"
 # gRPC UNKNOWN details when the connection-id metadata is missing.
 CONN_ID_MISSING = "connection id header missing"
+
+
+# EVENT_DISTRIBUTION_PUBLISHER_PATTERN: Raccoon publishes an event of type T
+# to the Kafka topic ``pattern % T``.
+DEFAULT_TOPIC_PATTERN = "clickstream-%s-log"
+# Kafka's topic names: ASCII letters, digits, '.', '_' and '-', at most 249
+# characters (and not "." or ".."). A type that makes another topic fails at
+# publish: with async acks after the client was told success.
+KAFKA_TOPIC_MAX_CHARS = 249
+_KAFKA_TOPIC = re.compile(r"[A-Za-z0-9._-]+")
+
+
+def topic_problem(topic: str) -> Optional[str]:
+    """Why Kafka refuses ``topic`` as a topic name, or None when it takes it."""
+    if len(topic) > KAFKA_TOPIC_MAX_CHARS:
+        return f"is {len(topic)} characters long, over Kafka's {KAFKA_TOPIC_MAX_CHARS}"
+    if topic in ("", ".", ".."):
+        return "is not a name Kafka takes (empty, '.' or '..')"
+    if _KAFKA_TOPIC.fullmatch(topic) is None:
+        bad = next(char for char in topic if _KAFKA_TOPIC.fullmatch(char) is None)
+        return f"holds {bad!r}: Kafka topics take only ASCII letters, digits, '.', '_' and '-'"
+    return None

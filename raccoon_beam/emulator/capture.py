@@ -21,6 +21,7 @@ from typing import IO, Dict, Iterable, List, NamedTuple, Optional, Tuple
 
 from raccoon_beam._proto import raccoon_pb2
 from raccoon_beam.emulator.config import CAPTURE_MODES, DEFAULT_TOPIC_PATTERN
+from raccoon_beam.protocol import KAFKA_TOPIC_MAX_CHARS
 
 __all__ = [
     "CapturedEvent",
@@ -33,6 +34,8 @@ __all__ = [
 ]
 
 _DIGEST_MOD = 1 << 128
+# Topics remembered per event type: far more than a real deployment has types.
+_TOPIC_CACHE_SIZE = 10_000
 
 
 class CapturedEvent(NamedTuple):
@@ -148,7 +151,8 @@ class Capture:
         topic = self._topics.get(event_type)
         if topic is None:
             topic = format_topic(self.topic_pattern, event_type)
-            if len(self._topics) < 100_000:
+            # Bounded in entries and bytes: a type longer than any topic is not kept.
+            if len(self._topics) < _TOPIC_CACHE_SIZE and len(event_type) <= KAFKA_TOPIC_MAX_CHARS:
                 self._topics[event_type] = topic
         return topic
 

@@ -18,7 +18,7 @@ import difflib
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 from raccoon_beam import protocol
-from raccoon_beam.protocol import GRPC_MAX_RECEIVE_BYTES
+from raccoon_beam.protocol import DEFAULT_TOPIC_PATTERN, GRPC_MAX_RECEIVE_BYTES
 
 __all__ = [
     "EmulatorConfig",
@@ -75,7 +75,6 @@ DEFAULT_PONG_TIMEOUT = 60.0  # Raccoon's default SERVER_WEBSOCKET_PONG_WAIT_INTE
 # answers it as the proxy in front of a real deployment would (REST 413,
 # WebSocket close 1009).
 DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
-DEFAULT_TOPIC_PATTERN = "clickstream-%s-log"  # Raccoon's default EVENT_DISTRIBUTION_PUBLISHER_PATTERN
 # Tests read events(), so the library keeps them; the command line keeps the
 # same default (one default per setting) and long runs pass --capture digest.
 DEFAULT_CAPTURE = "events"

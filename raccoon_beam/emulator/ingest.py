@@ -27,11 +27,14 @@ from raccoon_beam.emulator.faults import (
 )
 from raccoon_beam.emulator.outcomes import Outcome, raccoon_http_status
 from raccoon_beam.emulator.overload import GATEWAY, STOPPED, Overload
+from raccoon_beam.protocol import topic_problem
 
-__all__ = ["Ingest", "Answer", "success_response", "error_response", "PUBLISH_ERROR"]
+__all__ = ["Ingest", "Answer", "success_response", "error_response", "PUBLISH_ERROR", "INVALID_TOPIC"]
 
 # The error text in "cannot publish events: <error>".
 PUBLISH_ERROR = "emulated publisher failure"
+# The counter of batches Kafka refused for a topic an event type made.
+INVALID_TOPIC = "invalid_topic"
 
 
 class Answer(NamedTuple):
@@ -203,6 +206,15 @@ class Ingest:
             await asyncio.sleep(0)
         return publish()
 
+    def _refused_topic(self, request: raccoon_pb2.SendEventRequest) -> Optional[str]:
+        """Why Kafka refuses the topic of one of the request's event types, or None."""
+        for event_type in {event.type for event in request.events}:
+            topic = self.capture.topic(event_type)
+            problem = topic_problem(topic)
+            if problem is not None:
+                return f"invalid topic {topic!r:.100}: it {problem}"
+        return None
+
     def _publish(
         self,
         request: raccoon_pb2.SendEventRequest,
@@ -215,14 +227,19 @@ class Ingest:
         """Publishes (captures) a request, or fails to; returns the answer a sync ack gives."""
         counters = self.counters
         guid = request.req_guid
-        if self.faults.publish_fails():
-            counters.rejected(transport, PUBLISH_FAILURE, f"cannot publish events: {PUBLISH_ERROR}", conn_id)
+        # Kafka refuses a topic an event type makes (as a real Raccoon's producer would).
+        refused = self._refused_topic(request)
+        if refused is not None or self.faults.publish_fails():
+            error = PUBLISH_ERROR if refused is None else refused
+            lost = "" if self.config.sync_ack else " (acked already: the batch is lost)"
+            kind = PUBLISH_FAILURE if refused is None else INVALID_TOPIC
+            counters.rejected(transport, kind, f"cannot publish events: {error}{lost}", conn_id)
             if seen is not None:
                 seen.discard(guid)  # Raccoon forgets a batch whose publish failed.
             if not self.config.sync_ack:
                 return Answer(success_response(guid))  # acked already; the batch is lost
             # Raccoon's gRPC handler leaves the reason empty; REST and WebSocket fill it.
-            reason = "" if transport == "grpc" else f"cannot publish events: {PUBLISH_ERROR}"
+            reason = "" if transport == "grpc" else f"cannot publish events: {error}"
             return Answer(error_response(raccoon_pb2.CODE_INTERNAL_ERROR, reason, guid), 500)
 
         count = self.capture.add(request, conn_id, group, transport)

@@ -34,6 +34,10 @@ REQUEST_OVERHEAD_BYTES = 256
 # Per-type work is cached: it runs once or twice per event, and a pipeline
 # has few distinct event types (the bound keeps a pathological one in check).
 _PER_TYPE_CACHE_SIZE = 10_000
+# Only types this short are cached (a Kafka topic has at most 249
+# characters, so every type that can be published is): the caches stay
+# bounded in bytes too, whatever types a caller sends.
+_CACHED_TYPE_CHARS = 256
 
 
 def new_req_guid() -> str:
@@ -126,11 +130,17 @@ _EVENT_BYTES_HEADS: Tuple[bytes, ...] = (b"",) + tuple(_TAG_EVENT_BYTES + _varin
 _EVENT_HEADS: Tuple[bytes, ...] = tuple(_TAG_EVENTS + _varint(n) for n in range(_SMALL))
 
 
-@functools.lru_cache(maxsize=_PER_TYPE_CACHE_SIZE)
 def _type_field(event_type: str) -> bytes:
     """An Event's encoded ``type`` field (empty for an empty type, as protobuf omits it)."""
+    return _cached_type_field(event_type) if len(event_type) <= _CACHED_TYPE_CHARS else _make_type_field(event_type)
+
+
+def _make_type_field(event_type: str) -> bytes:
     encoded = event_type.encode("utf-8")
     return _TAG_TYPE + _varint(len(encoded)) + encoded if encoded else b""
+
+
+_cached_type_field = functools.lru_cache(maxsize=_PER_TYPE_CACHE_SIZE)(_make_type_field)
 
 
 def _encode_protobuf(
@@ -177,9 +187,11 @@ def _encode_protobuf(
 # ------------------------------------------------------------------ json
 
 
-@functools.lru_cache(maxsize=_PER_TYPE_CACHE_SIZE)
 def _json_string(value: str) -> str:
-    return json.dumps(value)
+    return _cached_json_string(value) if len(value) <= _CACHED_TYPE_CHARS else json.dumps(value)
+
+
+_cached_json_string = functools.lru_cache(maxsize=_PER_TYPE_CACHE_SIZE)(json.dumps)
 
 
 def _encode_json(
@@ -264,6 +276,6 @@ class EventSizer:
         else:
             # Two tags and two lengths (Event in the request, bytes in the Event).
             overhead = len(_type_field(event_type)) + 2 + 2 * _MAX_LENGTH_VARINT
-        if len(self._overheads) < _PER_TYPE_CACHE_SIZE:
+        if len(self._overheads) < _PER_TYPE_CACHE_SIZE and len(event_type) <= _CACHED_TYPE_CHARS:
             self._overheads[event_type] = overhead
         return overhead

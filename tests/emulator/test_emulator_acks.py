@@ -107,3 +107,26 @@ def test_async_acks_on_websocket_are_in_order(kit, emulator):
             return guids
 
     assert kit.run(scenario) == [f"r-{i}" for i in range(20)]
+
+
+@pytest.mark.parametrize("event_type", ["has space", "new\nline", "x" * 300, "ü"])
+def test_async_ack_a_type_kafka_refuses_as_a_topic_is_acked_counted_and_lost(kit, emulator, event_type):
+    req = kit.request([("click", b"a"), (event_type, b"b")], req_guid="t-1")
+    assert kit.post(req.body, "application/proto").status_code == 200  # acked before publishing
+    assert emulator.events() == []  # the whole batch failed to publish
+    assert emulator.counters().injected("invalid_topic") == 1
+    (rejection,) = emulator._counters.recent_rejections()  # what the console lists
+    assert "invalid topic" in rejection.reason and "the batch is lost" in rejection.reason
+
+
+@pytest.mark.emulator(ack="sync")
+def test_sync_ack_a_type_kafka_refuses_as_a_topic_is_an_error_answer(kit, emulator):
+    req = kit.request([("bad type", b"x")], Wire.JSON, req_guid="t-2")
+    resp = kit.post(req.body, "application/json")
+    assert resp.status_code == 500
+    body = json.loads(resp.content)
+    assert body["code"] == raccoon_pb2.CODE_INTERNAL_ERROR
+    assert "invalid topic 'clickstream-bad type-log'" in body["reason"]
+    ok = kit.request([("good.type_1-x", b"x")], Wire.JSON, req_guid="t-3")
+    assert kit.post(ok.body, "application/json").status_code == 200
+    assert [event.topic for event in emulator.events()] == ["clickstream-good.type_1-x-log"]

@@ -281,7 +281,7 @@ def test_conn_id_header_mismatch_on_grpc_is_a_clear_non_retried_failure(emulator
     for letter in letters:
         assert letter["stage"] == "send"
         assert letter["attempts"] == 1, letter  # misconfiguration: never retried
-        assert letter["code"] == "UNKNOWN"
+        assert letter["code"] == "grpc:UNKNOWN"
         assert "connection id header missing" in letter["error"] and "not retryable" in letter["error"]
 
 
@@ -307,7 +307,7 @@ def test_wrong_path_is_a_clear_non_retried_failure(emulator, letters_path, trans
     )
     assert len(letters) == 50 and emulator.events() == []
     for letter in letters:
-        assert letter["attempts"] == 1 and letter["code"] in (404, 405), letter
+        assert letter["attempts"] == 1 and letter["code"] in ("http:404", "http:405"), letter
         readable(letter)
 
 
@@ -327,7 +327,7 @@ def test_nothing_listening_is_bounded_and_dead_lettered(letters_path):
         timeout=2,
     )
     assert time.monotonic() - started < BOUND
-    assert len(letters) == 50 and all(letter["code"] == "UNAVAILABLE" for letter in letters)
+    assert len(letters) == 50 and all(letter["code"] == "grpc:UNAVAILABLE" for letter in letters)
 
 
 @pytest.mark.parametrize("scheme", ["https", "wss", "grpcs"])
@@ -391,7 +391,7 @@ def test_websocket_server_full_is_bounded_and_dead_lettered(emulator, letters_pa
     assert len(letters) == 50 and emulator.events() == []
     for letter in letters:
         assert letter["attempts"] == FAST.max_attempts, letter  # retried: the server may free up
-        assert letter["code"] == raccoon_pb2.CODE_MAX_CONNECTION_LIMIT_REACHED, letter
+        assert letter["code"] == f"raccoon:{raccoon_pb2.CODE_MAX_CONNECTION_LIMIT_REACHED}", letter
 
 
 @pytest.mark.parametrize("transport", ["grpc", "rest", "websocket"])
