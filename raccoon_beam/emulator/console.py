@@ -76,6 +76,27 @@ _STATIC_FILES = {"console.js": "text/javascript", "console.css": "text/css"}
 _log = logging.getLogger(__name__)
 
 
+# What the page shows for a value that cannot be encoded.
+UNENCODABLE = "(not displayable)"
+
+
+def _encodable(value: Any) -> Any:
+    """``value`` with every part orjson cannot encode replaced by :data:`UNENCODABLE`."""
+    if isinstance(value, dict):
+        return {(k if isinstance(k, str) and _encodes(k) else UNENCODABLE): _encodable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_encodable(v) for v in value]
+    return value if _encodes(value) else UNENCODABLE
+
+
+def _encodes(value: Any) -> bool:
+    try:
+        orjson.dumps(value)
+    except (orjson.JSONEncodeError, TypeError):
+        return False
+    return True
+
+
 def _static(name: str) -> bytes:
     return (resources.files("raccoon_beam.emulator") / "static" / name).read_bytes()
 
@@ -191,13 +212,24 @@ class Console:
                 next_point = now + 1.0
             if self._subscribers:
                 try:
-                    self._payload = b"data: " + orjson.dumps(self.state()) + b"\n\n"
+                    self._payload = self._update()
                 except Exception:  # a bug here must not stop the page for good
                     _log.exception("the console's update failed")
                 else:
                     tick, self._tick = self._tick, asyncio.Event()
                     tick.set()
             await asyncio.sleep(DEFAULT_UPDATE_INTERVAL)
+
+    def _update(self) -> bytes:
+        """One server-sent event of the state; a value that cannot be encoded becomes a placeholder."""
+        state = self.state()
+        try:
+            encoded = orjson.dumps(state)
+        except (orjson.JSONEncodeError, TypeError):
+            # A string no encoder takes (a lone surrogate in a header or a
+            # reason): the rest of the page still updates.
+            encoded = orjson.dumps(_encodable(state))
+        return b"data: " + encoded + b"\n\n"
 
     def _add_point(self, now: float) -> None:
         if self._capture.resets != self._resets_seen:  # POST /_emulator/reset: the chart starts again
@@ -297,15 +329,15 @@ class Console:
         self._subscribers += 1
         try:
             # The first update at once, not after an interval.
-            await response.write(b"data: " + orjson.dumps(self.state()) + b"\n\n")
+            await response.write(self._update())
             while not self._closed:
                 tick = self._tick
                 await tick.wait()
                 if self._closed:
                     break
                 await response.write(self._payload)
-        except ConnectionResetError:
-            pass  # the page went away
+        except (ConnectionError, OSError):
+            pass  # the page went away (aiohttp's ClientConnectionResetError is a ConnectionResetError)
         finally:
             self._subscribers -= 1
         return response

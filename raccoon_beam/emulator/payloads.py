@@ -11,7 +11,11 @@ A decoder spec names how one event type's (or topic's) bytes are shown:
 
 Types without a spec are shown as JSON when they parse as JSON, else as hex.
 A payload that its decoder cannot read is shown as hex with the error, never
-dropped. Only the few events the console displays are ever decoded.
+dropped. Only the few events the console displays are ever decoded, and
+whatever a payload holds, :meth:`PayloadDecoders.decode` returns: a payload
+over :data:`DEFAULT_MAX_DECODED_BYTES` is shown as the hex of its start, a
+text longer than :data:`DEFAULT_MAX_TEXT_CHARS` is cut with a note, and JSON
+nested too deep to pretty-print is shown as sent.
 """
 
 from __future__ import annotations
@@ -22,10 +26,16 @@ from typing import Any, Callable, Dict, Mapping, NamedTuple, Optional
 
 import orjson
 
-__all__ = ["DecodedPayload", "PayloadDecoders", "DEFAULT_MAX_HEX_BYTES"]
+__all__ = ["DecodedPayload", "PayloadDecoders", "DEFAULT_MAX_HEX_BYTES", "DEFAULT_MAX_DECODED_BYTES",
+           "DEFAULT_MAX_TEXT_CHARS"]
 
 # Enough to recognise a payload on screen; the rest is elided with its length.
 DEFAULT_MAX_HEX_BYTES = 256
+# Larger payloads are not decoded: a few MB of JSON, pretty-printed and sent
+# to every open page four times a second, would make the console the load.
+DEFAULT_MAX_DECODED_BYTES = 256 * 1024
+# A screenful or two of pretty-printed text per event; the rest is cut, with a note.
+DEFAULT_MAX_TEXT_CHARS = 8 * 1024
 
 
 class DecodedPayload(NamedTuple):
@@ -48,7 +58,23 @@ def _pretty(value: Any) -> str:
 
 
 def _json(payload: bytes) -> DecodedPayload:
-    return DecodedPayload("json", _pretty(orjson.loads(payload)))
+    value = orjson.loads(payload)
+    try:
+        return DecodedPayload("json", _pretty(value))
+    except orjson.JSONEncodeError as exc:  # nested deeper than orjson writes (254 levels)
+        return DecodedPayload("json", payload.decode("utf-8", "replace"), f"shown as sent: {exc}")
+
+
+def _bounded(decoded: DecodedPayload) -> DecodedPayload:
+    """``decoded`` with its text cut at DEFAULT_MAX_TEXT_CHARS, saying so."""
+    text = decoded.text
+    if len(text) <= DEFAULT_MAX_TEXT_CHARS:
+        return decoded
+    note = f"cut: the first {DEFAULT_MAX_TEXT_CHARS:,} of {len(text):,} characters"
+    return decoded._replace(
+        text=text[:DEFAULT_MAX_TEXT_CHARS] + f"\n... ({note})",
+        error=f"{decoded.error}; {note}" if decoded.error else note,
+    )
 
 
 class PayloadDecoders:
@@ -113,17 +139,24 @@ class PayloadDecoders:
         return decode
 
     def decode(self, event_type: str, topic: str, payload: bytes) -> DecodedPayload:
-        """The readable form of ``payload``: by its type's spec, else its topic's, else JSON or hex."""
+        """The readable form of ``payload``: by its type's spec, else its topic's, else JSON or hex.
+
+        Never raises, whatever the payload (see the module docstring).
+        """
+        if len(payload) > DEFAULT_MAX_DECODED_BYTES:
+            return DecodedPayload(
+                "hex", _hex(payload), f"{len(payload):,} bytes: over the {DEFAULT_MAX_DECODED_BYTES:,} the console decodes"
+            )
         decoder = self._by_key.get(event_type) or self._by_key.get(topic)
-        if decoder is None:
-            try:
-                return _json(payload)
-            except orjson.JSONDecodeError:
-                return DecodedPayload("hex", _hex(payload))
         try:
-            return decoder(payload)
+            if decoder is None:
+                try:
+                    return _bounded(_json(payload))
+                except orjson.JSONDecodeError:
+                    return DecodedPayload("hex", _hex(payload))
+            return _bounded(decoder(payload))
         except Exception as exc:  # any decoder failure: show the bytes and why
-            return DecodedPayload("hex", _hex(payload), f"{type(exc).__name__}: {exc}")
+            return DecodedPayload("hex", _hex(payload), f"{type(exc).__name__}: {exc}"[:DEFAULT_MAX_HEX_BYTES])
 
 
 def _avro(schema: str) -> Callable[[bytes], DecodedPayload]:
