@@ -19,6 +19,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.pvalue import PCollection, TaggedOutput
 
+from raccoon_beam.dead_letters import safe_repr, to_row
 from raccoon_beam.errors import RaccoonDeadLetter
 
 __all__ = ["ParseJsonLines", "WriteDeadLetters", "WriteToOneFile", "parse_json_object", "dead_letter_record", "PARSE_STAGE"]
@@ -78,41 +79,40 @@ class ParseJsonLines(beam.PTransform):
         return lines | "Parse" >> beam.ParDo(_ParseFn()).with_outputs(_FAILED_TAG, main="parsed")
 
 
-def _json_text(element: Any) -> str:
+def _text(element: Any) -> str:
     if isinstance(element, str):
         return element
     if isinstance(element, (bytes, bytearray)):
         return bytes(element).decode("utf-8", errors="backslashreplace")
     try:
-        return json.dumps(element, sort_keys=True, default=repr)
+        return json.dumps(element, sort_keys=True)
     except (TypeError, ValueError, RecursionError):
-        return repr(element)[:10_000]
+        return safe_repr(element)
 
 
 def dead_letter_record(letter: Any) -> Dict[str, Any]:
     """A dead letter as one JSON-ready dict, whatever its kind.
 
-    A :class:`~raccoon_beam.RaccoonDeadLetter`, a ``beam.Row`` (``result.failed_rows``,
-    ``ParseJsonLines``' failures) or a dict become a dict of the same fields;
-    the ``element`` is text: a line as it was, anything else as JSON (or its
-    ``repr`` when it is not JSON-able); other bytes (the ``payload``) are
-    base64, so that a letter can be replayed byte for byte.
+    A :class:`~raccoon_beam.RaccoonDeadLetter` becomes the fields of its
+    ``result.failed_rows`` row (:func:`raccoon_beam.dead_letters.to_row`: the
+    element as JSON text, or a bounded repr); a ``beam.Row`` (``failed_rows``,
+    ``ParseJsonLines``' failures), a NamedTuple or a dict keeps its fields,
+    its ``element`` as text. Bytes (the ``payload``) are base64, so that a
+    letter can be replayed byte for byte.
 
     Args:
       letter: the dead letter.
     """
     if isinstance(letter, RaccoonDeadLetter):
-        record = dict(letter._asdict())
+        record = dict(to_row(letter)._asdict())
     elif isinstance(letter, dict):
         record = dict(letter)
-    elif hasattr(letter, "_asdict"):
-        record = dict(letter._asdict())
     else:
-        record = dict(vars(letter))
+        record = dict(letter._asdict())
     if "element" in record:
-        record["element"] = _json_text(record["element"])
+        record["element"] = _text(record["element"])
     for name, value in record.items():
-        if isinstance(value, (bytes, bytearray)):  # the payload: any bytes, kept exactly
+        if isinstance(value, (bytes, bytearray)):
             record[name] = base64.b64encode(bytes(value)).decode("ascii")
     return record
 

@@ -222,7 +222,7 @@ def test_every_complete_program_runs(name, tmp_path):
         ("parse", ""),
         ("parse", "[1, 2, 3]"),
         ("parse", "not json at all"),
-        ("serialize", '{"id": 4}'),
+        ("serialize", '{"id":4}'),
     ]
     assert all(letter["error"] for letter in letters)
 
@@ -293,3 +293,15 @@ def test_no_reference_to_files_outside_the_repository_or_to_tracker_issues():
             if forbidden.search(line):
                 found.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()[:120]}")
     assert found == []
+
+
+def test_the_configuration_reference_lists_every_metric():
+    import raccoon_beam.io as sink
+
+    source = (ROOT / "raccoon_beam" / "io.py").read_text(encoding="utf-8")
+    names = set(re.findall(r'counter\("(\w+)"\)', source))
+    names |= set(re.findall(r'distribution\(METRICS_NAMESPACE, "(\w+)"\)', source))
+    names.add(sink._EVENTS_DEAD_LETTERED)
+    assert len(names) >= 10
+    page = (DOCS / "configuration.md").read_text(encoding="utf-8")
+    assert [name for name in sorted(names) if f"| `{name}`" not in page] == []

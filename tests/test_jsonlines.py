@@ -9,6 +9,7 @@ import pytest
 from apache_beam.testing.util import assert_that, equal_to
 
 from raccoon_beam import ParseJsonLines, RaccoonDeadLetter, WriteDeadLetters
+from raccoon_beam.dead_letters import to_row
 from raccoon_beam.jsonlines import dead_letter_record, parse_json_object
 
 
@@ -39,23 +40,19 @@ def test_dead_letter_records_of_every_kind():
     letter = RaccoonDeadLetter(
         {"id": 1}, "click", "send", "HTTP 503", code="http:503", attempts=3, req_guid="r-1", payload=b'{"id":1}'
     )
+    # A sink's letter: the fields of its result.failed_rows row, the payload in base64.
     assert dead_letter_record(letter) == {
-        "element": '{"id": 1}',
-        "event_type": "click",
-        "stage": "send",
-        "error": "HTTP 503",
-        "code": "http:503",
-        "attempts": 3,
-        "req_guid": "r-1",
-        "delivered": False,
+        **to_row(letter)._asdict(),
+        "element": '{"id":1}',
         "payload": "eyJpZCI6MX0=",
     }
+    assert dead_letter_record(to_row(letter)) == dead_letter_record(letter)
     row = beam.Row(element="x", stage="parse", error="not JSON")
     assert dead_letter_record(row) == {"element": "x", "stage": "parse", "error": "not JSON"}
-    # An element that is not JSON-able keeps a bounded repr; bytes become text.
-    record = dead_letter_record(RaccoonDeadLetter(b"\xff\x00", None, "serialize", "bad"))
-    assert record["element"] == "\\xff\x00"
-    assert dead_letter_record(RaccoonDeadLetter({1, 2}, None, "serialize", "set"))["element"] == '"{1, 2}"'
+    # An element with no JSON form keeps a bounded repr.
+    record = dead_letter_record(RaccoonDeadLetter({1, 2}, None, "serialize", "set"))
+    assert record["element"] == "{1, 2}" and record["element_is_json"] is False
+    assert dead_letter_record({"element": b"\xff", "stage": "parse", "error": "x"})["element"] == "\\xff"
 
 
 def test_write_dead_letters_one_file_and_none_without_letters(tmp_path):
@@ -68,7 +65,7 @@ def test_write_dead_letters_one_file_and_none_without_letters(tmp_path):
         _ = (first, second) | WriteDeadLetters(str(path))
         _ = pipeline | "None" >> beam.Create([]) | "NoLetters" >> WriteDeadLetters(str(empty))
     records = sorted((json.loads(line) for line in path.read_text().splitlines()), key=lambda r: r["element"])
-    assert [r["element"] for r in records] == ["bad", '{"id": 0}', '{"id": 1}', '{"id": 2}']
+    assert [r["element"] for r in records] == ["bad", '{"id":0}', '{"id":1}', '{"id":2}']
     assert {r["stage"] for r in records} == {"send", "parse"}
     assert not empty.exists()
 
