@@ -46,11 +46,18 @@ class NullTransport(Transport):
 SERIALIZERS = ("json", "protobuf", "avro")
 
 
-def measure(serializer: str, events: int = 200_000, passes: int = 5, acknowledgements: bool = False) -> float:
+def measure(
+    serializer: str,
+    events: int = 200_000,
+    passes: int = 5,
+    acknowledgements: bool = False,
+    adaptive_throttling: bool = True,
+) -> float:
     """Microseconds of CPU per event of the sink's DoFn, the best of ``passes``.
 
     With ``acknowledgements`` the sink also makes its ack records (the only
-    outputs allowed then).
+    outputs allowed then); ``adaptive_throttling=False`` measures the sink
+    without its throttle and adaptive limit (their cost per request).
     """
     from apache_beam.transforms.window import GlobalWindow
     from apache_beam.utils.timestamp import MIN_TIMESTAMP
@@ -68,6 +75,7 @@ def measure(serializer: str, events: int = 200_000, passes: int = 5, acknowledge
         event_type=workload.event_type_of(serializer),
         serializer=serializer,
         acknowledgements=acknowledgements,
+        adaptive_throttling=adaptive_throttling,
         **extra,
     )
     fn = sink_io._WriteEventsFn(transform.options)
@@ -102,10 +110,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--serializers", default=",".join(SERIALIZERS))
     parser.add_argument("--acknowledgements", action="store_true", help="with result.acknowledged's records")
+    parser.add_argument(
+        "--no-adaptive-throttling", action="store_true", help="without the throttle and the adaptive limit"
+    )
     args = parser.parse_args(argv)
     results: Dict[str, float] = {}
     for serializer in args.serializers.split(","):
-        results[serializer] = measure(serializer, args.events, acknowledgements=args.acknowledgements)
+        results[serializer] = measure(
+            serializer,
+            args.events,
+            acknowledgements=args.acknowledgements,
+            adaptive_throttling=not args.no_adaptive_throttling,
+        )
         print(f"{serializer:10s} {results[serializer]:6.3f} us/event", flush=True)
     print(json.dumps(results))
     return 0

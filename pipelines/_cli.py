@@ -21,7 +21,7 @@ import logging
 import sys
 import threading
 import time
-from typing import Any, Callable, Iterator, List, NoReturn, Optional, Sequence, TextIO, Tuple, TypeVar
+from typing import Any, Callable, Dict, Iterator, List, NoReturn, Optional, Sequence, TextIO, Tuple, TypeVar
 
 
 
@@ -54,6 +54,8 @@ __all__ = [
     "check",
     "check_input",
     "counter",
+    "delivery_metrics",
+    "DELIVERY_ROWS",
     "distribution",
     "count_lines",
     "has_metrics",
@@ -235,6 +237,31 @@ def distribution(result: PipelineResult, namespace: str, name: str) -> Tuple[int
     """A Beam distribution's ``(sum, count)``, over the steps that update it."""
     values = [_value(metric) for metric in _query(result, "distributions", namespace, name)]
     return sum(v.sum for v in values if v is not None), sum(v.count for v in values if v is not None)
+
+
+# The sink's delivery metrics a summary shows when they are not zero: the
+# count's key, its label and a note.
+DELIVERY_ROWS = (
+    ("retries", "retries", ""),
+    ("requests_timed_out", "timed out", "requests whose outcome is unknown"),
+    ("throttled_requests", "throttled", "requests held back (overload, rate limit, outage)"),
+    ("throttled_seconds", "held back (s)", "wall clock: cumulativeThrottlingSeconds"),
+    ("blocked_seconds", "waited for a slot (s)", "wall clock, max_in_flight full"),
+    ("attempt_latency_ms", "latency per attempt (ms)", "mean, failures included"),
+)
+
+
+def delivery_metrics(result: PipelineResult) -> Dict[str, int]:
+    """The sink's delivery metrics of :data:`DELIVERY_ROWS`, from the pipeline's Beam metrics."""
+    total, count = distribution(result, SINK_NAMESPACE, "request_latency_ms")
+    return {
+        "retries": counter(result, SINK_NAMESPACE, "retries"),
+        "requests_timed_out": counter(result, SINK_NAMESPACE, "requests_timed_out"),
+        "throttled_requests": counter(result, SINK_NAMESPACE, "throttled_requests"),
+        "throttled_seconds": counter(result, SINK_NAMESPACE, "cumulativeThrottlingSeconds"),
+        "blocked_seconds": counter(result, SINK_NAMESPACE, "max_in_flight_blocked_seconds"),
+        "attempt_latency_ms": round(total / count) if count else 0,
+    }
 
 
 def read_jsonl(path: str) -> List[Any]:

@@ -101,6 +101,12 @@ def make_parser() -> _cli.SampleParser:
         "--max-event-bytes", type=_cli.positive_int, default=None, help="larger events are dead-lettered (validate)"
     )
     parser.add_argument(
+        "--max-events-per-second",
+        type=_cli.positive_float,
+        default=None,
+        help="rate limit per worker process, as for a backfill (default: none)",
+    )
+    parser.add_argument(
         "--dead-letters",
         default=DEFAULT_DEAD_LETTERS,
         help=f"output JSONL file; beside it FILE{COUNTS_SUFFIX}, the lines read by how they parsed",
@@ -185,6 +191,7 @@ def make_sink(args: argparse.Namespace, endpoint: str) -> WriteToRaccoon:
         wire=args.wire,
         max_batch_size=args.batch_size,
         max_event_bytes=args.max_event_bytes,
+        max_events_per_second=args.max_events_per_second,
     )
 
 
@@ -237,6 +244,7 @@ def metric_counts(result: PipelineResult) -> Dict[str, int]:
         "sent": sink("events_sent"),
         "requests": sink("requests"),
         **{f"dead_letters_{stage}": mine(f"dead_letters_{stage}") for stage in STAGES},
+        **_cli.delivery_metrics(result),
     }
 
 
@@ -304,6 +312,8 @@ def summarise(
         *(row(f"    stage {stage}", stages[stage]) for stage in STAGES[1:]),
         row("dead letters", sum(stages.values()), f"{counts['dead_letter_lines']:,} lines in {dead_letter_file}"),
         row("requests", requests, per_request),
+        # How the delivery went, when there is something to tell (retries, throttling, timeouts).
+        *(row(f"  {label}", counts[key], note) for key, label, note in _cli.DELIVERY_ROWS if counts.get(key)),
         f"  {'events/s':<26} {counts['acknowledged'] / seconds:>{width},.0f}  ({seconds:.2f} s)",
     ]
     # The totals must agree; if a runner lost a metric update, say so rather than print numbers that do not add up.

@@ -246,6 +246,12 @@ class RetryPolicy:
     backoff, long enough for a Raccoon restart, instead of dead-lettering
     everything in flight.
 
+    While the endpoint is down (refused, unresolvable, or failing every
+    attempt), the sender applies the policy once for the endpoint rather
+    than once per request: one request at a time probes on the policy's
+    schedule, and when its attempts or deadline run out everything waiting
+    is dead-lettered together (see ``docs/backfill.md``).
+
     Attributes:
       max_attempts: attempts in all, the first one included (1 = no retry);
         default 10; None: no limit.

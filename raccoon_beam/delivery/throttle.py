@@ -33,7 +33,8 @@ __all__ = [
 # default keeps 1 ms): long enough to span a few retry backoffs, short
 # enough to let go soon after the server recovers.
 DEFAULT_WINDOW = 60.0
-DEFAULT_BUCKET = 1.0
+# Twelve buckets: every decision sums them, once per request.
+DEFAULT_BUCKET = 5.0
 # The SRE book's K = 2: requests may reach twice the accepts before any is
 # refused locally (Beam's DefaultThrottler uses 2 as well).
 DEFAULT_OVERLOAD_RATIO = 2.0

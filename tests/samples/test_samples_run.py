@@ -92,6 +92,19 @@ def test_send_dead_letters_are_counted_by_stage_and_exit_1(tmp_path, capsys):
     assert "WARNING" not in out
 
 
+def test_a_rate_limited_run_shows_the_time_held_back(tmp_path, capsys):
+    """A backfill at a chosen rate: the summary says how long the sink held requests back."""
+    status = clickstream.run(
+        ["--dead-letters", str(tmp_path / "dead.jsonl"), "--max-events-per-second", "1000", "--batch-size", "100"]
+    )
+    out = capsys.readouterr().out
+    summary = rows(out)
+    assert status == 0 and summary["acknowledged"] == 2990
+    # 2,990 events at 1,000/s: about 3 s of the run were spent waiting for the rate.
+    assert summary["throttled"] >= 20 and 1 <= summary["held back (s)"] <= 4, out
+    assert "timed out" not in summary  # nothing to tell, nothing shown
+
+
 def test_streaming_sample_batches_on_the_local_runner(capsys):
     status = clickstream_streaming.run(["--duration", "3"])
     captured = capsys.readouterr()
