@@ -76,6 +76,13 @@ MAX_IN_FLIGHT = 64
 TIMEOUT = 2.0
 CHUNK = 10_000
 POLL_SECONDS = 0.1
+# After the pipeline, requests still queued at the emulator (copies of
+# timed-out ones) keep being published, one every 500 / C seconds: a second
+# without a publish means the queue is empty.
+SETTLE_SECONDS = 1.0
+# --quick: a capacity the writer barely loads, so the small run is quick
+# and steady (a smoke run of the harness, not a measurement).
+QUICK = {"capacity": 20_000.0, "events": 10_000, "rate_events": 10_000}
 # Targets.
 MAX_DUPLICATES = 0.05
 MIN_GOODPUT = 0.7
@@ -181,7 +188,7 @@ def run_scenario(scenario: Scenario, capacity: float, expected: Dict[str, Any]) 
     with EmulatorProcess(ack="sync", capacity_events_per_second=capacity) as emulator:
         with _Timeline(emulator) as timeline:
             letters, seconds = _run_pipeline(emulator.grpc_endpoint, scenario.events, scenario.options)
-            _settle(timeline, seconds=max(2 * TIMEOUT, 1.0))
+            _settle(timeline, SETTLE_SECONDS)
         counters = emulator.counters()
         digest = {t: tuple(d) for t, d in emulator.digest().items()}
     published = counters.total_events_accepted
@@ -373,17 +380,22 @@ def _write_readme(path: pathlib.Path, section: str) -> None:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--capacity", type=float, default=DEFAULT_CAPACITY, help="C, events/s the emulator publishes")
-    parser.add_argument("--events", type=int, default=DEFAULT_EVENTS, help="events of the overload runs (x 10,000)")
+    parser.add_argument("--capacity", type=float, help=f"C, events/s the emulator publishes (default: {DEFAULT_CAPACITY:,.0f})")
+    parser.add_argument("--events", type=int, help=f"events of the overload runs, x 10,000 (default: {DEFAULT_EVENTS:,})")
     parser.add_argument("--rate-fraction", type=float, default=DEFAULT_RATE_FRACTION, help="R as a share of C")
-    parser.add_argument("--rate-events", type=int, default=DEFAULT_RATE_EVENTS, help="events of the rate-limited run")
+    parser.add_argument("--rate-events", type=int, help=f"events of the rate-limited run (default: {DEFAULT_RATE_EVENTS:,})")
     parser.add_argument("--only", action="append", choices=("throttled", "unthrottled", "rate_limited"),
                         help="run only this scenario; repeatable")
-    parser.add_argument("--quick", action="store_true", help="a small run (about 20 s); writes nothing by default")
+    parser.add_argument("--quick", action="store_true",
+                        help="a small, unloaded run of the harness (about 20 s); writes nothing by default")
     parser.add_argument("--output-dir", help="write overload.json, overload.png and README.md here")
     args = parser.parse_args(argv)
-    if args.quick:
-        args.capacity, args.events, args.rate_events = 5_000.0, 10_000, 10_000
+    defaults = QUICK if args.quick else {
+        "capacity": DEFAULT_CAPACITY, "events": DEFAULT_EVENTS, "rate_events": DEFAULT_RATE_EVENTS
+    }
+    for name, value in defaults.items():  # a flag given wins over --quick
+        if getattr(args, name) is None:
+            setattr(args, name, value)
     for name in ("events", "rate_events"):
         if getattr(args, name) % CHUNK or getattr(args, name) <= 0:
             parser.error(f"--{name.replace('_', '-')} must be a positive multiple of {CHUNK:,}")
