@@ -173,9 +173,12 @@ class WriteToRaccoon(beam.PTransform):
       timeout: seconds to wait for a request's answer. Raccoon in sync-ack
         mode answers only after publishing, so keep it generous.
       max_in_flight: the most batches in flight per client. DoFn instances
-        of one worker process share one client (one connection) per
-        configuration, so this bounds the requests a worker process has in
-        flight to one endpoint.
+        of one worker process share one client per configuration (gRPC and
+        WebSocket: one connection; REST: up to ``max_in_flight`` TCP
+        connections, one per request in flight), so this is per worker
+        process, not per thread: it bounds the requests a worker process has
+        in flight to one endpoint. The connection opens on the first send,
+        not in ``setup()``.
       adaptive_throttling: send less when Raccoon shows overload (timeouts,
         429, 503, gRPC ``UNAVAILABLE``, publish failures, latency growing
         with what is in flight): Beam's accept-ratio throttling and a limit

@@ -36,9 +36,9 @@ from raccoon_beam import RaccoonDeadLetter, RetryPolicy, WriteToRaccoon
 from raccoon_beam.delivery import shared
 from raccoon_beam.emulator import RaccoonEmulator
 
+from tests.reliability.report import record_row
 from tests.transports.helpers import client_sockets, eventually
 
-REPORT_ENV = "RACCOON_RELIABILITY_REPORT"
 TRANSPORTS = ("grpc", "rest", "websocket")
 EVENT_TYPES = ("page_view", "click", "add_to_cart", "checkout", "search")
 
@@ -282,13 +282,6 @@ class CaseResult:
 
     def as_row(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
-
-
-def record_row(row: Dict[str, Any]) -> None:
-    path = os.environ.get(REPORT_ENV)
-    if path:
-        with open(path, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(row, sort_keys=True) + "\n")
 
 
 def reconcile(

@@ -10,12 +10,19 @@ With ``--write``, the text between ``<!-- matrix:begin -->`` and
 ``<!-- matrix:end -->`` (and ``<!-- soak:begin -->`` / ``<!-- soak:end -->``)
 in the given file is replaced; the rest of the file is left alone. When a
 cell ran more than once, its last row wins.
+
+A cell is a fault, a transport and a runner. The matrix runs on the
+DirectRunner; the runner tests (``tests/runners/``, with the same variable
+set) add the cells a runner changes: bad elements last in the input and a
+closed port, on every runner (``harness.check_straight``). Rows without a
+``runner`` are the DirectRunner's.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 from typing import Any, Dict, List, Tuple
@@ -32,13 +39,30 @@ FAULT_ORDER = (
     "duplicate_conn_id",
     "publish_failures",
     "down_for_good",
+    "bad_elements_last",
+    "closed_port",
 )
 TRANSPORT_ORDER = ("grpc", "rest", "websocket")
+RUNNER_ORDER = ("DirectRunner", "BundleBasedDirectRunner", "FnApiRunner", "PortableRunner", "DaskRunner")
+DEFAULT_RUNNER = "DirectRunner"
+REPORT_ENV = "RACCOON_RELIABILITY_REPORT"
+
+
+def record_row(row: Dict[str, Any]) -> None:
+    """Appends ``row`` to the file named by ``RACCOON_RELIABILITY_REPORT``, if it is set."""
+    path = os.environ.get(REPORT_ENV)
+    if path:
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(row, sort_keys=True) + "\n")
+
+
+def _rank(value: str, order: Tuple[str, ...]) -> int:
+    return order.index(value) if value in order else len(order)
 
 
 def load(path: str) -> Tuple[List[Dict[str, Any]], Dict[str, Any]]:
     """The matrix rows (last one per cell) and the last soak row."""
-    cells: Dict[Tuple[str, str], Dict[str, Any]] = {}
+    cells: Dict[Tuple[str, str, str], Dict[str, Any]] = {}
     soak: Dict[str, Any] = {}
     with open(path, encoding="utf-8") as handle:
         for line in handle:
@@ -48,29 +72,28 @@ def load(path: str) -> Tuple[List[Dict[str, Any]], Dict[str, Any]]:
             if "soak" in row:
                 soak = row["soak"]
             else:
-                cells[(row["fault"], row["transport"])] = row
+                row.setdefault("runner", DEFAULT_RUNNER)
+                cells[(row["fault"], row["transport"], row["runner"])] = row
 
-    def order(key: Tuple[str, str]) -> Tuple[int, int]:
-        fault, transport = key
-        return (
-            FAULT_ORDER.index(fault) if fault in FAULT_ORDER else len(FAULT_ORDER),
-            TRANSPORT_ORDER.index(transport) if transport in TRANSPORT_ORDER else len(TRANSPORT_ORDER),
-        )
+    def order(key: Tuple[str, str, str]) -> Tuple[int, int, int]:
+        fault, transport, runner = key
+        return (_rank(fault, FAULT_ORDER), _rank(transport, TRANSPORT_ORDER), _rank(runner, RUNNER_ORDER))
 
     return [cells[key] for key in sorted(cells, key=order)], soak
 
 
 def matrix_table(rows: List[Dict[str, Any]]) -> str:
     lines = [
-        "| fault | transport | events in | captured | dead-lettered | duplicates | lost | faults injected | seconds |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| fault | transport | runner | events in | captured | dead-lettered | duplicates | lost | faults injected | seconds |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for row in rows:
         duplicates = f"{row['duplicates']:,}"
         if row.get("ambiguous"):
             duplicates += " (ambiguous)"
         lines.append(
-            f"| {row['fault']} | {row['transport']} | {row['events_in']:,} | {row['captured']:,} "
+            f"| {row['fault']} | {row['transport']} | {row.get('runner', DEFAULT_RUNNER)} "
+            f"| {row['events_in']:,} | {row['captured']:,} "
             f"| {row['dead_lettered']:,} | {duplicates} | {row['lost']:,} | {row['injected']:,} "
             f"| {row['seconds']:.1f} |"
         )

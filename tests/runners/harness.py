@@ -297,13 +297,39 @@ def closed_endpoint() -> str:
     return f"ws://127.0.0.1:{closed_port()}"
 
 
-def check_straight(emulator: RaccoonEmulator, letters_dir: str, closed_letters_dir: str) -> None:
-    """Captured ids + dead-lettered ids == input ids, in both runs; only the bad ones dead-lettered live."""
+def check_straight(
+    emulator: RaccoonEmulator, letters_dir: str, closed_letters_dir: str, runner: str, seconds: float
+) -> None:
+    """Captured ids + dead-lettered ids == input ids, in both runs; only the bad ones dead-lettered live.
+
+    Both runs are recorded as rows of the reliability report (its runner column).
+    """
+    from tests.reliability.report import record_row
+
     input_ids = {element["id"] for element in straight_elements()}
     live = reconcile(emulator, input_ids, letters_dir)
-    live.assert_exact(straight_bad_ids())
     closed = read_records(closed_letters_dir)
     closed_ids = collections.Counter(record["id"] for record in closed)
+    for fault, captured, dead in (
+        ("bad_elements_last", live.captured, live.dead_ids),
+        ("closed_port", collections.Counter(), closed_ids),
+    ):
+        record_row(
+            {
+                "fault": fault,
+                "transport": "websocket",
+                "runner": runner,
+                "events_in": len(input_ids),
+                "captured": sum(captured.values()),
+                "dead_lettered": sum(dead.values()),
+                "duplicates": sum(n - 1 for n in captured.values() if n > 1),
+                "lost": len(input_ids - set(captured) - set(dead)),
+                "injected": 0,
+                "seconds": seconds,
+                "ambiguous": False,
+            }
+        )
+    live.assert_exact(straight_bad_ids())
     assert set(closed_ids) == input_ids, f"{len(input_ids - set(closed_ids))} events of the closed-port run were lost"
     assert max(closed_ids.values()) == 1, "an element was dead-lettered twice"
     stages = collections.Counter(record["stage"] for record in closed)

@@ -15,6 +15,7 @@ portable runner (test_portable.py).
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import apache_beam as beam
@@ -113,6 +114,7 @@ def test_dask_loses_no_dead_letter(dask_cluster: DaskCluster, emulator: RaccoonE
     closed.mkdir()
     # One pipeline per run: Beam's Dask runner computes only the branch of
     # the last transform applied.
+    started = time.monotonic()
     for endpoint, letters in ((emulator.ws_endpoint, live), (harness.closed_endpoint(), closed)):
         pipeline = beam.Pipeline(options=PipelineOptions([*dask_cluster.options(), "--dask_npartitions=4"]))
         harness.build_straight(pipeline, endpoint, str(letters))
@@ -121,7 +123,7 @@ def test_dask_loses_no_dead_letter(dask_cluster: DaskCluster, emulator: RaccoonE
             result.wait_until_finish()
         finally:
             result.client.close()
-    harness.check_straight(emulator, str(live), str(closed))
+    harness.check_straight(emulator, str(live), str(closed), "DaskRunner", time.monotonic() - started)
 
 
 @pytest.mark.slow

@@ -110,10 +110,11 @@ def test_portable_runner_loses_no_dead_letter(worker_pool: WorkerPool, emulator:
     live, closed = tmp_path / "live", tmp_path / "closed"
     live.mkdir()
     closed.mkdir()
+    started = time.monotonic()
     with beam.Pipeline(options=PipelineOptions(worker_pool.portable_options())) as pipeline:
         harness.build_straight(pipeline, emulator.ws_endpoint, str(live))
         harness.build_straight(pipeline, harness.closed_endpoint(), str(closed), label="Closed")
-    harness.check_straight(emulator, str(live), str(closed))
+    harness.check_straight(emulator, str(live), str(closed), "PortableRunner", time.monotonic() - started)
 
 
 # ------------------------------------------------------------------ streaming
