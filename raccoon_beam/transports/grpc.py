@@ -31,7 +31,7 @@ from raccoon_beam.transports.mismatch import (
     GRPC_HTTP1_MARKERS,
     GRPC_NO_H2_MARKER,
     WRONG_VERSION_MARKER,
-    TlsPortCheck,
+    PortCheck,
     http1_answer,
     no_http2_over_tls,
     plain_text_answer,
@@ -107,7 +107,7 @@ class GrpcTransport(Transport):
         self._channel: Optional[grpc.aio.Channel] = None
         self._call: Optional[grpc.aio.UnaryUnaryMultiCallable] = None
         self._closed = False
-        self._tls_port = TlsPortCheck(config)
+        self._port_check = PortCheck(config)
 
     def _callable(self) -> grpc.aio.UnaryUnaryMultiCallable:
         if self._closed:
@@ -173,11 +173,11 @@ class GrpcTransport(Transport):
             cancelled = True
         if cancelled:
             raise asyncio.CancelledError()
-        if failure is not None and self._tls_port.worth_asking(
+        if failure is not None and self._port_check.worth_asking(
             failure.failure.kind in (FailureKind.NETWORK, FailureKind.UNREACHABLE)
             and _HUNG_UP_MARKER in failure.failure.message.lower()
         ):
-            failure = await self._tls_port.failure() or failure  # plain text to a TLS port?
+            failure = await self._port_check.failure() or failure  # another protocol on the port?
         if failure is not None:
             raise failure
         try:
@@ -216,7 +216,7 @@ class GrpcTransport(Transport):
 
     async def close(self) -> None:
         self._closed = True
-        await self._tls_port.close()
+        await self._port_check.close()
         channel, self._channel, self._call = self._channel, None, None
         if channel is not None:
             # Cancels calls still in flight; they fail as closed_failure/CANCELLED.

@@ -10,10 +10,10 @@ failure (permanent: one attempt) that says what the port answered and which
 scheme to use, e.g. ``127.0.0.1:8081 answered with HTTP/2 (gRPC?); use
 grpc://127.0.0.1:8081``.
 
-Plain text to a TLS port is the one case the first answer cannot tell (a
-TLS server may close without a word, as a restarting server does): there,
-one TLS handshake (no certificate check, nothing sent) asks the port what it
-speaks, once per transport.
+Two cases the first answer cannot tell, because the server closes without
+a word (as a restarting server does): plain text to a TLS port, and HTTP/1.1
+over TLS to a gRPC server's TLS port. There, TLS handshakes (no certificate
+check, nothing sent) ask the port what it speaks, once per transport.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-from typing import Optional
+from typing import List, Optional
 
 from raccoon_beam.errors import FailureKind, SendFailure
 from raccoon_beam.transports.config import TransportConfig
@@ -34,8 +34,10 @@ __all__ = [
     "no_http2_over_tls",
     "plain_text_answer",
     "tls_port",
+    "http2_only_over_tls",
     "speaks_tls",
-    "TlsPortCheck",
+    "only_http2_over_tls",
+    "PortCheck",
     "GRPC_HTTP1_MARKERS",
     "GRPC_NO_H2_MARKER",
     "WRONG_VERSION_MARKER",
@@ -99,41 +101,70 @@ def plain_text_answer(endpoint: Endpoint, detail: str) -> str:
     return f"{endpoint.authority} answered in plain text, not TLS; use {plain} ({detail})"
 
 
+def http2_only_over_tls(endpoint: Endpoint) -> SendFailure:
+    """An ``https://`` or ``wss://`` endpoint whose TLS port speaks only HTTP/2 (a gRPC server)."""
+    return _failure(f"{endpoint.authority} offers only HTTP/2 over TLS (gRPC?); use {_other_url(endpoint, 'grpcs')}")
+
+
 def tls_port(endpoint: Endpoint) -> SendFailure:
     """A plain-text endpoint whose port speaks TLS."""
     secure = _other_url(endpoint, _TLS_SCHEMES.get(endpoint.scheme, endpoint.scheme))
     return _failure(f"{endpoint.authority} speaks TLS, not plain text; use {secure}")
 
 
-async def speaks_tls(config: TransportConfig) -> bool:
-    """Whether the endpoint's port completes a TLS handshake (certificates unchecked, nothing sent).
+async def _handshake(config: TransportConfig, alpn: Optional[List[str]] = None) -> Optional[str]:
+    """Completes a TLS handshake with the endpoint's port: certificates unchecked, nothing sent.
 
-    False when there is a proxy in between (the port is the proxy's concern)
-    or when the handshake fails or times out for any reason.
+    Args:
+      config: the transport's configuration (host, port, timeout).
+      alpn: the application protocols to offer, if any.
+
+    Returns:
+      The protocol the server selected ("" for none), or None when the
+      handshake failed or timed out for any reason.
     """
-    if config.proxy is not None:
-        return False
     endpoint = config.parsed_endpoint
     context = ssl.create_default_context()
     context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE  # only asks what the port speaks; nothing is sent
+    context.verify_mode = ssl.CERT_NONE  # only asks what the port speaks
+    if alpn:
+        context.set_alpn_protocols(alpn)
     writer: Optional[asyncio.StreamWriter] = None
     try:
-        _, writer = await asyncio.wait_for(
+        _, opened = await asyncio.wait_for(
             asyncio.open_connection(endpoint.host, endpoint.port, ssl=context), config.timeout
         )
+        writer = opened
+        tls = opened.get_extra_info("ssl_object")
+        return (tls.selected_alpn_protocol() if tls is not None else None) or ""
     except (OSError, ssl.SSLError, asyncio.TimeoutError, ValueError):
-        return False
+        return None
     finally:
         if writer is not None:
             writer.transport.abort()  # no close_notify exchange: the probe leaves at once
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
-    return True
 
 
-class TlsPortCheck:
-    """Asks a plain-text endpoint's port, once, whether it speaks TLS; concurrent failures share the answer.
+async def speaks_tls(config: TransportConfig) -> bool:
+    """Whether the endpoint's port completes a TLS handshake."""
+    return await _handshake(config) is not None
+
+
+async def only_http2_over_tls(config: TransportConfig) -> bool:
+    """Whether the port agrees to HTTP/2 over TLS and not to HTTP/1.1: a gRPC server, not an HTTPS one."""
+    if await _handshake(config, ["h2"]) != "h2":
+        return False
+    return await _handshake(config, ["http/1.1"]) != "http/1.1"
+
+
+class PortCheck:
+    """Asks a port that hung up without a word, once, what it speaks; concurrent failures share the answer.
+
+    A plain-text endpoint's port is asked whether it speaks TLS; an
+    ``https://`` or ``wss://`` endpoint's port whether it speaks only HTTP/2
+    over TLS (a gRPC server). Never through a proxy (the port is the
+    proxy's concern), and never for ``grpcs://`` (gRPC reports its own).
 
     Args:
       config: the transport's configuration.
@@ -141,19 +172,30 @@ class TlsPortCheck:
 
     def __init__(self, config: TransportConfig) -> None:
         self._config = config
-        self._answer: Optional["asyncio.Future[bool]"] = None
+        self._answer: Optional["asyncio.Future[Optional[SendFailure]]"] = None
 
     def worth_asking(self, disconnected: bool) -> bool:
-        """Whether a failure may be plain text to a TLS port: a plain endpoint, hung up on without an answer."""
-        return disconnected and not self._config.parsed_endpoint.tls
+        """Whether a failure may be a protocol mismatch: hung up on without an answer, no proxy."""
+        endpoint = self._config.parsed_endpoint
+        return (
+            disconnected
+            and self._config.proxy is None
+            and not (endpoint.tls and endpoint.kind == KIND_GRPC)
+        )
+
+    async def _ask(self) -> Optional[SendFailure]:
+        endpoint = self._config.parsed_endpoint
+        if not endpoint.tls:
+            return tls_port(endpoint) if await speaks_tls(self._config) else None
+        return http2_only_over_tls(endpoint) if await only_http2_over_tls(self._config) else None
 
     async def failure(self) -> Optional[SendFailure]:
-        """The PROTOCOL failure when the port speaks TLS, else None."""
+        """The PROTOCOL failure when the port speaks another protocol, else None."""
         if self._answer is None:
-            self._answer = asyncio.ensure_future(speaks_tls(self._config))
-        if await asyncio.shield(self._answer):
-            return tls_port(self._config.parsed_endpoint)
-        return None
+            self._answer = asyncio.ensure_future(self._ask())
+        failure = await asyncio.shield(self._answer)
+        # Each caller raises its own exception (a traceback per failed request).
+        return SendFailure.carrying(failure.failure) if failure is not None else None
 
     async def close(self) -> None:
         """Ends a check still in progress (the transport is closing)."""

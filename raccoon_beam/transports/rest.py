@@ -27,7 +27,7 @@ from raccoon_beam.transports import (
     redact,
 )
 from raccoon_beam.transports._http import client_error_failure, new_session, request_options
-from raccoon_beam.transports.mismatch import TlsPortCheck
+from raccoon_beam.transports.mismatch import PortCheck
 from raccoon_beam.wire import CONTENT_TYPES, EncodedRequest, decode_response, wire_for_content_type
 
 __all__ = ["RestTransport", "MAX_RESPONSE_BYTES"]
@@ -58,7 +58,7 @@ class RestTransport(Transport):
         self._options = request_options(config)
         self._session: Optional[aiohttp.ClientSession] = None
         self._closed = False
-        self._tls_port = TlsPortCheck(config)
+        self._port_check = PortCheck(config)
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._closed:
@@ -80,7 +80,7 @@ class RestTransport(Transport):
         # Raised outside the except clause so that it does not keep the
         # library's exception (and the connection it references) alive.
         failure: Optional[SendFailure] = None
-        disconnected = False  # hung up on before any answer: maybe plain text to a TLS port
+        disconnected = False  # hung up on before any answer: maybe another protocol on the port
         try:
             # No redirects: following one would hand the body and the user's
             # headers to another origin; Raccoon never redirects.
@@ -107,8 +107,8 @@ class RestTransport(Transport):
             if not self._closed:
                 raise
             failure = closed_failure(self.endpoint)
-        if failure is not None and self._tls_port.worth_asking(disconnected):
-            failure = await self._tls_port.failure() or failure
+        if failure is not None and self._port_check.worth_asking(disconnected):
+            failure = await self._port_check.failure() or failure
         if failure is not None:
             raise failure
         assert status is not None  # set with the body, before anything can fail
@@ -167,7 +167,7 @@ class RestTransport(Transport):
 
     async def close(self) -> None:
         self._closed = True
-        await self._tls_port.close()
+        await self._port_check.close()
         session, self._session = self._session, None
         if session is not None:
             await session.close()

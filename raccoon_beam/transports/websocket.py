@@ -44,7 +44,7 @@ from raccoon_beam._proto import raccoon_pb2
 from raccoon_beam.errors import FailureKind, SendFailure, WireFormatError
 from raccoon_beam.protocol import CLOSE_MESSAGE_TOO_BIG, CLOSE_POLICY_VIOLATION
 from raccoon_beam.transports._http import client_error_failure, new_session, request_options
-from raccoon_beam.transports.mismatch import TlsPortCheck
+from raccoon_beam.transports.mismatch import PortCheck
 from raccoon_beam.transports import Transport, TransportConfig, check_response, closed_failure, redact
 from raccoon_beam.wire import EncodedRequest, Wire, decode_response
 
@@ -125,7 +125,7 @@ class WebSocketTransport(Transport):
         # Connections retired (or lost) whose socket close() must still wait for.
         self._retired: List[_Connection] = []
         self._closed = False
-        self._tls_port = TlsPortCheck(config)
+        self._port_check = PortCheck(config)
         self.connections_opened = 0
 
     async def send(self, request: EncodedRequest) -> raccoon_pb2.SendEventResponse:
@@ -307,8 +307,8 @@ class WebSocketTransport(Transport):
             disconnected = isinstance(exc, aiohttp.ServerDisconnectedError)
         else:
             failure = None
-        if failure is not None and self._tls_port.worth_asking(disconnected):
-            failure = await self._tls_port.failure() or failure  # plain text to a TLS port?
+        if failure is not None and self._port_check.worth_asking(disconnected):
+            failure = await self._port_check.failure() or failure  # another protocol on the port?
         if failure is not None:
             raise failure
         connection = _Connection(ws, conn_id)
@@ -484,7 +484,7 @@ class WebSocketTransport(Transport):
 
     async def close(self) -> None:
         self._closed = True
-        await self._tls_port.close()
+        await self._port_check.close()
         connecting, self._connecting = self._connecting, None
         if connecting is not None and not connecting.done():
             connecting.cancel()

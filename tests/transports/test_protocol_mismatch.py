@@ -81,37 +81,70 @@ def test_grpcs_to_an_https_port(tls_emulator, pki, make_client):
     assert failure.message.startswith(f"{authority} does not offer HTTP/2 over TLS (ALPN h2): not a gRPC port; ")
 
 
-def test_a_plain_port_that_hangs_up_is_not_taken_for_tls(make_client):
-    """A server dropping the connection without a word stays a retried network failure."""
+@pytest.mark.parametrize("scheme", ["https", "wss"])
+def test_https_and_wss_to_a_grpc_tls_port(scheme, tls_emulator, pki, make_client):
+    authority = f"127.0.0.1:{tls_emulator.grpc_port}"
+    failure = _once(make_client, f"{scheme}://{authority}/api/v1/events", tls=TlsOptions(ca_certs=pki[0]))
+    assert failure.kind is FailureKind.PROTOCOL
+    assert failure.message == f"{authority} offers only HTTP/2 over TLS (gRPC?); use grpcs://{authority}"
+
+
+def _hanging_up_server(tls_context=None):
+    """A listener that reads one request (after a TLS handshake, with a context) and closes without a word."""
     import socket
     import threading
 
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(16)
-        listener.settimeout(0.1)
-        port = listener.getsockname()[1]
-        stop = threading.Event()
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    listener.settimeout(0.1)
+    stop = threading.Event()
 
-        def hang_up():
-            while not stop.is_set():
-                try:
-                    conn, _ = listener.accept()
-                except OSError:
-                    continue
+    def hang_up():
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            try:
+                conn.settimeout(5)
+                if tls_context is not None:
+                    conn = tls_context.wrap_socket(conn, server_side=True)
                 conn.recv(1024)
+            except OSError:
+                pass  # a probe's handshake, aborted at once
+            finally:
                 conn.close()
 
-        thread = threading.Thread(target=hang_up, daemon=True)
-        thread.start()
-        try:
-            client = make_client(f"http://127.0.0.1:{port}/api/v1/events", timeout=5.0)
-            outcome = client.submit(make_request(Wire.PROTOBUF)).result(60)
-            assert outcome.failure.kind is FailureKind.NETWORK and outcome.verdict is Verdict.RETRY
-            assert outcome.attempts == 4  # FAST_POLICY's attempts: retried as before
-        finally:
-            stop.set()
-            thread.join(5)
+    thread = threading.Thread(target=hang_up, daemon=True)
+    thread.start()
+
+    def close():
+        stop.set()
+        thread.join(5)
+        listener.close()
+
+    return listener.getsockname()[1], close
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
+def test_a_port_that_hangs_up_is_not_taken_for_another_protocol(tls, pki, make_client):
+    """A server dropping the connection without a word stays a retried network failure."""
+    import ssl
+
+    context = None
+    if tls:  # an HTTPS server (HTTP/1.1 over TLS) that drops every request
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(pki[1], pki[2])
+    port, close = _hanging_up_server(context)
+    try:
+        scheme, options = ("https", {"tls": TlsOptions(ca_certs=pki[0])}) if tls else ("http", {})
+        client = make_client(f"{scheme}://127.0.0.1:{port}/api/v1/events", timeout=5.0, **options)
+        outcome = client.submit(make_request(Wire.PROTOBUF)).result(60)
+        assert outcome.failure.kind is FailureKind.NETWORK and outcome.verdict is Verdict.RETRY, outcome.failure
+        assert outcome.attempts == 4  # FAST_POLICY's attempts: retried as before
+    finally:
+        close()
 
 
 def test_the_pipeline_dead_letters_after_one_attempt_with_the_reason(shared_emulator):
