@@ -609,7 +609,10 @@ class _SendingFn(beam.DoFn):
                 metrics.events_dead_lettered.inc(len(failed.sources))
                 self._count(STAGE_SEND, len(failed.sources), failed.reason)  # the sender logs them
                 error, code, delivered = failed.reason, failed.failure.code, failed.delivered
-                for source, event_type, payload in zip(failed.sources, failed.event_types, failed.payloads):
+                payloads: Sequence[Optional[bytes]] = failed.payloads
+                if len(payloads) != len(failed.sources):  # a report without them: never let zip drop a letter
+                    payloads = [None] * len(failed.sources)
+                for source, event_type, payload in zip(failed.sources, failed.event_types, payloads):
                     windowed = self._windowed(source)
                     letter = RaccoonDeadLetter(
                         element=windowed.value,
