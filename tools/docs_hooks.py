@@ -165,7 +165,7 @@ def api_reference(package: str) -> str:
 
 def emulator_settings_table() -> str:
     from raccoon_beam.emulator.cli import setting_flag
-    from raccoon_beam.emulator.config import EmulatorConfig, setting_default
+    from raccoon_beam.emulator.config import CONSOLE_TOKEN_ENV, EmulatorConfig, has_flag, setting_default
 
     rows = []
     for field in dataclasses.fields(EmulatorConfig):
@@ -173,7 +173,9 @@ def emulator_settings_table() -> str:
         if "cli_default" in field.metadata:
             default += f" (command line: `{setting_default(field, cli=True)!r}`)"
         raccoon = field.metadata.get("raccoon")
-        rows.append((f"`{field.name}`", f"`{setting_flag(field)}`", default, f"`{raccoon}`" if raccoon else "",
+        # A secret has no flag (a command line is visible to every user): its sources instead.
+        flag = f"`{setting_flag(field)}`" if has_flag(field) else f"`${CONSOLE_TOKEN_ENV}` or `--console-token-file`"
+        rows.append((f"`{field.name}`", flag, default, f"`{raccoon}`" if raccoon else "",
                      _cell(field.metadata["help"])))
     return _table(("setting", "flag", "default", "Raccoon setting", "what it does"), rows)
 

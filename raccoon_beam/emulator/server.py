@@ -72,7 +72,8 @@ class RaccoonEmulator:
         ``capacity_events_per_second=5000`` (overload as Raccoon has it); each field
         documents itself and the Raccoon setting it mirrors. An unknown name is a
         ``TypeError``. Listening beyond loopback without a ``console_token``, the
-        emulator generates one (see :attr:`console_token`).
+        emulator generates one (see :attr:`console_token`); an empty one there
+        is a ``ValueError``.
     """
 
     def __init__(self, config: Optional[EmulatorConfig] = None, **overrides: Any) -> None:
