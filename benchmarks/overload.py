@@ -3,7 +3,7 @@
 The emulator runs in a process of its own as an overloaded Raccoon does:
 sync acks (``EVENT_ACK=1``) and a publisher capacity of C events/s, behind
 Raccoon's bounded buffer of 100 requests (``capacity_events_per_second``,
-see ``docs/emulator.md``). A requests waits for its publish; past C, latency
+see ``docs/emulator.md``). A request waits for its publish; past C, latency
 grows with what is in flight, and a request whose client timed out is still
 published when its turn comes, so its retry is a duplicate.
 
@@ -60,9 +60,10 @@ HERE = ROOT / "benchmarks"
 BEGIN = "<!-- BEGIN GENERATED OVERLOAD (python -m benchmarks.overload) -->"
 END = "<!-- END GENERATED OVERLOAD -->"
 SERIALIZER = "json"
-# 10,000 events/s: the publisher pace of the measurement in the issue that
-# asked for this benchmark, and far below what the sink and the emulator
-# sustain on 2 shared cores, so the capacity is the only bottleneck.
+# 10,000 events/s: the publisher pace at which the sink's retry storm was
+# first measured (against Raccoon's own handler code), and far below what
+# the sink and the emulator sustain on 2 shared cores, so the capacity is
+# the only bottleneck.
 DEFAULT_CAPACITY = 10_000.0
 # 20 s of the publisher's time: long enough that the first wave (32,000
 # events in flight before any feedback) is a small share of the run.
