@@ -325,19 +325,20 @@ class Console:
         response = web.StreamResponse(
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store", "X-Accel-Buffering": "no"}
         )
-        await response.prepare(request)
-        self._subscribers += 1
         try:
-            # The first update at once, not after an interval.
-            await response.write(self._update())
-            while not self._closed:
-                tick = self._tick
-                await tick.wait()
-                if self._closed:
-                    break
-                await response.write(self._payload)
+            await response.prepare(request)
+            self._subscribers += 1
+            try:
+                # The first update at once, not after an interval.
+                await response.write(self._update())
+                while not self._closed:
+                    tick = self._tick
+                    await tick.wait()
+                    if self._closed:
+                        break
+                    await response.write(self._payload)
+            finally:
+                self._subscribers -= 1
         except (ConnectionError, OSError):
-            pass  # the page went away (aiohttp's ClientConnectionResetError is a ConnectionResetError)
-        finally:
-            self._subscribers -= 1
+            pass  # the page went away, even before its headers (aiohttp's ClientConnectionResetError included)
         return response
