@@ -129,7 +129,7 @@ class TransportConfig:
       wire: ``"protobuf"`` or ``"json"`` (JSON only over REST and WebSocket).
       timeout: seconds to wait for one request's answer (gRPC deadline, HTTP
         total timeout, WebSocket deadline over the frame's send and its ack;
-        it also sets the WebSocket heartbeat, capped at 30 s).
+        twice it is the WebSocket heartbeat, capped at 30 s).
       headers: extra headers sent with every request (gRPC metadata, lower-cased);
         a value is a string or a
         :class:`~raccoon_beam.transports.credentials.CredentialProvider`

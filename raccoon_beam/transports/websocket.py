@@ -23,7 +23,8 @@ the frame went out but its ack is late (a busy Raccoon with sync acks
 answers late, never not at all), the connection, its id and the request's
 place are kept: the request's retry sends nothing and waits for that very
 ack, so no duplicate is published (and no dedup success can stand in for a
-publish that then fails). Only a second timeout retires the connection.
+publish that then fails). Only after :data:`MAX_OVERDUE_WAITS` more
+timeouts is the connection retired.
 Heartbeat pings detect a dead connection while idle. A close 1009 (message too big) fails the largest
 pending request(s) as ``too_large`` (it is certainly over the limit, since
 the frame that hit it was no larger) and the others as network failures.
@@ -52,16 +53,24 @@ __all__ = [
     "WebSocketTransport",
     "DEFAULT_CLOSE_TIMEOUT",
     "MAX_HEARTBEAT",
+    "MAX_OVERDUE_WAITS",
     "CLOSE_POLICY_VIOLATION",
     "CLOSE_MESSAGE_TOO_BIG",
 ]
 
+# How many times the retry of a request whose ack is late waits for it on
+# the same connection (a timeout each) before the connection is taken for
+# stuck and the request sent again on a fresh one: a busy Raccoon with sync
+# acks answers late, never not at all.
+MAX_OVERDUE_WAITS = 2
 # How long close() waits for the server's closing handshake.
 DEFAULT_CLOSE_TIMEOUT = 5.0
-# The client pings after this long without a frame (or after the timeout,
-# when shorter) and drops the connection if no pong follows within half of
-# it. Raccoon pings every 30 s itself, but only drops after 60 s, and a
-# half-open connection would otherwise go unnoticed until a send times out.
+# The client pings after this long without a frame (or after twice the
+# timeout, when shorter) and drops the connection if no pong follows within
+# half of it. Raccoon pings every 30 s itself, but only drops after 60 s, and
+# a half-open connection would otherwise go unnoticed until a send times out.
+# Twice the timeout: a busy Raccoon answers no ping while its handler waits
+# for room in its buffer, and a pong may take as long as a request does.
 MAX_HEARTBEAT = 30.0
 
 _REJECTIONS = (raccoon_pb2.CODE_MAX_USER_LIMIT_REACHED, raccoon_pb2.CODE_MAX_CONNECTION_LIMIT_REACHED)
@@ -74,6 +83,13 @@ class _Pending(NamedTuple):
 
     future: "asyncio.Future[raccoon_pb2.SendEventResponse]"
     size: int
+
+
+class _Overdue(NamedTuple):
+    """A request whose ack is late: the future the reader resolves, and how often a retry waited for it."""
+
+    future: "asyncio.Future[raccoon_pb2.SendEventResponse]"
+    waits: int
 
 
 class _Outgoing(NamedTuple):
@@ -93,7 +109,7 @@ class _Connection:
         # Requests whose ack did not come in time, by guid: their retry waits
         # for that ack (the future the reader resolves) rather than send the
         # frame again.
-        self.overdue: Dict[str, "asyncio.Future[raccoon_pb2.SendEventResponse]"] = {}
+        self.overdue: Dict[str, _Overdue] = {}
         self.reader: Optional["asyncio.Task[None]"] = None
         self.writer: Optional["asyncio.Task[None]"] = None
         # Frames to write; None wakes the writer to notice the connection is lost.
@@ -112,7 +128,7 @@ class WebSocketTransport(Transport):
 
     Args:
       config: the transport configuration; ``timeout`` bounds connecting,
-        and each request's send and ack together; it is also the heartbeat
+        and each request's send and ack together; twice it is the heartbeat
         interval (at most :data:`MAX_HEARTBEAT`).
     """
 
@@ -133,9 +149,8 @@ class WebSocketTransport(Transport):
         if connection.lost is not None:
             raise _copy(connection.lost)
         guid = request.req_guid
-        overdue = connection.overdue.get(guid)
-        if overdue is not None:
-            return await self._await_overdue(connection, request, overdue)
+        if guid in connection.overdue:
+            return await self._await_overdue(connection, request)
         if guid in connection.pending:
             raise RuntimeError(f"request {guid!r} is already in flight")
         loop = asyncio.get_running_loop()
@@ -185,7 +200,7 @@ class WebSocketTransport(Transport):
                 # waits for this ack instead of sending a duplicate.
                 kept = connection.lost is None
                 if kept:
-                    connection.overdue[guid] = future
+                    connection.overdue[guid] = _Overdue(future, 0)
                     future.add_done_callback(_retrieve)
                 raise failure
         finally:
@@ -202,19 +217,17 @@ class WebSocketTransport(Transport):
                     own.exception()  # retrieved: no "never retrieved" warning
         return check_response(response, request, config=self.config)
 
-    async def _await_overdue(
-        self,
-        connection: _Connection,
-        request: EncodedRequest,
-        future: "asyncio.Future[raccoon_pb2.SendEventResponse]",
-    ) -> raccoon_pb2.SendEventResponse:
+    async def _await_overdue(self, connection: _Connection, request: EncodedRequest) -> raccoon_pb2.SendEventResponse:
         """The retry of a request whose ack is overdue on ``connection``: waits for that ack, sends nothing.
 
-        A second timeout retires the connection as a stuck one (its pending
-        requests fail as network failures, and their retries go out on a
-        fresh connection, with a fresh id).
+        After :data:`MAX_OVERDUE_WAITS` such waits in vain the connection is
+        retired as a stuck one (its pending requests fail as network
+        failures, and their retries go out on a fresh connection, with a
+        fresh id).
         """
         guid = request.req_guid
+        future, waits = connection.overdue[guid]
+        connection.overdue[guid] = _Overdue(future, waits + 1)
         timeout = self.config.timeout
         failure: Optional[SendFailure] = None
         try:
@@ -222,14 +235,16 @@ class WebSocketTransport(Transport):
         except asyncio.TimeoutError:
             failure = SendFailure(
                 FailureKind.TIMEOUT,
-                f"no ack for request {guid!r} from {self.endpoint.redacted} within {timeout:g} s (waited twice)",
+                f"no ack for request {guid!r} from {self.endpoint.redacted} within {timeout:g} s (waited again)",
             )
         except SendFailure as exc:  # the connection was lost meanwhile
             failure = _copy(exc)
         if failure is not None:
-            if failure.failure.kind is FailureKind.TIMEOUT:
-                self._retire(connection, f"request {guid!r} got no ack within {timeout:g} s, twice")
-            connection.overdue.pop(guid, None)
+            if failure.failure.kind is not FailureKind.TIMEOUT:
+                connection.overdue.pop(guid, None)
+            elif waits + 1 >= MAX_OVERDUE_WAITS:
+                connection.overdue.pop(guid, None)
+                self._retire(connection, f"request {guid!r} got no ack in {waits + 2} timeouts of {timeout:g} s")
             raise failure
         connection.overdue.pop(guid, None)
         return check_response(response, request, config=self.config)
@@ -294,7 +309,7 @@ class WebSocketTransport(Transport):
                     headers=headers,
                     autoping=True,  # pongs go out while the reader reads
                     autoclose=True,
-                    heartbeat=min(self.config.timeout, MAX_HEARTBEAT),
+                    heartbeat=min(2 * self.config.timeout, MAX_HEARTBEAT),
                     timeout=aiohttp.ClientWSTimeout(ws_close=min(self.config.timeout, DEFAULT_CLOSE_TIMEOUT)),
                     **request_options(self.config),
                     # origin left unset: Raccoon's Origin check refuses a
@@ -450,6 +465,10 @@ class WebSocketTransport(Transport):
             failure = SendFailure(
                 FailureKind.NETWORK, f"connection to {self.endpoint.redacted} closed (code {close_code}){cause}"
             )
+            if connection.conn_id == self.conn_id:
+                # Lost without the server saying so (a missed pong, a reset): the
+                # server may hold the id a while yet, and would refuse it as a duplicate.
+                self.conn_id = self._fresh_conn_id()
             if close_code == CLOSE_MESSAGE_TOO_BIG:
                 too_large = SendFailure(
                     FailureKind.TOO_LARGE,

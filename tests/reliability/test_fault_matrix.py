@@ -176,9 +176,9 @@ FAULTS: List[Fault] = [
         "as slow_server, with SERVER_BATCH_DEDUP_IN_CONNECTION_ENABLED on the server",
         transports=("websocket",),
         emulator={"dedup": True},
-        # The transport retires a connection whose request timed out and
-        # resends on a fresh one, where the server's dedup cannot see the
-        # first copy: dedup does not remove these duplicates.
+        # The transport keeps a connection whose ack is late and waits for
+        # that ack (no resend); what a replaced connection had pending is
+        # resent on a fresh one, where the server's dedup cannot see it.
         ambiguous=True,
         arm=_slow_server,
         chaos=_clear_after(2.5),

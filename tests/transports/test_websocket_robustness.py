@@ -13,6 +13,7 @@ from raccoon_beam.errors import FailureKind
 from raccoon_beam._proto import raccoon_pb2
 from raccoon_beam.emulator import Outcome, RaccoonEmulator
 from raccoon_beam.retry import Verdict
+from raccoon_beam.transports.websocket import MAX_OVERDUE_WAITS
 from raccoon_beam.wire import Wire, decode_request, encode_request, encode_response
 
 from tests.transports.helpers import (
@@ -89,21 +90,22 @@ def test_an_ack_timeout_keeps_the_connection_and_its_id(emulator, make_client):
 def test_the_retry_of_a_late_request_waits_for_its_ack_and_publishes_no_duplicate(emulator, make_client):
     """A busy Raccoon answers late: the retry sends nothing and takes the original's ack."""
     client = make_client(emulator.ws_endpoint, policy=FAST_POLICY, timeout=0.6)
-    emulator.faults.add_latency(0.9, transport="websocket")
+    emulator.faults.add_latency(1.0, transport="websocket")
     request = make_request(Wire.PROTOBUF)
     outcome = client.submit(request).result(30)
     assert outcome.ok and outcome.attempts == 2 and outcome.timeouts == 1, outcome.failure
-    assert client.transport.connections_opened == 1
+    assert client.transport.connections_opened == 1 and outcome.conn_id == client.transport.conn_id
     assert emulator.counters().received("websocket") == 1  # the frame went out once
     assert [e.req_guid for e in emulator.events()] == [request.req_guid]
 
 
-def test_a_request_never_acked_is_resent_on_a_fresh_connection_after_a_second_timeout(emulator, make_client):
+def test_a_request_never_acked_is_resent_on_a_fresh_connection_after_its_waits(emulator, make_client):
     client = make_client(emulator.ws_endpoint, policy=FAST_POLICY, timeout=0.5)
     emulator.faults.fail_next(1, Outcome.no_answer(), transport="websocket")
     request = make_request(Wire.PROTOBUF)
     outcome = client.submit(request).result(30)
-    assert outcome.ok and outcome.attempts == 3 and outcome.timeouts == 2, outcome.failure
+    timeouts = 1 + MAX_OVERDUE_WAITS
+    assert outcome.ok and outcome.attempts == timeouts + 1 and outcome.timeouts == timeouts, outcome.failure
     assert client.transport.connections_opened == 2
     assert [e.req_guid for e in emulator.events()] == [request.req_guid]
 
