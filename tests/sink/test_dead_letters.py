@@ -142,3 +142,27 @@ def test_serialize_and_validate_dead_letters_are_logged_with_a_summary_per_stage
     messages = [r.getMessage() for r in caplog.records]
     assert any("dead-lettered at stage 'validate'; latest: event of" in m for m in messages), messages
     assert any(m.startswith("bundle finished with") and "stage 'validate'" in m for m in messages), messages
+
+
+def test_a_report_without_payloads_still_gives_every_letter():
+    from apache_beam.transforms.window import GlobalWindow
+    from apache_beam.utils.windowed_value import WindowedValue
+
+    from raccoon_beam import WriteToRaccoon
+    from raccoon_beam.delivery.report import DeliveryReport, FailedEvents
+    from raccoon_beam.io import _WriteEventsFn
+    from raccoon_beam.retry import Verdict
+
+    fn = _WriteEventsFn(WriteToRaccoon(f"grpc://127.0.0.1:{_closed_port()}", event_type="t").options)
+    fn.setup()
+    try:
+        fn._windowing = WindowedValue(None, 0, [GlobalWindow()])
+        failed = FailedEvents(["a", "b"], ["t", "t"], Failure(FailureKind.TIMEOUT, "late"), Verdict.RETRY, 3, "g")
+        fn._record([DeliveryReport(events=2, failures=[failed])])
+        letters = [windowed.value for windowed in fn._dead_letters]
+        assert [(letter.element, letter.payload, letter.delivered) for letter in letters] == [
+            ("a", None, None),
+            ("b", None, None),
+        ]
+    finally:
+        fn.teardown()
