@@ -24,6 +24,10 @@ from raccoon_beam.protocol import EVENTS_PATH, PING_PATH
 __all__ = ["HttpServer", "EVENTS_PATH", "PING_PATH"]
 
 
+# aiohttp's default: long enough for a client to read a refusal of its body.
+_LINGERING_TIME = 10.0
+
+
 async def _ping(_: web.Request) -> web.Response:
     return web.Response(text="pong")
 
@@ -94,9 +98,11 @@ class HttpServer:
         # keepalive_timeout: aiohttp arms it at connect and after each answer,
         # and closes a connection still waiting for a request's headers when
         # it fires: the header-read and idle keep-alive timeout in one.
+        # lingering_time: how long the rest of an unread body (after a 408 or
+        # 413) is drained before closing; aiohttp's 10 s, within read_timeout.
         runner = web.AppRunner(
             self._app, access_log=None, shutdown_timeout=1.0, handle_signals=False,
-            keepalive_timeout=config.read_timeout,
+            keepalive_timeout=config.read_timeout, lingering_time=min(_LINGERING_TIME, config.read_timeout),
         )
         await runner.setup()
         ssl_context = None
