@@ -150,6 +150,18 @@ def _converted(method: str, arg: str, value: Any, hint: Any) -> Any:
     raise ValueError(f"{method}: {arg} must be {wanted}, not {value!r:.80}")
 
 
+async def _json_body(request: web.Request) -> Any:
+    """The request's JSON body; ValueError if it is not strict JSON.
+
+    Not ``request.json()``: Python's json accepts ``NaN`` and ``Infinity``,
+    which no setting or fault argument may be.
+    """
+    try:
+        return orjson.loads(await request.read())
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"the body is not JSON ({exc})") from None
+
+
 def control_index(app: web.Application) -> List[Dict[str, str]]:
     """Every route of ``app`` under CONTROL_PREFIX: method, path and its handler's first docstring line.
 
@@ -208,11 +220,10 @@ def add_control_routes(
     async def post_faults(request: web.Request) -> web.Response:
         """Calls a Faults method: {"method": "fail_next", "args": {"n": 1, "outcome": {...}}}."""
         try:
-            # Not request.json(): its default loads accept NaN and Infinity.
             try:
-                command = orjson.loads(await request.read())
-            except orjson.JSONDecodeError as exc:
-                raise ValueError(f"the body is not JSON ({exc}); methods: {_valid_methods()}") from None
+                command = await _json_body(request)
+            except ValueError as exc:
+                raise ValueError(f"{exc}; methods: {_valid_methods()}") from None
             call_fault(faults, command)
         except (ValueError, KeyError, TypeError) as exc:
             return web.json_response(
@@ -227,7 +238,7 @@ def add_control_routes(
     async def post_overload(request: web.Request) -> web.Response:
         """Changes the capacity or the gateway: {"capacity_events_per_second": 5000, "gateway_queue_depth": 50}."""
         try:
-            changes = await request.json()
+            changes = await _json_body(request)
             if not isinstance(changes, dict):
                 raise TypeError("expected a JSON object of settings")
             overload.configure(**changes)

@@ -239,3 +239,11 @@ def test_emulator_process_passes_the_token_in_the_environment() -> None:
         assert proc.counters().accepted() == 0
         refused = requests.get(proc.endpoints["control_url"] + "/counters", timeout=10)
         assert refused.status_code == 401
+
+
+@pytest.mark.parametrize("body", ['{"gateway_retry_after": Infinity}', '{"capacity_events_per_second": NaN}'])
+def test_overload_settings_must_be_strict_json(emu: RaccoonEmulator, body: str) -> None:
+    before = requests.get(emu.http_base_url + "/_emulator/overload", timeout=10).json()
+    answer = _post(emu, "/_emulator/overload", data=body, headers={"Content-Type": "application/json"})
+    assert answer.status_code == 400 and "is not JSON" in answer.json()["error"]
+    assert requests.get(emu.http_base_url + "/_emulator/overload", timeout=10).json() == before
