@@ -26,6 +26,9 @@ __all__ = ["GrpcServer", "SERVICE_NAME", "METHOD_NAME"]
 _UNMARSHAL_ERROR = "grpc: error unmarshalling request: proto: cannot parse invalid wire-format data"
 
 
+# See GrpcServer.start: well above a client's max_in_flight (4 by default).
+_MAX_CONCURRENT_STREAMS = 1000
+
 class GrpcServer:
     """Serves SendEvent on ``host:port`` until stopped.
 
@@ -54,6 +57,9 @@ class GrpcServer:
                 # A connection that never finishes its HTTP/2 handshake (a slow
                 # or stalled client) gives its socket back, as on the HTTP port.
                 ("grpc.server_handshake_timeout_ms", int(self._config.read_timeout * 1000)),
+                # Calls at once per connection: far above any client's max_in_flight,
+                # and a bound on what one connection can make the emulator hold.
+                ("grpc.max_concurrent_streams", _MAX_CONCURRENT_STREAMS),
             ]
         )
         handler = grpc.method_handlers_generic_handler(
