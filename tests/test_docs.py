@@ -251,11 +251,17 @@ def test_every_make_target_in_the_docs_exists():
         assert proc.returncode == 0, f"make {target}: {proc.stderr}"
 
 
-def test_every_file_a_command_runs_exists():
+def test_every_file_and_module_a_command_runs_exists():
+    import importlib.util
+
     for page, command in _commands():
-        for word in command.split():
+        words = command.split()
+        for word in words:
             if re.match(r"^(pipelines|tests|benchmarks|docs)/[\w/.-]+\.(py|yaml)$", word):
                 assert (ROOT / word).exists(), f"{page}: {command}"
+        for python, flag, module in zip(words, words[1:], words[2:]):
+            if python.endswith("python") and flag == "-m" and module != "pytest":
+                assert importlib.util.find_spec(module) is not None, f"{page}: {command}"
 
 
 def test_the_emulator_flags_in_the_docs_exist():
