@@ -16,7 +16,19 @@ import statistics
 import subprocess
 from typing import Any, Dict, List, Optional, Tuple
 
-__all__ = ["Target", "TARGETS", "machine", "render", "write", "all_verified", "digest_label", "targets", "missed"]
+__all__ = [
+    "Target",
+    "TARGETS",
+    "FLOOR_TARGETS",
+    "machine",
+    "render",
+    "write",
+    "all_verified",
+    "digest_label",
+    "targets",
+    "floor_targets",
+    "missed",
+]
 
 BEGIN = "<!-- BEGIN GENERATED RESULTS (python -m benchmarks.run) -->"
 END = "<!-- END GENERATED RESULTS -->"
@@ -28,6 +40,7 @@ NOOP = "no-op pipeline"
 IDEAL = "ideal encode-only DoFn"
 NOOP_WINDOWED = "no-op DoFn + WindowedValueParam"
 IDEAL_WINDOWED = "ideal encode-only DoFn + WindowedValueParam"
+IDEAL_SINK = "ideal sink (gRPC, WindowedValueParam)"
 HAND_WRITTEN = "hand-written sink (REST)"
 GRPC = "grpc / protobuf wire"
 REST = "rest / protobuf wire"
@@ -37,29 +50,46 @@ WEBSOCKET_JSON = "websocket / json wire"
 NOOP_MESSAGES = "no-op pipeline (messages)"
 GRPC_PROTOBUF = "grpc, protobuf serializer"
 GRPC_AVRO = "grpc, avro serializer"
+# The configurations that send nothing (floors: no sink can be faster).
 REFERENCES = (NOOP, IDEAL, NOOP_WINDOWED, IDEAL_WINDOWED, NOOP_MESSAGES)
-# The references that pay what the sink pays to keep its dead letters in their
-# elements' windows (Beam's per-window invoker): the same targets against them
-# are shown beside the plain ones, for what is the sink's own.
-WINDOWED_TWIN = {NOOP: NOOP_WINDOWED, IDEAL: IDEAL_WINDOWED}
 
 
 @dataclasses.dataclass(frozen=True)
 class Target:
-    """A throughput target: each of ``configs`` at least ``factor`` x ``reference``'s events/s."""
+    """A throughput target: ``config`` at least ``factor`` x ``reference``'s events/s.
+
+    Judged on the median of the per-round ratios (both ran once per round,
+    round-robin), which a burst of load on a shared machine moves less than
+    the ratio of two best runs.
+    """
 
     label: str
-    configs: Tuple[str, ...]
+    config: str
     reference: str
     factor: float
 
 
+# The performance reference is the ideal sink: the same work as any sink of
+# this protocol, hand-tuned, with real I/O to the same emulator. Over gRPC the
+# sink does what it does; REST and WebSocket pay for HTTP framing and an
+# event loop on top (the emulator's aiohttp side, too), hence the lower bar.
 TARGETS: Tuple[Target, ...] = (
-    Target("gRPC / protobuf wire / json serializer", (GRPC,), IDEAL, 0.75),
-    Target("gRPC / protobuf wire / json serializer", (GRPC,), NOOP, 0.4),
-    Target("REST and WebSocket, protobuf wire", (REST, WEBSOCKET), NOOP, 0.35),
-    Target("REST and WebSocket, JSON wire", (REST_JSON, WEBSOCKET_JSON), NOOP, 0.3),
-    Target("gRPC, protobuf serializer", (GRPC_PROTOBUF,), NOOP_MESSAGES, 0.4),
+    Target("gRPC / protobuf wire / json serializer", GRPC, IDEAL_SINK, 0.9),
+    Target("REST / protobuf wire / json serializer", REST, IDEAL_SINK, 0.8),
+    Target("WebSocket / protobuf wire / json serializer", WEBSOCKET, IDEAL_SINK, 0.8),
+)
+# Ratios to the floors (the references without I/O), shown for information:
+# the targets of earlier runs, no longer pass/fail.
+FLOOR_TARGETS: Tuple[Target, ...] = (
+    Target("gRPC / protobuf wire / json serializer", GRPC, IDEAL, 0.75),
+    Target("gRPC / protobuf wire / json serializer", GRPC, IDEAL_WINDOWED, 0.75),
+    Target("gRPC / protobuf wire / json serializer", GRPC, NOOP, 0.4),
+    Target("gRPC / protobuf wire / json serializer", GRPC, NOOP_WINDOWED, 0.4),
+    Target("REST / protobuf wire", REST, NOOP, 0.35),
+    Target("WebSocket / protobuf wire", WEBSOCKET, NOOP, 0.35),
+    Target("REST / JSON wire", REST_JSON, NOOP, 0.3),
+    Target("WebSocket / JSON wire", WEBSOCKET_JSON, NOOP, 0.3),
+    Target("gRPC, protobuf serializer", GRPC_PROTOBUF, NOOP_MESSAGES, 0.4),
 )
 RSS_LIMIT = 1.1  # peak RSS at 5x the events <= 1.1 x at 1x
 STREAMING_P99_MS = 1500.0  # the streaming target: p99 creation -> capture latency
@@ -125,19 +155,11 @@ def _round_ratios(row: Dict[str, Any], reference: Dict[str, Any]) -> List[float]
     ]
 
 
-def _ratio_text(ratio: float, row: Dict[str, Any], reference: Dict[str, Any]) -> str:
-    rounds = _round_ratios(row, reference)
-    if len(rounds) < 2:
-        return f"{ratio:.2f} x"
-    return f"{ratio:.2f} x (rounds: median {statistics.median(rounds):.2f}, {min(rounds):.2f}-{max(rounds):.2f})"
-
-
 def targets(results: Dict[str, Any]) -> List[Tuple[str, str, Optional[bool]]]:
     """``(target, measured, met)`` for each target that this run measured.
 
-    A throughput ratio is the best run of the configuration over the best
-    run of its reference, both from this run; with several configurations
-    the lowest ratio is the one that counts.
+    A throughput target is judged on the median of the per-round ratios of
+    the configuration to its reference, both from this run.
     """
     found = _throughput_targets(results, TARGETS)
     rss = _rss_ratio(results)
@@ -151,30 +173,24 @@ def targets(results: Dict[str, Any]) -> List[Tuple[str, str, Optional[bool]]]:
     return found
 
 
-def windowed_targets(results: Dict[str, Any]) -> List[Tuple[str, str, Optional[bool]]]:
-    """The throughput targets against the references that take ``WindowedValueParam`` (informational)."""
-    twins = tuple(
-        dataclasses.replace(target, reference=WINDOWED_TWIN[target.reference])
-        for target in TARGETS
-        if target.reference in WINDOWED_TWIN
-    )
-    return _throughput_targets(results, twins)
+def floor_targets(results: Dict[str, Any]) -> List[Tuple[str, str, Optional[bool]]]:
+    """The earlier targets, against the references without I/O (informational)."""
+    return _throughput_targets(results, FLOOR_TARGETS)
 
 
 def _throughput_targets(results: Dict[str, Any], wanted: Tuple[Target, ...]) -> List[Tuple[str, str, Optional[bool]]]:
     rows = _rows_by_name(results)
     found: List[Tuple[str, str, Optional[bool]]] = []
     for target in wanted:
-        reference = rows.get(target.reference)
-        measured = [rows[name] for name in target.configs if name in rows]
-        if not reference or not reference["events_per_second"] or not measured:
+        reference, row = rows.get(target.reference), rows.get(target.config)
+        if not reference or not reference["events_per_second"] or not row:
             continue
-        worst = min(measured, key=lambda row: row["events_per_second"])
-        ratio = worst["events_per_second"] / reference["events_per_second"]
-        text = _ratio_text(ratio, worst, reference)
-        if len(target.configs) > 1:
-            text += f"; lowest: {worst['name']}"
-        found.append((f"{target.label} >= {target.factor:g} x {target.reference}", text, ratio >= target.factor))
+        best = row["events_per_second"] / reference["events_per_second"]
+        # A run older than the per-round record has its best runs only.
+        rounds = _round_ratios(row, reference) or [best]
+        median = statistics.median(rounds)
+        text = f"{median:.2f} x (rounds {min(rounds):.2f}-{max(rounds):.2f}; best runs {best:.2f} x)"
+        found.append((f"{target.label} >= {target.factor:g} x {target.reference}", text, median >= target.factor))
     return found
 
 
@@ -212,7 +228,7 @@ def render(results: Dict[str, Any]) -> str:
     m = results["machine"]
     rows = _rows_by_name(results)
     noop, ideal, hand = _rate(rows, NOOP), _rate(rows, IDEAL), _rate(rows, HAND_WRITTEN)
-    noop_messages = _rate(rows, NOOP_MESSAGES)
+    ideal_sink, noop_messages = _rate(rows, IDEAL_SINK), _rate(rows, NOOP_MESSAGES)
     out = [
         f"Machine: {m['nproc']} CPUs ({m['cpu']}), Python {m['python']}, apache-beam {m['apache_beam']}, "
         f"{m['platform']}; commit {m['commit']}. Whole run: {results.get('seconds', 0) / 60:.1f} min."
@@ -224,9 +240,9 @@ def render(results: Dict[str, Any]) -> str:
         out += [
             f"### Throughput: {results['events']:,} events, DirectRunner, best of {results['repeat']}",
             "",
-            "| configuration | events/s | x no-op | x ideal encode-only | x hand-written "
+            "| configuration | events/s | x ideal sink | x no-op | x ideal encode-only | x hand-written "
             "| client CPU us/event | emulator CPU | peak RSS | digest |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
         ]
         for row in results["throughput"]:
             rate = row["events_per_second"]
@@ -234,7 +250,8 @@ def render(results: Dict[str, Any]) -> str:
             own_noop = noop_messages if row["serializer"] == "protobuf" and noop_messages else noop
             emulator = row.get("emulator_cpu_share")
             out.append(
-                f"| {row['name']} | {rate:,.0f} | {_fmt(_ratio(rate, own_noop), '.2f')} "
+                f"| {row['name']} | {rate:,.0f} | {_fmt(_ratio(rate, ideal_sink), '.2f')} "
+                f"| {_fmt(_ratio(rate, own_noop), '.2f')} "
                 f"| {_fmt(_ratio(rate, ideal), '.2f')} | {_fmt(_ratio(rate, hand), '.2f')} "
                 f"| {row['cpu_us_per_event']:.2f} | {_fmt(None if emulator is None else emulator * 100, '.0f', ' %')} "
                 f"| {row['peak_rss_mb']:.0f} MB | {digest_label(row['digest_ok'])} |"
@@ -242,7 +259,8 @@ def render(results: Dict[str, Any]) -> str:
         out += [
             "",
             "events/s: events / seconds from the first generated event to the end of the pipeline (the best "
-            "run). x no-op: over the no-op pipeline of the same generator (the messages one for the protobuf "
+            "run); the ratios here are of best runs (the targets below take the median of the per-round "
+            "ratios). x no-op: over the no-op pipeline of the same generator (the messages one for the protobuf "
             "serializer). Client CPU: CPU time of the pipeline process (all threads) per event over the same "
             "span (the lowest of the runs). Emulator CPU: the emulator process's CPU time over the pipeline's "
             "run, as a share of one core. Digest: the emulator's per-type count, bytes and multiset hash equal "
@@ -251,22 +269,30 @@ def render(results: Dict[str, Any]) -> str:
         ]
     found = targets(results)
     if found:
-        out += ["### Targets", "", "| target | measured | met |", "| --- | --- | --- |"]
-        out += [f"| {name} | {measured} | {'yes' if met else '**no**'} |" for name, measured, met in found]
-        out.append("")
-    twins = windowed_targets(results)
-    if twins:
         out += [
-            "### The same throughput targets, against references that keep windows",
+            "### Targets",
             "",
-            "The sink takes `WindowedValueParam` to put each dead letter in its element's window with its "
-            "timestamp; so do these references (and nothing else changes in them). What is left between them "
-            "and the sink is the sink's own cost.",
+            f"Throughput against the ideal sink ({IDEAL_SINK}), by the median of the per-round ratios "
+            "(the range of the rounds and the ratio of the best runs beside it).",
             "",
             "| target | measured | met |",
             "| --- | --- | --- |",
         ]
-        out += [f"| {name} | {measured} | {'yes' if met else 'no'} |" for name, measured, met in twins]
+        out += [f"| {name} | {measured} | {'yes' if met else '**no**'} |" for name, measured, met in found]
+        out.append("")
+    floors = floor_targets(results)
+    if floors:
+        out += [
+            "### Against the floors (informational)",
+            "",
+            "The references without I/O, and the targets earlier runs were held to against them; no longer "
+            "pass/fail. The \"+ WindowedValueParam\" references pay what the sink and the ideal sink pay to keep "
+            "dead letters in their elements' windows (Beam's per-window invoker).",
+            "",
+            "| earlier target | measured | reached |",
+            "| --- | --- | --- |",
+        ]
+        out += [f"| {name} | {measured} | {'yes' if met else 'no'} |" for name, measured, met in floors]
         out.append("")
     memory = results.get("memory")
     if memory:
@@ -323,9 +349,9 @@ def chart(results: Dict[str, Any], path: str) -> bool:
 
     rows = list(results["throughput"])
     by_name = _rows_by_name(results)
-    noop, ideal, noop_messages = _rate(by_name, NOOP), _rate(by_name, IDEAL), _rate(by_name, NOOP_MESSAGES)
+    ideal_sink = _rate(by_name, IDEAL_SINK)
     colors = {"sink": "#2b6cb0", "noop": "#718096", "ideal": "#a0aec0", "noop-windowed": "#718096",
-              "ideal-windowed": "#a0aec0", "handwritten": "#c05621"}
+              "ideal-windowed": "#a0aec0", "ideal-sink": "#2f855a", "handwritten": "#c05621"}
     fig, ax = plt.subplots(figsize=(9, 0.45 * len(rows) + 1.6))
     names = [row["name"] for row in rows][::-1]
     rates = [row["events_per_second"] for row in rows][::-1]
@@ -333,13 +359,9 @@ def chart(results: Dict[str, Any], path: str) -> bool:
     for y, rate in enumerate(rates):
         ax.text(rate, y, f" {rate / 1000:,.0f}k", va="center", fontsize=8)
     lines = []
-    if ideal:
-        lines.append((0.75 * ideal, "0.75 x ideal encode-only (gRPC)", "#2f855a"))
-    if noop:
-        lines += [(0.4 * noop, "0.4 x no-op (gRPC)", "#68d391"), (0.35 * noop, "0.35 x no-op (REST, WS)", "#d69e2e"),
-                  (0.3 * noop, "0.3 x no-op (JSON wire)", "#dd6b20")]
-    if noop_messages:
-        lines.append((0.4 * noop_messages, "0.4 x no-op of messages (protobuf serializer)", "#805ad5"))
+    if ideal_sink:
+        lines += [(0.9 * ideal_sink, "0.9 x ideal sink (gRPC)", "#2f855a"),
+                  (0.8 * ideal_sink, "0.8 x ideal sink (REST, WebSocket)", "#d69e2e")]
     for x, label, color in lines:
         ax.axvline(x, linestyle="--", color=color, linewidth=1, label=label)
     if lines:

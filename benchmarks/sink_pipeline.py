@@ -20,6 +20,8 @@ Modes (see :mod:`benchmarks.references`):
   ``WindowedValueParam``, as the sink must to keep dead letters in their
   windows (:class:`~benchmarks.references.WindowedNoOpFn`,
   :class:`~benchmarks.references.WindowedIdealEncodeFn`).
+- ``ideal-sink``: :class:`~benchmarks.references.IdealGrpcSinkFn` to the
+  gRPC endpoint: the ideal sink, the sink's performance reference.
 - ``handwritten``: :class:`~benchmarks.references.HandWrittenRaccoonFn` to
   the REST endpoint.
 - ``sink``: ``WriteToRaccoon`` to the endpoint.
@@ -47,7 +49,7 @@ from benchmarks import references, workload
 
 __all__ = ["MODES", "run"]
 
-MODES = ("noop", "ideal", "noop-windowed", "ideal-windowed", "handwritten", "sink")
+MODES = ("noop", "ideal", "noop-windowed", "ideal-windowed", "ideal-sink", "handwritten", "sink")
 # Events per input element: the generator's FlatMap yields this many per
 # chunk number, so the input is a few integers and reading is not measured.
 DEFAULT_CHUNK = 10_000
@@ -139,7 +141,7 @@ def run(
 
     Args:
       mode: one of :data:`MODES`.
-      endpoint: where ``sink`` and ``handwritten`` send.
+      endpoint: where ``sink``, ``ideal-sink`` and ``handwritten`` send.
       events: how many events; a multiple of ``chunk``.
       wire: the sink's wire.
       serializer: the sink's serializer, and which generator (dicts or messages).
@@ -150,7 +152,7 @@ def run(
         raise ValueError(f"events ({events}) must be a multiple of the chunk ({chunk})")
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}")
-    if mode in ("ideal", "ideal-windowed", "handwritten") and serializer != "json":
+    if mode in ("ideal", "ideal-windowed", "ideal-sink", "handwritten") and serializer != "json":
         raise ValueError(f"mode {mode!r} takes the dict events (serializer json)")
 
     options = PipelineOptions(["--runner=DirectRunner", "--direct_num_workers=1"])
@@ -169,6 +171,8 @@ def run(
             generated | "WindowedNoOp" >> beam.ParDo(references.WindowedNoOpFn())
         elif mode == "ideal-windowed":
             generated | "WindowedIdealEncode" >> beam.ParDo(references.WindowedIdealEncodeFn())
+        elif mode == "ideal-sink":
+            generated | "IdealSink" >> beam.ParDo(references.IdealGrpcSinkFn(endpoint))
         elif mode == "handwritten":
             generated | "HandWritten" >> beam.ParDo(references.HandWrittenRaccoonFn(endpoint))
         else:
@@ -197,7 +201,8 @@ def run(
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--mode", choices=MODES, default="sink")
-    parser.add_argument("--endpoint", default="http://127.0.0.1:1/api/v1/events", help="unused by noop and ideal")
+    parser.add_argument("--endpoint", default="http://127.0.0.1:1/api/v1/events",
+                        help="where sink, ideal-sink (gRPC) and handwritten (REST) send")
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--wire", default="protobuf")
     parser.add_argument("--serializer", default="json", choices=("json", "protobuf", "avro"))
