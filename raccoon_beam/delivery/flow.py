@@ -156,8 +156,11 @@ class FlowControl:
     def finish(self, ticket: Ticket, failure: Optional[Failure], latency: float) -> None:
         """Learns from the end of an admitted attempt."""
         overload = failure is not None and signals_overload(failure)
-        if self.throttle is not None and not overload:
-            self.throttle.accepted()
+        if self.throttle is not None:
+            if overload:
+                self.throttle.overloaded()
+            else:
+                self.throttle.accepted()
         if ticket.limited:
             assert self.limit is not None
             self.limit.release(ticket.started, latency if failure is None else None, overload)

@@ -116,6 +116,8 @@ class DeliveryReport(Generic[S]):
 
 def dead_letter_reason(failure: Failure, verdict: Verdict, attempts: int) -> str:
     """A dead letter's reason: why the sink stopped trying, then what the server said."""
+    if attempts == 0:
+        return failure.message  # held behind an outage, never sent: its message says so
     if verdict is Verdict.RETRY:
         return f"gave up after {attempts} attempt(s): {failure.message}"
     if verdict is Verdict.SPLIT:

@@ -61,6 +61,10 @@ class _Throttler(AdaptiveThrottler):
             return 0.0
         return float(super()._throttling_probability(now))
 
+    def count_request(self, now: float) -> None:
+        """Counts a request without deciding (the window holds no overload: nothing to throttle)."""
+        self._all_requests.add(now, 1)
+
     def throttle_again(self, now: float) -> bool:
         """Decides for a request already counted (asking again after a delay)."""
         return bool(self._random.uniform(0, 1) < self._throttling_probability(now))
@@ -90,10 +94,23 @@ class AcceptRatioThrottle:
         self._throttler = _Throttler(window * _MS, bucket * _MS, overload_ratio, min_requests)
         self.delay = delay
         self._clock = clock
+        self._window = window
+        self._last_overload = float("-inf")
 
     def throttles(self) -> bool:
         """Whether to hold this attempt back (counts it as a request either way)."""
-        return bool(self._throttler.throttle_request(self._clock() * _MS))
+        now = self._clock()
+        if now - self._last_overload > self._window:
+            # No overload in the window: every request there was accepted or
+            # is still out, so the probability is 0. Counted, not computed
+            # (it sums the window's buckets: the cost of a healthy request).
+            self._throttler.count_request(now * _MS)
+            return False
+        return bool(self._throttler.throttle_request(now * _MS))
+
+    def overloaded(self) -> None:
+        """Records an attempt that failed with an overload signal (it is not accepted)."""
+        self._last_overload = self._clock()
 
     def throttles_again(self) -> bool:
         """Whether to keep holding back an attempt held back already (not counted again)."""

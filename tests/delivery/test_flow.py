@@ -121,8 +121,22 @@ def test_throttle_lets_a_handful_of_failures_through_then_holds_back_most_when_a
     throttle = AcceptRatioThrottle(clock=clock)
     for _ in range(DEFAULT_MIN_REQUESTS - 1):
         assert not throttle.throttles()  # a few failing requests are no storm
-    decisions = [throttle.throttles() for _ in range(200)]  # none accepted in the window
+        throttle.overloaded()
+    decisions = []
+    for _ in range(200):  # none accepted in the window
+        decisions.append(throttle.throttles())
+        throttle.overloaded()
     assert sum(decisions) > 150
+
+
+def test_throttle_counts_requests_while_calm_so_a_later_overload_sees_them():
+    clock = FakeClock(0.0)
+    throttle = AcceptRatioThrottle(clock=clock)
+    for _ in range(100):  # calm: counted, not computed
+        assert not throttle.throttles()
+    throttle.overloaded()
+    # 101 requests, none accepted yet (all still out, say): p = 101 / 102.
+    assert sum(throttle.throttles() for _ in range(100)) > 80
 
 
 def test_throttle_lets_everything_through_while_the_server_accepts():
@@ -141,6 +155,7 @@ def test_throttle_forgets_an_overload_after_its_window():
     throttle = AcceptRatioThrottle(window=10.0, clock=clock)
     for _ in range(100):
         throttle.throttles()
+        throttle.overloaded()
     assert throttle.throttles_again() or throttle.throttles_again()
     clock.now += 11.0
     assert not throttle.throttles()

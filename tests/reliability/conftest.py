@@ -436,7 +436,9 @@ def run_case(fault: Fault, transport: str, tmp_path, monkeypatch, n_events: int 
         for letter in letters:
             assert letter["stage"] == "send", letter
             assert letter["error"] and "Traceback" not in letter["error"], letter
-            assert letter["attempts"] >= 1 and letter["req_guid"], letter
+            assert letter["req_guid"], letter
+            # Held behind an outage that outlasted the policy: not sent at all, and said so.
+            assert letter["attempts"] >= 1 or letter["error"].startswith("not sent: "), letter
         return result
     finally:
         if chaos is not None:
