@@ -2,7 +2,9 @@
 
 Before each attempt (first sends and retries alike) a request passes, in
 this order: the :class:`~raccoon_beam.delivery.outage.OutageGate` (one
-shared backoff while the endpoint is down), the
+shared backoff while the endpoint is down), the server's latest
+``Retry-After`` (it holds every attempt of the sender, not only the one that
+got it), the
 :class:`~raccoon_beam.delivery.rate.RateLimit` (``max_events_per_second``,
 with its ramp-up), the
 :class:`~raccoon_beam.delivery.throttle.AcceptRatioThrottle` and the
@@ -105,6 +107,9 @@ class FlowControl:
         if options.adaptive_throttling:
             self.throttle = AcceptRatioThrottle(clock=clock)
             self.limit = ConcurrencyLimit(max_in_flight, clock=clock)
+        # A server's Retry-After holds every attempt of the sender, not only
+        # the one that got it: the others would meet the same full server.
+        self._not_before = float("-inf")
         self.held = HeldTime(clock)
         """Wall-clock seconds during which at least one attempt was held back."""
         self.attempts_held = 0
@@ -133,6 +138,9 @@ class FlowControl:
             if failure is not None:
                 self.attempts_held += 1
                 return failure
+        wait = self._not_before - self._clock()
+        if wait > 0:
+            await self._hold(asyncio.sleep(wait), ticket)
         if self.rate is not None:
             wait = self.rate.take(events)
             if wait > 0:
@@ -156,6 +164,8 @@ class FlowControl:
     def finish(self, ticket: Ticket, failure: Optional[Failure], latency: float) -> None:
         """Learns from the end of an admitted attempt."""
         overload = failure is not None and signals_overload(failure)
+        if failure is not None and failure.retry_after:
+            self._not_before = max(self._not_before, self._clock() + failure.retry_after)
         if self.throttle is not None:
             if overload:
                 self.throttle.overloaded()

@@ -401,3 +401,19 @@ def test_a_healthy_attempt_is_never_held():
 
     flow = asyncio.run(scenario())
     assert flow.attempts_held == 0 and flow.held.seconds == 0.0
+
+
+def test_a_retry_after_holds_every_attempt_of_the_sender_not_only_its_own():
+    async def scenario():
+        flow = FlowControl(FlowOptions(adaptive_throttling=False), RetryPolicy(), 4, "http://h:1")
+        ticket = await flow.admit(500)
+        assert isinstance(ticket, Ticket)
+        flow.finish(ticket, Failure(FailureKind.REFUSED, "busy", http_status=429, retry_after=0.3), 0.001)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        other = await flow.admit(500)  # another request, which got no Retry-After itself
+        return loop.time() - started, other, flow
+
+    waited, other, flow = asyncio.run(scenario())
+    assert isinstance(other, Ticket) and other.held and 0.25 <= waited
+    assert flow.attempts_held == 1 and flow.held.seconds >= 0.25
