@@ -415,10 +415,15 @@ class Sender:
             request,
             self.policy,
             flow=self.flow,
-            sleep=self._sleep,
+            sleep=self._backoff,
             clock=self._clock,
             on_retry=self._on_retry,
         )
+
+    async def _backoff(self, seconds: float) -> None:
+        """A retry's wait, counted as time held back (once, however many requests wait side by side)."""
+        with self.flow.held.holding():
+            await self._sleep(seconds)
 
     def _on_retry(self, failure: Failure, wait: float) -> None:
         self._retries.record(1, f"{_with_code(failure.message, failure)}; next attempt in {wait:.1f} s")

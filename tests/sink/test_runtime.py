@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 
 import apache_beam as beam
 from apache_beam.internal import pickler
@@ -56,8 +57,29 @@ def test_metrics_count_events_batches_retries_and_dead_letters(emulator):
     assert counters["requests"] > 2 + 2
     assert counters["bytes_sent"] > 100 * len(json.dumps(events[0]))
     assert distributions["batch_size"].count == 2 and distributions["batch_size"].max == 50
-    assert distributions["request_latency_ms"].count >= 2
+    # Every attempt's latency: the retried and the rejected ones too.
+    assert distributions["request_latency_ms"].count == counters["requests"]
     assert len(emulator.events()) == 99
+
+
+def test_throttling_seconds_are_wall_clock_however_many_requests_wait_side_by_side(emulator):
+    """8 requests in flight, each told to wait 1 s at once: 1 s held back, not 8."""
+    emulator.faults.fail_next(8, Outcome.http(429, retry_after=1), transport="rest")
+    events = [{"id": i} for i in range(4_000)]
+    pipeline = beam.Pipeline()
+    result_pc = pipeline | beam.Create(events, reshuffle=False) | WriteToRaccoon(
+        emulator.rest_endpoint, event_type="click", max_in_flight=8, adaptive_throttling=False
+    )
+    assert_that(result_pc.failed, equal_to([]))
+    started = time.monotonic()
+    result = pipeline.run()
+    result.wait_until_finish()
+    elapsed = time.monotonic() - started
+    counters, _ = _metrics(result)
+    assert counters["retries"] == 8 and counters["throttled_requests"] >= 8
+    # Whole seconds: the waits side by side make one second, never more than the run took.
+    assert 1 <= counters["cumulativeThrottlingSeconds"] <= min(2, elapsed)
+    assert counters.get("requests_timed_out", 0) == 0
 
 
 def test_dofns_pickle_before_setup_and_hold_no_live_state():
