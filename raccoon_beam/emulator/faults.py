@@ -202,7 +202,12 @@ class Faults:
 
     @fault_command
     def reject_event_type(self, event_type: str) -> None:
-        """Answers ``CODE_BAD_REQUEST`` to every batch containing ``event_type``."""
+        """Answers ``CODE_BAD_REQUEST`` to every batch containing ``event_type``.
+
+        What a gateway in front of Raccoon that judges content could do (a
+        stock Raccoon never judges single events): the sink bisects such a
+        batch until the bad events stand alone.
+        """
         if not isinstance(event_type, str) or not event_type:
             raise ValueError(f"event_type must be a non-empty string, not {event_type!r}")
         with self._lock:
