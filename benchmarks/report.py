@@ -267,6 +267,15 @@ def render(results: Dict[str, Any]) -> str:
             "those computed here from the same generator, in every run.",
             "",
         ]
+        flows = [row for row in results["throughput"] if row["mode"] == "sink" and row.get("flow")]
+        if flows:
+            held = {name: sum(row["flow"][name] for row in flows) for name in flows[0]["flow"]}
+            out += [
+                "The sink's flow control over all its runs (adaptive throttling on, as by default; it must never "
+                "engage against a healthy server): " + ", ".join(f"{name} {value:g}" for name, value in held.items())
+                + ".",
+                "",
+            ]
     found = targets(results)
     if found:
         out += [

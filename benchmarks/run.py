@@ -205,8 +205,19 @@ def _throughput(configs: Sequence[Config], events: int, chunk: int, repeat: int,
             "peak_rss_mb": min(r["peak_rss_mb"] for r in done),
             "digest_ok": None if not config.sends else all(r["digest_ok"] for r in done),
             "dead_letters": max(r["dead_letters"] for r in done),
+            # What held the sink back in any round (none on a healthy server).
+            "flow": _flow_counters(done),
         })
     return rows
+
+
+# The sink's counters that say it was held back, retried or timed out.
+FLOW_COUNTERS = ("cumulativeThrottlingSeconds", "throttled_requests", "retries", "requests_timed_out")
+
+
+def _flow_counters(runs: List[Dict[str, Any]]) -> Dict[str, float]:
+    """The sum over ``runs`` of each of :data:`FLOW_COUNTERS` (a counter never incremented is 0)."""
+    return {name: sum(r.get("sink_counters", {}).get(name, 0) for r in runs) for name in FLOW_COUNTERS}
 
 
 def _memory(events: int, chunk: int, digests: _Digests) -> Dict[str, Any]:

@@ -127,6 +127,16 @@ def _apply_sink(generated: Any, endpoint: str, wire: str, serializer: str, max_i
     result.failed | "CountDeadLetters" >> beam.Map(_count_dead_letter)
 
 
+def _sink_counters(result: Any) -> Dict[str, float]:
+    """The sink's Beam counters of a finished pipeline, by name (committed values)."""
+    from apache_beam.metrics.metric import MetricsFilter
+
+    from raccoon_beam.io import METRICS_NAMESPACE
+
+    found = result.metrics().query(MetricsFilter().with_namespace(METRICS_NAMESPACE))["counters"]
+    return {counter.key.metric.name: counter.committed for counter in found}
+
+
 def run(
     mode: str,
     endpoint: str,
@@ -179,6 +189,7 @@ def run(
             _apply_sink(generated, endpoint, wire, serializer, max_in_flight)
     finished = time.perf_counter()
     cpu = time.process_time() - _Clock.first_event_cpu
+    counters = _sink_counters(pipeline.result) if mode == "sink" else {}
     assert _Clock.first_event is not None
     seconds = finished - _Clock.first_event
     return {
@@ -195,6 +206,9 @@ def run(
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "gc_collections": collections.collections,
         "gc_seconds": [round(seconds, 4) for seconds in collections.seconds],
+        # The sink's counters (retries, cumulativeThrottlingSeconds, ...):
+        # a throughput run must never be throttled, nor retry.
+        "sink_counters": counters,
     }
 
 
