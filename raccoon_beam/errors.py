@@ -180,9 +180,10 @@ class RaccoonDeadLetter(NamedTuple):
       attempts: how many requests carried the element (0 before sending).
       req_guid: the guid of the last request that carried it, if any.
       delivered: False when the event was certainly not published; None
-        when the outcome is unknown (a timeout, or a connection dropped
-        after the request was written: the server may have published it,
-        so replaying the letter may publish it twice).
+        when the outcome is unknown (an attempt timed out, or its
+        connection dropped after the request was written, even if a later
+        attempt was refused: the server may have published it, so
+        replaying the letter may publish it twice).
       payload: the serialized event bytes, when the element got that far.
     """
 

@@ -36,6 +36,7 @@ async def deliver(
     report: Optional[DeliveryReport[S]] = None,
     *,
     acknowledgements: bool = False,
+    maybe_published: bool = False,
 ) -> DeliveryReport[S]:
     """Delivers one batch, splitting it as the failures require.
 
@@ -46,6 +47,8 @@ async def deliver(
       report: the report to add to (the halves of a split share one).
       acknowledgements: list each acknowledged request in ``report.acked``
         (only for a new report; otherwise the report says).
+      maybe_published: whether the batch this one was split from met an
+        attempt whose outcome is unknown (its dead letters say so).
 
     Returns:
       The report: acknowledged events, and every undelivered event with the
@@ -55,7 +58,7 @@ async def deliver(
         report = DeliveryReport(events=len(batch), acked=[] if acknowledgements else None)
     request, outcome = await _send(batch, send, wire, report)
     if not outcome.ok:
-        await _settle(batch, request, outcome, send, wire, report)
+        await _settle(batch, request, outcome, send, wire, report, maybe_published)
     return report
 
 
@@ -95,27 +98,33 @@ async def _settle(
     send: SendFn,
     wire: Wire,
     report: DeliveryReport[S],
+    maybe_published: bool,
 ) -> None:
-    """Splits a failed batch where that can help; records the events it cannot deliver."""
+    """Splits a failed batch where that can help; records the events it cannot deliver.
+
+    ``maybe_published`` goes down to the halves: an attempt of the whole
+    batch whose outcome is unknown may have published any of its events.
+    """
     failure = outcome.failure
     assert failure is not None and outcome.verdict is not None
+    maybe_published = maybe_published or outcome.maybe_published
     if outcome.verdict is not Verdict.SPLIT or len(batch) < 2:
-        _fail(batch, request, outcome, report)
+        _fail(batch, request, outcome, report, maybe_published)
         return
     # Halves go one after the other: the batch keeps its one in-flight slot.
     halves = split_batch(batch)
     if not rejects_whole_request(failure):
         for half in halves:
-            await deliver(half, send, wire, report)
+            await deliver(half, send, wire, report, maybe_published=maybe_published)
         return
     sent = [(half, *await _send(half, send, wire, report)) for half in halves]
     failed = [(half, half_request, half_outcome) for half, half_request, half_outcome in sent if not half_outcome.ok]
     if len(failed) == len(halves) and all(_same(failure, half_outcome.failure) for _, _, half_outcome in failed):
         for half, half_request, half_outcome in failed:
-            _fail(half, half_request, half_outcome, report)  # the whole batch's fate
+            _fail(half, half_request, half_outcome, report, maybe_published)  # the whole batch's fate
         return
     for half, half_request, half_outcome in failed:
-        await _settle(half, half_request, half_outcome, send, wire, report)
+        await _settle(half, half_request, half_outcome, send, wire, report, maybe_published)
 
 
 def _same(first: Failure, second: Optional[Failure]) -> bool:
@@ -129,7 +138,9 @@ def _same(first: Failure, second: Optional[Failure]) -> bool:
     ) == (second.kind, second.raccoon_code, second.http_status, second.grpc_status, second.reason)
 
 
-def _fail(batch: Batch[S], request: EncodedRequest, outcome: SendOutcome, report: DeliveryReport[S]) -> None:
+def _fail(
+    batch: Batch[S], request: EncodedRequest, outcome: SendOutcome, report: DeliveryReport[S], maybe_published: bool
+) -> None:
     assert outcome.failure is not None and outcome.verdict is not None
     report.failures.append(
         FailedEvents(
@@ -140,5 +151,6 @@ def _fail(batch: Batch[S], request: EncodedRequest, outcome: SendOutcome, report
             attempts=outcome.attempts,
             req_guid=request.req_guid,
             payloads=batch.payloads,
+            maybe_published=maybe_published or outcome.maybe_published,
         )
     )

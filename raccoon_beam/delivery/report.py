@@ -32,6 +32,9 @@ class SendOutcome:
       latencies: each attempt's latency in seconds, failures included
         (from the send to its answer: no backoff, no time held back).
       timeouts: how many attempts timed out.
+      maybe_published: whether an attempt ended with its outcome unknown (a
+        timeout, a connection lost after the request was written): the
+        server may have published the request, whatever later attempts met.
     """
 
     response: Optional[raccoon_pb2.SendEventResponse]
@@ -42,6 +45,7 @@ class SendOutcome:
     conn_id: str = ""
     latencies: List[float] = dataclasses.field(default_factory=list)
     timeouts: int = 0
+    maybe_published: bool = False
 
     @property
     def ok(self) -> bool:
@@ -61,6 +65,9 @@ class FailedEvents(Generic[S]):
     req_guid: str
     payloads: List[bytes] = dataclasses.field(default_factory=list)
     """The events' bytes, parallel to ``sources`` (they go into the dead letters)."""
+    maybe_published: bool = False
+    """Whether an earlier attempt that carried the events (of this request, or
+    of the batch it was split from) ended with its outcome unknown."""
 
     @property
     def reason(self) -> str:
@@ -69,8 +76,12 @@ class FailedEvents(Generic[S]):
 
     @property
     def delivered(self) -> Optional[bool]:
-        """The dead letters' ``delivered``: None when the server may have published them, else False."""
-        return None if self.failure.outcome_unknown else False
+        """The dead letters' ``delivered``: None when the server may have published them, else False.
+
+        Any attempt counts, not only the last: a request that timed out and
+        was then refused with a 503 may have been published by the first.
+        """
+        return None if self.maybe_published or self.failure.outcome_unknown else False
 
 
 @dataclasses.dataclass

@@ -170,6 +170,8 @@ async def _attempt(
     outcome.latencies.append(latency)
     if failure is not None and failure.kind is FailureKind.TIMEOUT:
         outcome.timeouts += 1
+    if failure is not None and failure.outcome_unknown:
+        outcome.maybe_published = True
     if flow is not None and ticket is not None:
         flow.finish(ticket, failure, latency)
     return response, failure

@@ -127,3 +127,23 @@ def test_a_whole_request_rejection_that_splitting_helps_is_bisected():
     assert [f.sources for f in report.failures] == [[5]]
     assert report.acknowledged == 15
 
+
+
+@pytest.mark.parametrize("whole_maybe_published", [True, False])
+def test_halves_of_a_batch_that_may_have_been_published_keep_an_unknown_outcome(whole_maybe_published):
+    """The whole batch timed out, then was refused for its size: its halves, refused too, may be published."""
+    too_large = Failure(FailureKind.TOO_LARGE, "request too large")
+    refused = Failure(FailureKind.REFUSED, "unavailable", http_status=503)
+    sent: List[int] = []
+
+    async def send(request: EncodedRequest) -> SendOutcome:
+        sent.append(request.event_count)
+        if len(sent) == 1:
+            return SendOutcome(None, too_large, classify(too_large), 2, maybe_published=whole_maybe_published)
+        return SendOutcome(None, refused, classify(refused), 1)
+
+    report = asyncio.run(deliver(_batch([b"a", b"b", b"c", b"d"]), send, Wire.PROTOBUF))
+    assert sent == [4, 2, 2] and report.acknowledged == 0
+    assert [len(failed.sources) for failed in report.failures] == [2, 2]
+    expected = None if whole_maybe_published else False
+    assert [failed.delivered for failed in report.failures] == [expected, expected]

@@ -10,6 +10,7 @@ import pytest
 
 from raccoon_beam import RaccoonDeadLetter, RetryPolicy
 from raccoon_beam import io as raccoon_io
+from raccoon_beam.emulator import Outcome
 from raccoon_beam.errors import Failure, FailureKind
 
 from tests.sink.test_write_pipeline import make_events, run_write
@@ -89,6 +90,27 @@ def test_connection_dropped_after_capture_is_an_unknown_outcome(emulator):
         endpoint=emulator.rest_endpoint,
         event_type="click",
         retry=ONE_ATTEMPT,
+        collect_failed=_letters_where(check),
+    )
+    assert len(emulator.events()) == 5
+
+
+@pytest.mark.parametrize("transport", ["rest", "grpc"])
+def test_an_earlier_attempt_with_an_unknown_outcome_makes_the_letter_unknown(emulator, transport):
+    """Attempt 1 captured, then its connection dropped; attempt 2 refused with a 503. The events did
+    arrive, so the letter must not say "certainly not published", whatever the last attempt met."""
+    emulator.faults.drop_connection(1, after_capture=True, transport=transport)
+    emulator.faults.fail_next(10, Outcome.http(503), transport=transport)
+
+    def check(letter: RaccoonDeadLetter) -> None:
+        assert letter.attempts == 2 and letter.code in ("http:503", "grpc:UNAVAILABLE"), letter
+        assert letter.delivered is None, letter
+
+    run_write(
+        make_events(5),
+        endpoint=emulator.rest_endpoint if transport == "rest" else emulator.grpc_endpoint,
+        event_type="click",
+        retry=RetryPolicy(max_attempts=2, initial_backoff=0.001, max_backoff=0.01),
         collect_failed=_letters_where(check),
     )
     assert len(emulator.events()) == 5
