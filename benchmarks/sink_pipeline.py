@@ -113,7 +113,9 @@ def _count_dead_letter(letter: Any) -> None:
         print(f"dead letter: {letter!r:.300}", file=sys.stderr)
 
 
-def _apply_sink(generated: Any, endpoint: str, wire: str, serializer: str, max_in_flight: Optional[int]) -> None:
+def _apply_sink(
+    generated: Any, endpoint: str, wire: str, serializer: str, max_in_flight: Optional[int], adaptive_throttling: bool
+) -> None:
     from raccoon_beam import WriteToRaccoon  # only the sink's runs import the package
 
     extra: Dict[str, Any] = {}
@@ -121,6 +123,8 @@ def _apply_sink(generated: Any, endpoint: str, wire: str, serializer: str, max_i
         extra["avro_schema"] = workload.AVRO_SCHEMA
     if max_in_flight is not None:
         extra["max_in_flight"] = max_in_flight
+    if not adaptive_throttling:
+        extra["adaptive_throttling"] = False
     result = generated | "WriteToRaccoon" >> WriteToRaccoon(
         endpoint, event_type=workload.event_type_of(serializer), serializer=serializer, wire=wire, **extra
     )
@@ -146,6 +150,7 @@ def run(
     serializer: str = "json",
     chunk: int = DEFAULT_CHUNK,
     max_in_flight: Optional[int] = None,
+    adaptive_throttling: bool = True,
 ) -> Dict[str, Any]:
     """Runs one pipeline; returns its measurements.
 
@@ -157,6 +162,7 @@ def run(
       serializer: the sink's serializer, and which generator (dicts or messages).
       chunk: events generated per input element.
       max_in_flight: the sink's ``max_in_flight``, when not its default.
+      adaptive_throttling: the sink's ``adaptive_throttling`` (what it costs per request when off).
     """
     if events % chunk:
         raise ValueError(f"events ({events}) must be a multiple of the chunk ({chunk})")
@@ -186,7 +192,7 @@ def run(
         elif mode == "handwritten":
             generated | "HandWritten" >> beam.ParDo(references.HandWrittenRaccoonFn(endpoint))
         else:
-            _apply_sink(generated, endpoint, wire, serializer, max_in_flight)
+            _apply_sink(generated, endpoint, wire, serializer, max_in_flight, adaptive_throttling)
     finished = time.perf_counter()
     cpu = time.process_time() - _Clock.first_event_cpu
     counters = _sink_counters(pipeline.result) if mode == "sink" else {}
@@ -222,6 +228,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--serializer", default="json", choices=("json", "protobuf", "avro"))
     parser.add_argument("--chunk", type=int, default=DEFAULT_CHUNK)
     parser.add_argument("--max-in-flight", type=int)
+    parser.add_argument("--no-adaptive-throttling", action="store_true", help="the sink without adaptive throttling")
     args = parser.parse_args(argv)
     result = run(
         args.mode,
@@ -231,6 +238,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         serializer=args.serializer,
         chunk=args.chunk,
         max_in_flight=args.max_in_flight,
+        adaptive_throttling=not args.no_adaptive_throttling,
     )
     print(json.dumps(result), flush=True)
     return 0
