@@ -134,36 +134,41 @@ class OutageGate:
             if failure.kind is FailureKind.UNREACHABLE or self._in_a_row >= self._failures_for_outage:
                 self._down_since = now
                 self._probes = 1
-                self._schedule(now)
                 _log.warning(
                     "raccoon_beam: %s looks down (%s); holding new requests behind one backoff",
                     self._endpoint,
                     failure.message,
                 )
+                self._next(now, failure)  # a policy of one attempt gives up at once
             return
         if not probe:
             return
         self._probing = False
         self._probes += 1
+        self._next(now, failure)
+        self._wake()
+
+    def _next(self, now: float, failure: Failure) -> None:
+        """After an attempt of the outage: the next probe's time, or giving up when the policy has run out."""
+        assert self._down_since is not None
         policy = self._policy
         out_of_attempts = policy.max_attempts is not None and self._probes >= policy.max_attempts
         past_deadline = policy.deadline is not None and now - self._down_since >= policy.deadline
-        if out_of_attempts or past_deadline:
-            if not self._gave_up:
-                _log.warning(
-                    "raccoon_beam: %s down for %.0f s (%d attempts): dead-lettering what waits and "
-                    "what comes until it answers again; latest: %s",
-                    self._endpoint,
-                    now - self._down_since,
-                    self._probes,
-                    failure.message,
-                )
-            self._gave_up = True
-            # From now on one probe per longest backoff watches for the return.
-            self._next_probe = now + policy.max_backoff
-        else:
+        if not (out_of_attempts or past_deadline):
             self._schedule(now)
-        self._wake()
+            return
+        if not self._gave_up:
+            _log.warning(
+                "raccoon_beam: %s down for %.0f s (%d attempts): dead-lettering what waits and "
+                "what comes until it answers again; latest: %s",
+                self._endpoint,
+                now - self._down_since,
+                self._probes,
+                failure.message,
+            )
+        self._gave_up = True
+        # From now on one probe per longest backoff watches for the return.
+        self._next_probe = now + policy.max_backoff
 
     async def _sleep_or_change(self, event: asyncio.Event, seconds: float) -> None:
         """Waits ``seconds`` (on the injected sleep), or less if the gate changes meanwhile."""

@@ -73,6 +73,10 @@ DEFAULT_CLOSE_TIMEOUT = 5.0
 # for room in its buffer, and a pong may take as long as a request does.
 MAX_HEARTBEAT = 30.0
 
+# Close codes of a connection the server did not close itself: none, or
+# 1006 (abnormal closure: a missed pong, a reset).
+_UNANNOUNCED = (None, 1006)
+
 _REJECTIONS = (raccoon_pb2.CODE_MAX_USER_LIMIT_REACHED, raccoon_pb2.CODE_MAX_CONNECTION_LIMIT_REACHED)
 
 _log = logging.getLogger(__name__)
@@ -465,9 +469,10 @@ class WebSocketTransport(Transport):
             failure = SendFailure(
                 FailureKind.NETWORK, f"connection to {self.endpoint.redacted} closed (code {close_code}){cause}"
             )
-            if connection.conn_id == self.conn_id:
-                # Lost without the server saying so (a missed pong, a reset): the
-                # server may hold the id a while yet, and would refuse it as a duplicate.
+            if close_code in _UNANNOUNCED and connection.conn_id == self.conn_id:
+                # Lost without a close from the server (a missed pong, a reset):
+                # the server may hold the id a while yet, and would refuse it
+                # as a duplicate.
                 self.conn_id = self._fresh_conn_id()
             if close_code == CLOSE_MESSAGE_TOO_BIG:
                 too_large = SendFailure(

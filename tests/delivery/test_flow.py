@@ -372,6 +372,18 @@ def test_a_policy_that_never_gives_up_keeps_waiting_and_says_why(caplog):
     assert held and "connection refused" in held[0] and "next attempt in" in held[0]
 
 
+def test_a_policy_of_one_attempt_gives_up_with_the_outage_at_once():
+    time = VirtualTime()
+
+    async def scenario():
+        gate = _gate(RetryPolicy.no_retry(), time)
+        gate.observe(REFUSED, probe=False)
+        return await gate.admit()
+
+    probe, failure = asyncio.run(scenario())
+    assert not probe and failure is not None and failure.message.startswith("not sent: ")
+
+
 def test_a_cancelled_probe_lets_another_request_probe():
     time = VirtualTime()
 

@@ -395,13 +395,15 @@ def test_concurrent_sends_to_a_peer_that_stops_reading_fail_cleanly():
     import concurrent.futures
 
     from raccoon_beam.delivery import Sender
+    from raccoon_beam.delivery.flow import FlowOptions
     from raccoon_beam.transports import TransportConfig
     from raccoon_beam.wire import encode_request
 
     for _ in range(20):
         with TinyServer(on_connect=_ws_upgrade_then_stop_reading) as server:
             config = TransportConfig(f"ws://127.0.0.1:{server.port}/api/v1/events", timeout=0.5, max_in_flight=16)
-            client = Sender(config, RetryPolicy(max_attempts=1))
+            # All 16 out at once, as the race needs (the adaptive limit would send them few at a time).
+            client = Sender(config, RetryPolicy(max_attempts=1), FlowOptions(adaptive_throttling=False))
             try:
                 futures = [
                     client.submit(encode_request([("click", b"x" * 2_000_000)], wire=Wire.PROTOBUF))
