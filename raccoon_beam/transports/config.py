@@ -259,12 +259,6 @@ class TransportConfig:
             _set_header(headers, self.group_header, self.group)
         return headers
 
-    def redact_headers(self, headers: Mapping[str, HeaderValue]) -> Dict[str, HeaderValue]:
-        """A copy of ``headers`` with secret values replaced by ``***`` (a provider shows its source only)."""
-        return {
-            k: (REDACTED if isinstance(v, str) and k.lower() in self.secret_headers else v) for k, v in headers.items()
-        }
-
     def __repr__(self) -> str:
         fields = []
         for field in dataclasses.fields(self):
