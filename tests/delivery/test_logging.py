@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import time
 
 import apache_beam as beam
@@ -17,16 +16,11 @@ from raccoon_beam.delivery import Sender
 from raccoon_beam.transports import TransportConfig
 
 from tests.transports.helpers import FakeClock
+from tests.ports import closed_port
 
 pytestmark = pytest.mark.timeout(120)
 
 LOGGER = "raccoon_beam"
-
-
-def _closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _virtual_time_sender(endpoint: str, clock: FakeClock, **config) -> Sender:
@@ -47,7 +41,7 @@ def test_closed_port_warns_at_once_then_every_10_s_then_logs_the_dead_letters(sc
     clock = FakeClock(0.0)
     started = time.time()
     with caplog.at_level(logging.INFO, logger=LOGGER):
-        sender = _virtual_time_sender(f"{scheme}://user:hunter2@127.0.0.1:{_closed_port()}", clock)
+        sender = _virtual_time_sender(f"{scheme}://user:hunter2@127.0.0.1:{closed_port()}", clock)
         try:
             report = sender.deliver(Batch(["click"], [b"{}"], ["source"])).result(60)
         finally:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 
 import pytest
 
@@ -14,6 +13,7 @@ from raccoon_beam.retry import Verdict
 from raccoon_beam.wire import Wire
 
 from tests.transports.helpers import NO_RETRY, TRANSPORT_WIRE_IDS, TRANSPORT_WIRES, make_request
+from tests.ports import closed_port
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -65,15 +65,9 @@ def test_the_per_event_rejection_of_a_gateway_still_isolates_the_bad_events(attr
     assert report.acknowledged == 61 and len(emulator.events()) == 61
 
 
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.mark.parametrize("scheme, path", [("grpc", ""), ("http", "/api/v1/events"), ("ws", "/api/v1/events")])
 def test_a_closed_port_is_unreachable_and_the_request_certainly_not_delivered(scheme, path, make_client):
-    client = make_client(f"{scheme}://127.0.0.1:{_closed_port()}{path}", policy=NO_RETRY, timeout=5.0)
+    client = make_client(f"{scheme}://127.0.0.1:{closed_port()}{path}", policy=NO_RETRY, timeout=5.0)
     outcome = client.submit(make_request(Wire.PROTOBUF)).result(30)
     assert outcome.failure.kind is FailureKind.UNREACHABLE, outcome.failure
     assert outcome.verdict is Verdict.RETRY and not outcome.failure.outcome_unknown

@@ -21,6 +21,7 @@ from raccoon_beam._proto import raccoon_pb2
 from raccoon_beam.emulator import RaccoonEmulator
 
 from tests.reliability.conftest import endpoint_of, run_pipeline
+from tests.ports import closed_port
 
 FAST = RetryPolicy(max_attempts=3, initial_backoff=0.001, max_backoff=0.01, deadline=30.0)
 GOOD = [{"id": i, "event_name": "click"} for i in range(50)]
@@ -312,11 +313,7 @@ def test_wrong_path_is_a_clear_non_retried_failure(emulator, letters_path, trans
 
 
 def test_nothing_listening_is_bounded_and_dead_lettered(letters_path):
-    import socket
-
-    with socket.socket() as sock:  # a port nobody listens on
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = closed_port()  # a port nobody listens on
     started = time.monotonic()
     letters = run_pipeline(
         GOOD,

@@ -34,6 +34,7 @@ from raccoon_beam._proto import raccoon_pb2
 from raccoon_beam.emulator import Outcome, RaccoonEmulator, expected_digest
 
 from tests.reliability.conftest import EVENT_TYPES, record_row, run_generated_pipeline
+from tests.ports import closed_port
 
 SOAK_EVENTS = int(os.environ.get("RACCOON_SOAK_EVENTS", "2000000"))
 BOUND = 900.0
@@ -148,11 +149,7 @@ HELD_EVENTS = int(os.environ.get("RACCOON_HELD_EVENTS", "300000"))
 @pytest.mark.slow
 def test_dead_letters_are_not_held_until_the_end_of_the_bundle(tmp_path):
     """Nothing listens: every event is dead-lettered, and memory stays flat meanwhile."""
-    import socket
-
-    with socket.socket() as sock:  # a port nobody listens on
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = closed_port()  # a port nobody listens on
     gc.collect()
     started = time.monotonic()
     letters_path = tmp_path / "held-dead.jsonl"

@@ -25,6 +25,8 @@ from apache_beam.transforms import window
 from raccoon_beam import RaccoonDeadLetter, RetryPolicy, WriteToRaccoon
 from raccoon_beam.emulator import RaccoonEmulator
 
+from tests.ports import closed_port
+
 EVENT_TYPES = ("page_view", "click", "add_to_cart", "checkout", "search")
 # Event times: 1,000 events per second of event time from this instant, so a
 # 50,000-event run spans several fixed windows.
@@ -271,15 +273,6 @@ def straight_elements() -> List[Dict[str, Any]]:
 
 def straight_bad_ids() -> Set[int]:
     return set(range(STRAIGHT_GOOD, STRAIGHT_GOOD + STRAIGHT_BAD))
-
-
-def closed_port() -> int:
-    """A port nothing listens on (bound, then released)."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def build_straight(pipeline: beam.Pipeline, endpoint: str, letters_dir: str, label: str = "Live") -> None:

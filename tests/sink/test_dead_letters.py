@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import socket
 from typing import List
 
 import pytest
@@ -14,6 +13,7 @@ from raccoon_beam.emulator import Outcome
 from raccoon_beam.errors import Failure, FailureKind
 
 from tests.sink.test_write_pipeline import make_events, run_write
+from tests.ports import closed_port
 
 ONE_ATTEMPT = RetryPolicy(max_attempts=1)
 
@@ -46,12 +46,6 @@ def test_outcome_is_unknown_only_when_the_request_may_have_been_published(failur
     assert failure.outcome_unknown is unknown
 
 
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _letters_where(check):
     def matcher(letters: List[RaccoonDeadLetter]) -> None:
         assert letters, "no dead letters"
@@ -71,7 +65,7 @@ def test_closed_port_letters_were_certainly_not_delivered(scheme):
 
     run_write(
         make_events(3),
-        endpoint=f"{scheme}://127.0.0.1:{_closed_port()}",
+        endpoint=f"{scheme}://127.0.0.1:{closed_port()}",
         event_type="click",
         retry=ONE_ATTEMPT,
         collect_failed=_letters_where(check),
@@ -122,7 +116,7 @@ def test_validate_stage_letter_carries_the_payload():
 
     run_write(
         make_events(2),
-        endpoint=f"grpc://127.0.0.1:{_closed_port()}",
+        endpoint=f"grpc://127.0.0.1:{closed_port()}",
         event_type="click",
         max_event_bytes=10,
         collect_failed=_letters_where(check),
@@ -136,7 +130,7 @@ def test_serialize_and_validate_dead_letters_are_logged_with_a_summary_per_stage
     with caplog.at_level(logging.WARNING, logger="raccoon_beam"):
         run_write(
             elements,
-            endpoint=f"grpc://127.0.0.1:{_closed_port()}",
+            endpoint=f"grpc://127.0.0.1:{closed_port()}",
             event_type="click",
             serializer="protobuf",  # dicts without message_type: every element fails to serialize
             collect_failed=_letters_where(lambda letter: None),
@@ -156,7 +150,7 @@ def test_serialize_and_validate_dead_letters_are_logged_with_a_summary_per_stage
     with caplog.at_level(logging.WARNING, logger="raccoon_beam"):
         run_write(
             make_events(3),
-            endpoint=f"grpc://127.0.0.1:{_closed_port()}",
+            endpoint=f"grpc://127.0.0.1:{closed_port()}",
             event_type="click",
             max_event_bytes=10,
             collect_failed=_letters_where(lambda letter: None),
@@ -175,7 +169,7 @@ def test_a_report_without_payloads_still_gives_every_letter():
     from raccoon_beam.io import _WriteEventsFn
     from raccoon_beam.retry import Verdict
 
-    fn = _WriteEventsFn(WriteToRaccoon(f"grpc://127.0.0.1:{_closed_port()}", event_type="t").options)
+    fn = _WriteEventsFn(WriteToRaccoon(f"grpc://127.0.0.1:{closed_port()}", event_type="t").options)
     fn.setup()
     try:
         fn._windowing = WindowedValue(None, 0, [GlobalWindow()])

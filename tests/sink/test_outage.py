@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 import time
 
@@ -15,6 +14,7 @@ from raccoon_beam import RetryPolicy, WriteToRaccoon
 from raccoon_beam.emulator import RaccoonEmulator
 
 from tests.sink.test_write_pipeline import make_events
+from tests.ports import closed_port
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -23,12 +23,6 @@ ENDPOINTS = {
     "rest": ("http://127.0.0.1:{port}", "http_port"),
     "websocket": ("ws://127.0.0.1:{port}", "http_port"),
 }
-
-
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.mark.slow
@@ -52,7 +46,7 @@ def test_a_closed_port_dead_letters_everything_on_one_schedule():
     started = time.monotonic()
     with beam.Pipeline() as pipeline:
         result = pipeline | beam.Create(events, reshuffle=False) | WriteToRaccoon(
-            f"grpc://127.0.0.1:{_closed_port()}", event_type=lambda e: e["event_name"], retry=policy
+            f"grpc://127.0.0.1:{closed_port()}", event_type=lambda e: e["event_name"], retry=policy
         )
         assert_that(result.failed, check)
     elapsed = time.monotonic() - started
@@ -63,7 +57,7 @@ def test_a_closed_port_dead_letters_everything_on_one_schedule():
 @pytest.mark.parametrize("transport", sorted(ENDPOINTS))
 def test_a_policy_that_never_gives_up_waits_and_delivers_once_the_server_comes_up(transport, caplog):
     template, setting = ENDPOINTS[transport]
-    port = _closed_port()
+    port = closed_port()
     events = make_events(2_000)
     policy = RetryPolicy.forever(initial_backoff=0.05, max_backoff=0.3)
     errors = []

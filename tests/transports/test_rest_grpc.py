@@ -20,14 +20,9 @@ from raccoon_beam.retry import Verdict
 from raccoon_beam.wire import Wire, decode_request, encode_request, encode_response
 
 from tests.transports.helpers import UNPACED, NO_RETRY, RawServer, assert_facts, eventually, live_threads, make_request
+from tests.ports import closed_port
 
 pytestmark = pytest.mark.timeout(60)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # ------------------------------------------------------------------ JSON wire
@@ -238,7 +233,7 @@ def test_rest_timeout_is_a_retryable_timeout(emulator, make_client):
 
 
 def test_grpc_transport_errors_are_retried_never_swallowed(make_client):
-    client = make_client(f"grpc://127.0.0.1:{_free_port()}", timeout=5.0)
+    client = make_client(f"grpc://127.0.0.1:{closed_port()}", timeout=5.0)
     outcome = client.submit(make_request(Wire.PROTOBUF)).result(30)
     assert not outcome.ok and outcome.response is None
     assert outcome.failure.grpc_status == "UNAVAILABLE" and (outcome.failure.kind is FailureKind.UNREACHABLE)

@@ -15,6 +15,7 @@ from raccoon_beam.retry import Verdict
 from raccoon_beam.wire import Wire, decode_request, encode_response
 
 from tests.transports.helpers import FAST_POLICY, NO_RETRY, RawServer, eventually, make_request
+from tests.ports import closed_port
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -197,12 +198,7 @@ def test_handshake_refused_is_classified(make_client):
 
 
 def test_connection_refused_is_retried_then_reported(make_client):
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    client = make_client(f"ws://127.0.0.1:{port}")
+    client = make_client(f"ws://127.0.0.1:{closed_port()}")
     outcome = client.submit(make_request(Wire.PROTOBUF)).result(30)
     assert (outcome.failure.kind is FailureKind.UNREACHABLE) and outcome.verdict is Verdict.RETRY
     assert outcome.attempts == FAST_POLICY.max_attempts
