@@ -4,7 +4,8 @@ Before each attempt (first sends and retries alike) a request passes, in
 this order: the :class:`~raccoon_beam.delivery.outage.OutageGate` (one
 shared backoff while the endpoint is down), the server's latest
 ``Retry-After`` (it holds every attempt of the sender, not only the one that
-got it), the
+got it; an attempt whose retry deadline would pass first is not sent and
+fails at once, as a retry of the request that got it would), the
 :class:`~raccoon_beam.delivery.rate.RateLimit` (``max_events_per_second``,
 with its ramp-up), the
 :class:`~raccoon_beam.delivery.throttle.AcceptRatioThrottle` and the
@@ -110,26 +111,33 @@ class FlowControl:
         # A server's Retry-After holds every attempt of the sender, not only
         # the one that got it: the others would meet the same full server.
         self._not_before = float("-inf")
+        self._held_by: Optional[Failure] = None  # the failure that set _not_before
         self.held = HeldTime(clock)
         """Wall-clock seconds during which at least one attempt was held back."""
         self.attempts_held = 0
         """Attempts that were held back at all (counted once each)."""
 
-    async def admit(self, events: int) -> Union[Ticket, Failure]:
+    async def admit(self, events: int, deadline: Optional[float] = None) -> Union[Ticket, Failure]:
         """Waits until an attempt of ``events`` events may go.
 
+        Args:
+          events: the attempt's events (for the rate limit).
+          deadline: the clock time past which the request's retry policy
+            starts no attempt (None: no deadline).
+
         Returns:
-          A ticket to hand to :meth:`finish`, or the failure of an outage
-          that outlasted the retry policy (do not send).
+          A ticket to hand to :meth:`finish`, or a failure: an outage that
+          outlasted the retry policy, or a server's Retry-After that ends
+          after ``deadline`` (do not send).
         """
         ticket = Ticket()
         try:
-            return await self._admit(events, ticket)
+            return await self._admit(events, ticket, deadline)
         except asyncio.CancelledError:
             self.cancel(ticket)
             raise
 
-    async def _admit(self, events: int, ticket: Ticket) -> Union[Ticket, Failure]:
+    async def _admit(self, events: int, ticket: Ticket, deadline: Optional[float]) -> Union[Ticket, Failure]:
         gate = self.gate
         if gate.down:
             with self.held.holding():
@@ -140,6 +148,14 @@ class FlowControl:
                 return failure
         wait = self._not_before - self._clock()
         if wait > 0:
+            if deadline is not None and self._not_before > deadline and self._held_by is not None:
+                # Never wait past the deadline (an hour's Retry-After would hang the bundle): give up now.
+                self.attempts_held += 1
+                return dataclasses.replace(
+                    self._held_by,
+                    message=f"not sent: the server asked to wait {wait:.0f} s more (Retry-After), past the "
+                    f"retry policy's deadline: {self._held_by.message}",
+                )
             await self._hold(asyncio.sleep(wait), ticket)
         if self.rate is not None:
             wait = self.rate.take(events)
@@ -165,7 +181,9 @@ class FlowControl:
         """Learns from the end of an admitted attempt."""
         overload = failure is not None and signals_overload(failure)
         if failure is not None and failure.retry_after:
-            self._not_before = max(self._not_before, self._clock() + failure.retry_after)
+            not_before = self._clock() + failure.retry_after
+            if not_before > self._not_before:
+                self._not_before, self._held_by = not_before, failure
         if self.throttle is not None:
             if overload:
                 self.throttle.overloaded()

@@ -88,10 +88,11 @@ async def send_with_retry(
       Cancellation still propagates.
     """
     started = clock()
+    deadline = None if policy.deadline is None else started + policy.deadline
     outcome = SendOutcome(None, None, None, 0)
     # The first attempt outside tenacity: most requests succeed at once, and
     # the retry machinery costs more than the call itself.
-    response, failure = await _attempt(transport, request, flow, clock, outcome)
+    response, failure = await _attempt(transport, request, flow, clock, outcome, deadline=deadline)
     if failure is None:
         outcome.response, outcome.conn_id = response, transport.conn_id
         return outcome
@@ -113,7 +114,9 @@ async def send_with_retry(
                     response, failure = None, replay.pop()
                 else:
                     sent = outcome.attempts
-                    response, failure = await _attempt(transport, request, flow, clock, outcome, failure)
+                    response, failure = await _attempt(
+                        transport, request, flow, clock, outcome, failure, deadline=deadline
+                    )
                     if failure is not None and outcome.attempts == sent:
                         raise _NotSent(failure)  # the outage outlasted the policy: stop here
                 if failure is not None:
@@ -141,18 +144,21 @@ async def _attempt(
     clock: Callable[[], float],
     outcome: SendOutcome,
     last: Optional[Failure] = None,
+    *,
+    deadline: Optional[float] = None,
 ) -> Tuple[Any, Optional[Failure]]:
     """One attempt through ``flow``: ``(response, None)``, or ``(None, failure)`` for whatever went wrong.
 
     Counts the attempt (two sends when the credentials were refused and
     read again), its latency (without the time held back) and its timeout
-    in ``outcome``. An attempt the outage gate refuses is not sent and not
+    in ``outcome``. An attempt the outage gate refuses, or one that a
+    server's Retry-After would hold past ``deadline``, is not sent and not
     counted: its failure says why (keeping the kind of this request's own
     ``last`` failure, which may have left its outcome unknown).
     """
     ticket = None
     if flow is not None:
-        admitted = await flow.admit(request.event_count)
+        admitted = await flow.admit(request.event_count, deadline)
         if isinstance(admitted, Failure):
             if last is not None:
                 admitted = dataclasses.replace(last, message=admitted.message)

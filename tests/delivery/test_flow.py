@@ -415,6 +415,27 @@ def test_a_healthy_attempt_is_never_held():
     assert flow.attempts_held == 0 and flow.held.seconds == 0.0
 
 
+@pytest.mark.parametrize("retry_after, held", [(3600, False), (0.3, True)])
+def test_a_retry_after_past_the_deadline_fails_other_requests_at_once_instead_of_holding_them(retry_after, held):
+    """Retry-After: 3600 from one request: another one with a 20 s deadline is not held for an hour
+    (it fails at once, not sent); a Retry-After that ends before its deadline holds it as usual."""
+
+    async def scenario():
+        flow = FlowControl(FlowOptions(adaptive_throttling=False), RetryPolicy(), 4, "http://h:1")
+        ticket = await flow.admit(500)
+        assert isinstance(ticket, Ticket)
+        flow.finish(ticket, Failure(FailureKind.REFUSED, "busy", http_status=429, retry_after=retry_after), 0.001)
+        loop = asyncio.get_running_loop()
+        return await asyncio.wait_for(flow.admit(500, deadline=loop.time() + 20), timeout=10)
+
+    admitted = asyncio.run(scenario())
+    if held:
+        assert isinstance(admitted, Ticket) and admitted.held
+    else:
+        assert isinstance(admitted, Failure) and admitted.http_status == 429, admitted
+        assert "not sent" in admitted.message and "Retry-After" in admitted.message and "busy" in admitted.message
+
+
 def test_a_retry_after_holds_every_attempt_of_the_sender_not_only_its_own():
     async def scenario():
         flow = FlowControl(FlowOptions(adaptive_throttling=False), RetryPolicy(), 4, "http://h:1")

@@ -386,6 +386,28 @@ def test_retry_after_beyond_the_deadline_is_not_waited_for(emulator, letters_pat
     assert all(letter["stage"] == "send" and "gave up" in letter["error"] for letter in letters), letters[0]
 
 
+def test_retry_after_beyond_the_deadline_does_not_hold_the_next_batches(emulator, letters_path):
+    """One request at a time: each batch starts after the previous one got Retry-After: 3600 and gave
+    up. The sender-wide hold must not make them wait an hour either: they are dead-lettered, unsent."""
+    emulator.faults.fail_next(10**6, Outcome.http(429, retry_after=3600))
+    started = time.monotonic()
+    letters = run_pipeline(
+        ELEMENTS,
+        letters_path,
+        endpoint=emulator.rest_endpoint,
+        event_type="click",
+        max_batch_size=10,
+        max_in_flight=1,
+        retry=RetryPolicy(max_attempts=5, initial_backoff=0.001, max_backoff=0.01, deadline=20.0),
+    )
+    assert time.monotonic() - started < BOUND
+    assert sorted(letter["id"] for letter in letters) == list(range(len(ELEMENTS)))
+    unsent = [letter for letter in letters if letter["attempts"] == 0]
+    assert len(unsent) == len(ELEMENTS) - 10, letters  # the first batch alone was sent
+    assert all("Retry-After" in letter["error"] and letter["code"] == "http:429" for letter in unsent), unsent[0]
+    assert emulator.counters().received() == 1
+
+
 def test_concurrent_sends_to_a_peer_that_stops_reading_fail_cleanly():
     """16 concurrent 2 MB requests on one blocked WebSocket: each ends in a SendFailure outcome.
 
