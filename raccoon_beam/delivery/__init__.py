@@ -6,6 +6,12 @@
 * :mod:`~raccoon_beam.delivery.bisection`: splitting a batch the server rejects whole;
 * :mod:`~raccoon_beam.delivery.report`: what became of a batch, and the dead letter's reason;
 * :mod:`~raccoon_beam.delivery.shared`: one sender per worker process and configuration;
+* :mod:`~raccoon_beam.delivery.flow`: flow control, what holds a sender's attempts back,
+  and its options; its parts: :mod:`~raccoon_beam.delivery.rate` (the events-per-second
+  limit and ramp-up), :mod:`~raccoon_beam.delivery.throttle` (client-side throttling by
+  accept ratio), :mod:`~raccoon_beam.delivery.concurrency` (the adaptive limit on
+  requests in flight), :mod:`~raccoon_beam.delivery.outage` (one shared backoff while
+  the endpoint is down) and :mod:`~raccoon_beam.delivery.held` (the seconds held back);
 * :mod:`~raccoon_beam.delivery.log`: rate-limited log lines about retries and dead letters.
 """
 

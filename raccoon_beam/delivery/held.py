@@ -8,10 +8,10 @@ holding intervals, so its total never exceeds the time that passed.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from typing import Callable, Iterator, Optional
-import contextlib
 
 __all__ = ["HeldTime"]
 
