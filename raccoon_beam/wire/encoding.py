@@ -16,6 +16,7 @@ import time
 import uuid
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from raccoon_beam.protocol import KAFKA_TOPIC_MAX_CHARS
 from raccoon_beam.wire.types import EncodedRequest, Wire
 
 __all__ = [
@@ -34,10 +35,10 @@ REQUEST_OVERHEAD_BYTES = 256
 # Per-type work is cached: it runs once or twice per event, and a pipeline
 # has few distinct event types (the bound keeps a pathological one in check).
 _PER_TYPE_CACHE_SIZE = 10_000
-# Only types this short are cached (a Kafka topic has at most 249
-# characters, so every type that can be published is): the caches stay
-# bounded in bytes too, whatever types a caller sends.
-_CACHED_TYPE_CHARS = 256
+# Only types that fit in a Kafka topic are cached (so every type that can
+# be published is): the caches stay bounded in bytes too, whatever types a
+# caller sends.
+_CACHED_TYPE_CHARS = KAFKA_TOPIC_MAX_CHARS
 
 
 def new_req_guid() -> str:
