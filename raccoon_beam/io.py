@@ -36,7 +36,7 @@ from raccoon_beam.acknowledgements import RaccoonAck, ack_records
 from raccoon_beam.batching import DEFAULT_MAX_BATCH_BYTES, DEFAULT_MAX_BATCH_SIZE
 from raccoon_beam.dead_letters import RaccoonDeadLetterRow, to_row
 from raccoon_beam.delivery import BundleWriter, DeliveryReport, Sender, acquire_sender, release_sender
-from raccoon_beam.delivery.log import RateLimitedLog
+from raccoon_beam.delivery.log import RateLimitedLog, dead_letter_log
 from raccoon_beam.errors import STAGE_SEND, DeliveryError, RaccoonDeadLetter
 from raccoon_beam.events import EventRejected, EventTypeSpec
 from raccoon_beam.protocol import DEFAULT_TOPIC_PATTERN
@@ -641,9 +641,7 @@ def _stage_log(stage: str) -> RateLimitedLog:
     log = _STAGE_LOGS.get(stage)
     if log is None:
         with _STAGE_LOGS_LOCK:
-            log = _STAGE_LOGS.setdefault(
-                stage, RateLimitedLog(_log, logging.ERROR, f"event(s) dead-lettered at stage '{stage}'")
-            )
+            log = _STAGE_LOGS.setdefault(stage, dead_letter_log(_log, stage))
     return log
 
 

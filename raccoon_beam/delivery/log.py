@@ -15,7 +15,7 @@ import threading
 import time
 from typing import Callable, Optional
 
-__all__ = ["RateLimitedLog", "DEFAULT_LOG_INTERVAL"]
+__all__ = ["RateLimitedLog", "dead_letter_log", "DEFAULT_LOG_INTERVAL"]
 
 # Often enough to see a problem develop, rarely enough to stay readable.
 DEFAULT_LOG_INTERVAL = 10.0
@@ -58,3 +58,13 @@ class RateLimitedLog:
                 return
             total, self._count, self._last_line = self._count, 0, now
         self._logger.log(self._level, "%d %s; latest: %s", total, self._what, reason)
+
+
+def dead_letter_log(
+    logger: logging.Logger,
+    stage: str,
+    interval: float = DEFAULT_LOG_INTERVAL,
+    clock: Callable[[], float] = time.monotonic,
+) -> RateLimitedLog:
+    """The rate-limited ERROR log of the events dead-lettered at ``stage`` (one wording for every stage)."""
+    return RateLimitedLog(logger, logging.ERROR, f"event(s) dead-lettered at stage '{stage}'", interval, clock)

@@ -30,9 +30,9 @@ from raccoon_beam.batching import Batch
 from raccoon_beam.delivery.bisection import deliver
 from raccoon_beam.delivery.flow import FlowControl, FlowOptions
 from raccoon_beam.delivery.held import HeldTime
-from raccoon_beam.delivery.log import DEFAULT_LOG_INTERVAL, RateLimitedLog
+from raccoon_beam.delivery.log import DEFAULT_LOG_INTERVAL, RateLimitedLog, dead_letter_log
 from raccoon_beam.delivery.report import DeliveryReport, SendOutcome
-from raccoon_beam.errors import Failure, FailureKind, SendFailure
+from raccoon_beam.errors import STAGE_SEND, Failure, FailureKind, SendFailure
 from raccoon_beam.retry import RetryPolicy, Verdict, classify, refused_credentials
 from raccoon_beam.transports import Transport, TransportConfig, open_transport
 from raccoon_beam.transports import redact
@@ -305,9 +305,7 @@ class Sender:
         self._retries = RateLimitedLog(
             _log, logging.WARNING, "request(s) failed and will be retried", log_interval, clock
         )
-        self._dead_letters = RateLimitedLog(
-            _log, logging.ERROR, "event(s) dead-lettered at stage 'send'", log_interval, clock
-        )
+        self._dead_letters = dead_letter_log(_log, STAGE_SEND, log_interval, clock)
         self._loop = EventLoopThread(name=f"raccoon-beam-{config.kind}-sender")
         self._loop.start()
         _log.info(
