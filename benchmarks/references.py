@@ -209,6 +209,7 @@ class IdealGrpcSinkFn(IdealEncodeFn):
         self._in_flight = collections.deque()
 
     def process(self, element: Dict[str, Any], windowed: Any = beam.DoFn.WindowedValueParam) -> None:
+        # IdealEncodeFn.process's body inline: hand-tuned, no extra call per event.
         events = self._events
         events.append((element[self._type_field], orjson.dumps(element)))
         if len(events) >= BATCH:
