@@ -87,8 +87,13 @@ def stamp(element: Dict[str, Any]) -> window.TimestampedValue:
     return window.TimestampedValue(element, element["ts"])
 
 
-class RecordDeadLetters(beam.DoFn):
-    """Writes each dead letter, its window, timestamp and process id to a file of its bundle."""
+class RecordPerBundle(beam.DoFn):
+    """Writes one JSON record per element to a file of its bundle, in the SDK worker (read back by :func:`read_records`).
+
+    Subclasses turn each element into a dict and pass it to :meth:`add`.
+    """
+
+    FILE_PREFIX = ""
 
     def __init__(self, directory: str) -> None:
         self._directory = directory
@@ -97,24 +102,34 @@ class RecordDeadLetters(beam.DoFn):
     def start_bundle(self) -> None:
         self._records = []
 
-    def process(self, letter: RaccoonDeadLetter, win=beam.DoFn.WindowParam, timestamp=beam.DoFn.TimestampParam) -> None:
-        element = letter.element
-        record = {
-            "id": element.get("id") if isinstance(element, dict) else None,
-            "stage": letter.stage,
-            "error": letter.error,
-            "window": [float(win.start), float(win.end)] if isinstance(win, window.IntervalWindow) else None,
-            "timestamp": float(timestamp),
-            "pid": os.getpid(),
-        }
+    def add(self, record: Dict[str, Any]) -> None:
         self._records.append(json.dumps(record))
 
     def finish_bundle(self) -> None:
         if self._records:
-            path = os.path.join(self._directory, f"dead-{uuid.uuid4().hex}.jsonl")
+            path = os.path.join(self._directory, f"{self.FILE_PREFIX}{uuid.uuid4().hex}.jsonl")
             with open(path, "w", encoding="utf-8") as handle:
                 handle.write("\n".join(self._records) + "\n")
             self._records = []
+
+
+class RecordDeadLetters(RecordPerBundle):
+    """Writes each dead letter, its window, timestamp and process id to a file of its bundle."""
+
+    FILE_PREFIX = "dead-"
+
+    def process(self, letter: RaccoonDeadLetter, win=beam.DoFn.WindowParam, timestamp=beam.DoFn.TimestampParam) -> None:
+        element = letter.element
+        self.add(
+            {
+                "id": element.get("id") if isinstance(element, dict) else None,
+                "stage": letter.stage,
+                "error": letter.error,
+                "window": [float(win.start), float(win.end)] if isinstance(win, window.IntervalWindow) else None,
+                "timestamp": float(timestamp),
+                "pid": os.getpid(),
+            }
+        )
 
 
 def read_records(directory: str) -> List[Dict[str, Any]]:

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import glob
-import json
-import os
-import uuid
-from typing import Any, List
+from typing import Any
 
 import apache_beam as beam
 import pytest
@@ -16,32 +12,22 @@ from pipelines.engines import WorkerPool
 from raccoon_beam import WriteToRaccoon
 from raccoon_beam.emulator import RaccoonEmulator
 
+from tests.runners import harness
+
 pytestmark = pytest.mark.timeout(600)
 
 
-class RecordOutputs(beam.DoFn):
+class RecordOutputs(harness.RecordPerBundle):
     """Writes what reaches it (its type, and an ack's events and req_guid) to a file per bundle, in the SDK worker."""
 
-    def __init__(self, directory: str) -> None:
-        self._directory = directory
-        self._records: List[str] = []
-
-    def start_bundle(self) -> None:
-        self._records = []
-
     def process(self, record: Any) -> None:
-        fields = {"type": type(record).__name__, "events": getattr(record, "events", 1)}
-        fields["req_guid"] = getattr(record, "req_guid", None)
-        self._records.append(json.dumps(fields))
-
-    def finish_bundle(self) -> None:
-        if self._records:
-            with open(os.path.join(self._directory, f"{uuid.uuid4().hex}.jsonl"), "w", encoding="utf-8") as out:
-                out.write("\n".join(self._records) + "\n")
-
-
-def _read(directory: str) -> List[dict]:
-    return [json.loads(line) for path in glob.glob(os.path.join(directory, "*.jsonl")) for line in open(path)]
+        self.add(
+            {
+                "type": type(record).__name__,
+                "events": getattr(record, "events", 1),
+                "req_guid": getattr(record, "req_guid", None),
+            }
+        )
 
 
 def _type_of(element: dict) -> str:
@@ -62,7 +48,7 @@ def test_acks_and_dead_letters_stay_apart_and_add_up(worker_pool: WorkerPool, em
         )
         _ = result.acknowledged | "Acks" >> beam.ParDo(RecordOutputs(str(acks_dir)))
         _ = result.failed | "Dead" >> beam.ParDo(RecordOutputs(str(dead_dir)))
-    acks, dead = _read(str(acks_dir)), _read(str(dead_dir))
+    acks, dead = harness.read_records(str(acks_dir)), harness.read_records(str(dead_dir))
     assert {record["type"] for record in acks} == {"RaccoonAck"}
     assert {record["type"] for record in dead} == {"RaccoonDeadLetter"} and len(dead) == 100
     captured = emulator.events()
