@@ -329,11 +329,6 @@ class HeaderValues:
         self._lock = asyncio.Lock()
         self.generation = 0
 
-    @property
-    def refreshable(self) -> bool:
-        """Whether any value comes from a provider (a refresh can change something)."""
-        return bool(self._providers)
-
     async def current(self) -> Dict[str, str]:
         """The header values now (resolving the providers the first time).
 
