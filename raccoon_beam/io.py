@@ -402,8 +402,7 @@ def _check_runner_keeps_outputs_apart(pipeline: beam.Pipeline) -> None:
     consumers (a dead-letter file) and the other way round. Measured, not
     assumed; refused with a clear error rather than mixed silently.
     """
-    runner = type(getattr(pipeline, "runner", None))
-    if runner.__name__ == "DaskRunner" and runner.__module__.startswith("apache_beam.runners.dask"):
+    if _runs_on_dask(pipeline):
         raise ValueError(
             "acknowledgements=True is not supported on Beam's Dask runner: it hands every output of a ParDo "
             "to each consumer, so the ack records would be mixed with the dead letters"
