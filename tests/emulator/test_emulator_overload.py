@@ -19,22 +19,13 @@ from raccoon_beam.emulator.counters import Counters
 from raccoon_beam.wire import Wire
 
 from tests.emulator.conftest import PROTO
+from tests.transports.helpers import eventually
 
 pytestmark = pytest.mark.timeout(60)
 
 
 def _events(n: int, tag: str = "e"):
     return [("click", f"{tag}-{i}".encode()) for i in range(n)]
-
-
-def _wait(condition, timeout: float = 20.0) -> bool:
-    """Polls until ``condition()`` (a bound, not a timing assertion)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
 
 
 def _in_threads(*calls):
@@ -120,7 +111,7 @@ def test_handlers_block_on_a_full_buffer(kit, emulator):
     for thread in threads:
         thread.start()
     states = []
-    assert _wait(lambda: states.append(emulator.overload.describe()) or states[-1]["blocked"] > 0)
+    assert eventually(lambda: states.append(emulator.overload.describe()) or states[-1]["blocked"] > 0, timeout=20)
     state = states[-1]
     assert state["buffered"] <= 2 and state["publishing"] <= 1  # the buffer's size, the pool's
     for thread in threads:
@@ -172,7 +163,7 @@ def test_the_gateway_sheds_load_beyond_its_depth(kit, emulator):
     # 5 s of the publisher: the three refused requests below fit in it on a slow machine.
     slow = threading.Thread(target=lambda: kit.post(kit.request(_events(50, "slow")).body, PROTO))
     slow.start()
-    assert _wait(lambda: emulator.overload.waiting >= 1)
+    assert eventually(lambda: emulator.overload.waiting >= 1, timeout=20)
     shed = kit.post(kit.request(_events(1)).body, PROTO)
     assert shed.status_code == 429 and shed.headers["Retry-After"] == "2"
     assert "wait for the publisher" in shed.text
@@ -214,7 +205,7 @@ def test_stop_releases_requests_blocked_on_the_publisher(kit, emulator):
         target=lambda: outcome.append(_in_threads(lambda: kit.post(kit.request(_events(100)).body, PROTO))[0])
     )
     client.start()  # 10 s of the publisher
-    assert _wait(lambda: emulator.overload.waiting == 1)
+    assert eventually(lambda: emulator.overload.waiting == 1, timeout=20)
     started = time.monotonic()
     emulator.stop()
     client.join(30)
