@@ -94,7 +94,7 @@ async def send_with_retry(
     # the retry machinery costs more than the call itself.
     response, failure = await _attempt(transport, request, flow, clock, outcome, deadline=deadline)
     if failure is None:
-        outcome.response, outcome.conn_id = response, transport.conn_id
+        outcome.response, outcome.conn_id = response, transport.acknowledged_on(request)
         return outcome
     verdict = classify(failure)
     if outcome.attempts == 0 or verdict is not Verdict.RETRY or policy.max_attempts == 1:
@@ -125,7 +125,7 @@ async def send_with_retry(
         outcome.failure = exc.failure
         outcome.verdict = classify(exc.failure)
         return outcome
-    outcome.response, outcome.conn_id = response, transport.conn_id
+    outcome.response, outcome.conn_id = response, transport.acknowledged_on(request)
     return outcome
 
 

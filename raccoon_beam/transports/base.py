@@ -55,6 +55,15 @@ class Transport(abc.ABC):
           SendFailure: the request was not acknowledged with STATUS_SUCCESS.
         """
 
+    def acknowledged_on(self, request: EncodedRequest) -> str:
+        """The id of the connection that acknowledged ``request``; called once, right after its send succeeded.
+
+        :attr:`conn_id` unless the transport knows better: a WebSocket
+        connection can be replaced (with a new id) between the ack and the
+        moment its sender reads it.
+        """
+        return self.conn_id
+
     @abc.abstractmethod
     async def close(self) -> None:
         """Releases every connection; pending requests fail with a SendFailure."""

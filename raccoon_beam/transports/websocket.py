@@ -78,6 +78,9 @@ MAX_HEARTBEAT = 30.0
 _UNANNOUNCED = (None, 1006)
 
 _REJECTIONS = (raccoon_pb2.CODE_MAX_USER_LIMIT_REACHED, raccoon_pb2.CODE_MAX_CONNECTION_LIMIT_REACHED)
+# Acks whose connection id no sender asked for that are remembered at most:
+# the sender asks right after each ack, so this bounds only direct callers of send().
+_MAX_ACKED_ON = 10_000
 
 _log = logging.getLogger(__name__)
 
@@ -147,6 +150,9 @@ class WebSocketTransport(Transport):
         self._closed = False
         self._port_check = PortCheck(config)
         self.connections_opened = 0
+        # The id of the connection each request was acknowledged on, by guid,
+        # until its sender asks (acknowledged_on); bounded for callers that never do.
+        self._acked_on: Dict[str, str] = {}
 
     async def send(self, request: EncodedRequest) -> raccoon_pb2.SendEventResponse:
         connection = await self._connect()
@@ -219,7 +225,7 @@ class WebSocketTransport(Transport):
                     own.cancel()  # the writer skips a frame whose sender is gone
                 elif not own.cancelled():
                     own.exception()  # retrieved: no "never retrieved" warning
-        return check_response(response, request, config=self.config)
+        return self._acknowledged(response, request, connection)
 
     async def _await_overdue(self, connection: _Connection, request: EncodedRequest) -> raccoon_pb2.SendEventResponse:
         """The retry of a request whose ack is overdue on ``connection``: waits for that ack, sends nothing.
@@ -251,7 +257,20 @@ class WebSocketTransport(Transport):
                 self._retire(connection, f"request {guid!r} got no ack in {waits + 2} timeouts of {timeout:g} s")
             raise failure
         connection.overdue.pop(guid, None)
-        return check_response(response, request, config=self.config)
+        return self._acknowledged(response, request, connection)
+
+    def _acknowledged(
+        self, response: raccoon_pb2.SendEventResponse, request: EncodedRequest, connection: _Connection
+    ) -> raccoon_pb2.SendEventResponse:
+        """The checked response; remembers which connection acknowledged the request."""
+        checked = check_response(response, request, config=self.config)
+        if len(self._acked_on) >= _MAX_ACKED_ON:
+            self._acked_on.clear()  # a caller that never asks: forget rather than grow
+        self._acked_on[request.req_guid] = connection.conn_id
+        return checked
+
+    def acknowledged_on(self, request: EncodedRequest) -> str:
+        return self._acked_on.pop(request.req_guid, self.conn_id)
 
     async def _reason_for(
         self,

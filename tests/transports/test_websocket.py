@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 
 import aiohttp
@@ -202,3 +203,29 @@ def test_connection_refused_is_retried_then_reported(make_client):
     outcome = client.submit(make_request(Wire.PROTOBUF)).result(30)
     assert (outcome.failure.kind is FailureKind.UNREACHABLE) and outcome.verdict is Verdict.RETRY
     assert outcome.attempts == FAST_POLICY.max_attempts
+
+
+def test_an_ack_names_the_connection_that_carried_it_even_once_that_connection_is_replaced(emulator):
+    """The sender asks which connection acknowledged a request after the ack: by then a drop may have
+    replaced the connection (and its id); the acknowledgement must still name the one that carried it."""
+    from raccoon_beam.errors import SendFailure
+    from raccoon_beam.transports import TransportConfig
+    from raccoon_beam.transports.websocket import WebSocketTransport
+
+    async def scenario():
+        transport = WebSocketTransport(TransportConfig(emulator.ws_endpoint, timeout=10.0))
+        try:
+            first = make_request(Wire.PROTOBUF)
+            await transport.send(first)
+            carried = transport.conn_id
+            emulator.faults.drop_connection(1, transport="websocket")
+            with pytest.raises(SendFailure):
+                await transport.send(make_request(Wire.PROTOBUF))
+            return carried, transport.conn_id, transport.acknowledged_on(first)
+        finally:
+            await transport.close()
+
+    carried, current, acknowledged_on = asyncio.run(scenario())
+    assert current != carried, "the drop did not replace the connection's id"
+    assert acknowledged_on == carried
+    assert {event.conn_id for event in emulator.events()} == {carried}
