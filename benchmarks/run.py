@@ -206,7 +206,7 @@ def _throughput(configs: Sequence[Config], events: int, chunk: int, repeat: int,
             "digest_ok": None if not config.sends else all(r["digest_ok"] for r in done),
             "dead_letters": max(r["dead_letters"] for r in done),
             # What held the sink back in any round (none on a healthy server).
-            "flow": _flow_counters(done),
+            "flow": _flow_counters(done) if config.mode == "sink" else None,
         })
     return rows
 
