@@ -6,7 +6,10 @@ hands it a batch and returns a ``concurrent.futures.Future`` of the batch's
 does the same for one encoded request. Both block the caller while
 ``max_in_flight`` batches or requests are under way: that one semaphore is
 the sink's back-pressure and the bound on requests in flight (the halves of a
-split batch go one after the other, in their batch's slot).
+split batch go one after the other, in their batch's slot). Within it, every
+attempt passes the sender's :class:`~raccoon_beam.delivery.flow.FlowControl`
+(an outage's shared backoff, ``Retry-After``, the rate limit and adaptive
+throttling), which may hold it back further.
 
 Each request is retried as the :class:`~raccoon_beam.retry.RetryPolicy`
 says, resending the very same encoded bytes so that its ``req_guid`` and
