@@ -371,12 +371,7 @@ def _section(rows: Sequence[Dict[str, Any]], capacity: float, machine: str, minu
 
 def _write_readme(path: pathlib.Path, section: str) -> None:
     text = path.read_text(encoding="utf-8") if path.exists() else ""
-    if BEGIN in text and END in text:
-        start, end = text.index(BEGIN), text.index(END) + len(END)
-        text = text[:start] + section + text[end:]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(text, encoding="utf-8")
+    path.write_text(report.with_section(text, BEGIN, END, section), encoding="utf-8")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

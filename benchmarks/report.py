@@ -11,7 +11,6 @@ import dataclasses
 import json
 import os
 import platform
-import re
 import statistics
 import subprocess
 from typing import Any, Dict, List, Optional, Tuple
@@ -23,6 +22,7 @@ __all__ = [
     "machine",
     "render",
     "write",
+    "with_section",
     "all_verified",
     "digest_label",
     "targets",
@@ -408,12 +408,20 @@ def write(results: Dict[str, Any], folder: str) -> None:
             text = existing.read()
     except FileNotFoundError:
         text = _README_TEMPLATE.format(begin=BEGIN, end=END)
-    if BEGIN not in text or END not in text:
-        text = text.rstrip("\n") + f"\n\n{BEGIN}\n{END}\n"
-    pattern = re.compile(re.escape(BEGIN) + ".*?" + re.escape(END), re.S)
-    text = pattern.sub(lambda _: f"{BEGIN}\n{section}\n{END}", text, count=1)
     with open(readme, "w", encoding="utf-8") as out:
-        out.write(text)
+        out.write(with_section(text, BEGIN, END, f"{BEGIN}\n{section}\n{END}"))
+
+
+def with_section(text: str, begin: str, end: str, section: str) -> str:
+    """``text`` with its generated section (``begin`` to ``end``, markers included) replaced by ``section``.
+
+    ``section`` holds the markers itself; without them in ``text`` it is
+    appended. Every benchmark that writes a section of a page uses this.
+    """
+    if begin in text and end in text:
+        start, stop = text.index(begin), text.index(end) + len(end)
+        return text[:start] + section + text[stop:]
+    return text.rstrip("\n") + "\n\n" + section + "\n"
 
 
 def main(argv: Optional[List[str]] = None) -> int:

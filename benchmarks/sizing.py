@@ -39,7 +39,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from benchmarks import workload
+from benchmarks import report, workload
 from pipelines.engines import WorkerPool
 from raccoon_beam import WriteToRaccoon
 from raccoon_beam.emulator.process import EmulatorProcess
@@ -211,9 +211,7 @@ def _write_doc(rows: Sequence[Dict[str, Any]], machine: str, minutes: float) -> 
             END,
         ]
     )
-    text = DOC.read_text(encoding="utf-8")
-    start, end = text.index(BEGIN), text.index(END) + len(END)
-    DOC.write_text(text[:start] + section + text[end:], encoding="utf-8")
+    DOC.write_text(report.with_section(DOC.read_text(encoding="utf-8"), BEGIN, END, section), encoding="utf-8")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
