@@ -41,8 +41,12 @@ def _request_sizes(emulator):
     return sorted(per_request.values())
 
 
-def _on_fake_clock(sink: WriteToRaccoon) -> WriteToRaccoon:
-    """The sink with its buffering timer on TestStream's processing time (a private hook, not a parameter)."""
+def _buffered_sink(endpoint: str, **options) -> WriteToRaccoon:
+    """The sink of these tests: the type from ``event_name``, its buffering timer on TestStream's processing time.
+
+    (``buffering_clock`` is a private hook, not a parameter.)
+    """
+    sink = WriteToRaccoon(endpoint, event_type=lambda e: e["event_name"], **options)
     sink._options = dataclasses.replace(sink.options, buffering_clock=FakeClock())
     return sink
 
@@ -64,14 +68,7 @@ def test_events_are_flushed_by_the_buffering_timer_not_the_window_end(emulator):
         result = (
             pipeline
             | stream
-            | _on_fake_clock(
-                WriteToRaccoon(
-                    emulator.grpc_endpoint,
-                    event_type=lambda e: e["event_name"],
-                    max_batch_size=1000,
-                    max_buffering_duration=2,
-                )
-            )
+            | _buffered_sink(emulator.grpc_endpoint, max_batch_size=1000, max_buffering_duration=2)
         )
         assert_that(result.failed, equal_to([]))
     assert sorted(json.loads(e.event_bytes)["id"] for e in emulator.events()) == list(range(6))
@@ -99,13 +96,7 @@ def test_buffered_dead_letters_keep_their_timestamps(emulator):
             pipeline
             | stream
             | beam.WindowInto(window.FixedWindows(10))
-            | _on_fake_clock(
-                WriteToRaccoon(
-                    emulator.rest_endpoint,
-                    event_type=lambda e: e["event_name"],
-                    max_buffering_duration=1,
-                )
-            )
+            | _buffered_sink(emulator.rest_endpoint, max_buffering_duration=1)
         )
         described = result.failed | beam.Map(
             lambda letter, ts=beam.DoFn.TimestampParam, w=beam.DoFn.WindowParam: (
@@ -133,9 +124,7 @@ def test_an_element_in_several_windows_is_sent_once_and_dead_lettered_in_each(em
             pipeline
             | stream
             | beam.WindowInto(window.SlidingWindows(10, 5))
-            | _on_fake_clock(
-                WriteToRaccoon(emulator.grpc_endpoint, event_type=lambda e: e["event_name"], max_buffering_duration=1)
-            )
+            | _buffered_sink(emulator.grpc_endpoint, max_buffering_duration=1)
         )
         windows = result.failed | beam.Map(
             lambda letter, w=beam.DoFn.WindowParam: (letter.element["id"], int(w.start.micros // 1_000_000))
