@@ -2,36 +2,27 @@
 
 from __future__ import annotations
 
-
 import pytest
 
 from raccoon_beam._proto import raccoon_pb2
 from raccoon_beam.batching import Batch
-from raccoon_beam.emulator import Outcome, RaccoonEmulator
+from raccoon_beam.emulator import Outcome
 from raccoon_beam.errors import FailureKind
 from raccoon_beam.retry import Verdict
 from raccoon_beam.wire import Wire
 
 from tests.transports.helpers import NO_RETRY, TRANSPORT_WIRE_IDS, TRANSPORT_WIRES, make_request
 from tests.ports import closed_port
+from tests.transports import conftest as transports_fixtures
 
 pytestmark = pytest.mark.timeout(60)
 
 KINDS = {"grpc_endpoint": "grpc", "rest_endpoint": "rest", "ws_endpoint": "websocket"}
 
 
-@pytest.fixture(scope="module")
-def emulator():
-    with RaccoonEmulator() as emulator:
-        yield emulator
-
-
-@pytest.fixture(autouse=True)
-def _clean(emulator):
-    emulator.faults.clear()
-    emulator.reset()
-    yield
-    emulator.faults.clear()
+# The transports' fixtures: one emulator for the module, reset around each test.
+shared_emulator = transports_fixtures.shared_emulator
+emulator = transports_fixtures.emulator
 
 
 def _batch(event_types):

@@ -24,11 +24,10 @@ def shared_emulator():
 
 @pytest.fixture
 def emulator(shared_emulator):
-    """The module's emulator, with no faults and nothing captured."""
-    shared_emulator.faults.clear()
+    """The module's emulator, with no faults and nothing captured (reset before and after the test)."""
     shared_emulator.reset()
     yield shared_emulator
-    shared_emulator.faults.clear()
+    shared_emulator.reset()
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory):
