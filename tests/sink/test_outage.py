@@ -14,7 +14,7 @@ from raccoon_beam import RetryPolicy, WriteToRaccoon
 from raccoon_beam.emulator import RaccoonEmulator
 
 from tests.sink.test_write_pipeline import make_events
-from tests.ports import closed_port
+from tests.ports import HeldPort, closed_port
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -57,7 +57,8 @@ def test_a_closed_port_dead_letters_everything_on_one_schedule():
 @pytest.mark.parametrize("transport", sorted(ENDPOINTS))
 def test_a_policy_that_never_gives_up_waits_and_delivers_once_the_server_comes_up(transport, caplog):
     template, setting = ENDPOINTS[transport]
-    port = closed_port()
+    reserved = HeldPort()
+    port = reserved.port
     events = make_events(2_000)
     policy = RetryPolicy.forever(initial_backoff=0.05, max_backoff=0.3)
     errors = []
@@ -77,6 +78,7 @@ def test_a_policy_that_never_gives_up_waits_and_delivers_once_the_server_comes_u
         writer.start()
         time.sleep(2.0)  # the server is down for a while: well past a default policy's first retries
         assert writer.is_alive()
+        reserved.release()
         with RaccoonEmulator(**{setting: port}) as emulator:
             writer.join(90)
             assert not writer.is_alive() and not errors, errors
