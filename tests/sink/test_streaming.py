@@ -41,14 +41,18 @@ def _request_sizes(emulator):
     return sorted(per_request.values())
 
 
-def _buffered_sink(endpoint: str, **options) -> WriteToRaccoon:
-    """The sink of these tests: the type from ``event_name``, its buffering timer on TestStream's processing time.
+def _on_fake_clock(sink: WriteToRaccoon) -> WriteToRaccoon:
+    """The sink with its buffering timer on TestStream's processing time (a private hook, not a parameter).
 
-    (``buffering_clock`` is a private hook, not a parameter.)
+    Also used by tests/sink/test_acknowledgements.py.
     """
-    sink = WriteToRaccoon(endpoint, event_type=lambda e: e["event_name"], **options)
     sink._options = dataclasses.replace(sink.options, buffering_clock=FakeClock())
     return sink
+
+
+def _buffered_sink(endpoint: str, **options) -> WriteToRaccoon:
+    """The sink of these tests: the type from ``event_name``, its buffering timer on TestStream's processing time."""
+    return _on_fake_clock(WriteToRaccoon(endpoint, event_type=lambda e: e["event_name"], **options))
 
 
 def test_events_are_flushed_by_the_buffering_timer_not_the_window_end(emulator):
