@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import urllib.parse
 from typing import Callable, List, Optional
 
 import pytest
@@ -67,7 +68,10 @@ class ClientFactory:
             sleep=sleep if sleep is not None else RecordingSleep(),
         )
         self.clients.append(client)
-        self.ports.append(client.config.parsed_endpoint.port)
+        # The port the client's own sockets go to: the proxy's, when there is one
+        # (the proxy's sockets to the endpoint close after it, on their own time).
+        proxy = client.config.proxy
+        self.ports.append(urllib.parse.urlsplit(proxy).port if proxy else client.config.parsed_endpoint.port)
         return client
 
     def close_and_check(self) -> None:
