@@ -369,7 +369,7 @@ def test_dead_letters_keep_their_windows_when_the_window_changes_within_a_bundle
     "kwargs, message",
     [
         ({"endpoint": "ftp://host:1"}, "scheme"),
-        ({"endpoint": "grpc://"}, ""),
+        ({"endpoint": "grpc://"}, "no host"),
         ({"endpoint": "grpc://h:1", "wire": "json"}, "gRPC"),
         ({"endpoint": "grpc://h:1", "serializer": "yaml"}, "yaml"),
         ({"endpoint": "grpc://h:1", "max_batch_size": 0}, "max_batch_size"),
