@@ -36,6 +36,10 @@ MIN_QUIET_SECONDS = 1.0
 # process's limit: the gRPC port and its connections, the capture file, the
 # loop's own, the Python runtime's.
 FD_RESERVE = 64
+# Connections the listener takes from the kernel's queue at once: asyncio
+# accepts up to its backlog in one go, before the cap can close any of them,
+# so the derived cap leaves room for one such burst.
+ACCEPT_BACKLOG = 32
 _AT_CAPACITY_TEXT = b"the emulator is at its connection cap (max_http_connections); retry shortly\n"
 AT_CAPACITY_RESPONSE = (
     b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nConnection: close\r\n"
@@ -45,11 +49,12 @@ AT_CAPACITY_RESPONSE = (
 
 
 def default_connection_cap() -> int:
-    """Three quarters of the file descriptors the process may open beyond :data:`FD_RESERVE` (at least 16)."""
+    """Three quarters of the file descriptors the process may open beyond :data:`FD_RESERVE` and one burst of
+    :data:`ACCEPT_BACKLOG` accepts (at least 16)."""
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY:
         soft = 1 << 20
-    return max(16, (soft - FD_RESERVE) * 3 // 4)
+    return max(16, (soft - FD_RESERVE - ACCEPT_BACKLOG) * 3 // 4)
 
 
 class _Counted(asyncio.Protocol):

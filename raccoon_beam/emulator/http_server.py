@@ -13,7 +13,7 @@ from aiohttp.log import server_logger
 
 from raccoon_beam.emulator.access import access_middleware, add_session_route
 from raccoon_beam.emulator.config import EmulatorConfig
-from raccoon_beam.emulator.connections import ConnectionGate, default_connection_cap
+from raccoon_beam.emulator.connections import ACCEPT_BACKLOG, ConnectionGate, default_connection_cap
 from raccoon_beam.emulator.console import Console
 from raccoon_beam.emulator.control import add_control_routes
 from raccoon_beam.emulator.ingest import Ingest
@@ -114,7 +114,7 @@ class HttpServer:
         self.gate = ConnectionGate(runner.server, cap)
         # Our own listener, not a TCPSite: its protocol factory is the gate.
         server = await asyncio.get_running_loop().create_server(
-            self.gate, config.http_address, port, ssl=ssl_context, reuse_address=True,
+            self.gate, config.http_address, port, ssl=ssl_context, reuse_address=True, backlog=ACCEPT_BACKLOG,
             ssl_handshake_timeout=config.read_timeout if ssl_context is not None else None,
         )
         self._runner = runner
