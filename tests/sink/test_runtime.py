@@ -76,7 +76,9 @@ def test_throttling_seconds_are_wall_clock_however_many_requests_wait_side_by_si
     result.wait_until_finish()
     elapsed = time.monotonic() - started
     counters, _ = _metrics(result)
-    assert counters["retries"] == 8 and counters["throttled_requests"] >= 8
+    # Each of the 8 is held behind the one Retry-After, except possibly the one
+    # whose own backoff ends just as the hold does (it is then not held).
+    assert counters["retries"] == 8 and counters["throttled_requests"] >= 7
     # Whole seconds: the waits side by side make one second, never more than the run took.
     assert 1 <= counters["cumulativeThrottlingSeconds"] <= min(2, elapsed)
     assert counters.get("requests_timed_out", 0) == 0
