@@ -248,8 +248,9 @@ class EmulatorConfig:
     )
     max_http_connections: Optional[int] = _setting(
         None,
-        "most connections open at once on the HTTP port; at the cap a new one closes the quietest "
-        "(idle or slow) or is answered 503; unset: 3/4 of the file descriptors the process may open",
+        "most connections open at once on the HTTP port; at the cap a new one closes the oldest that never "
+        "made progress, else one idle for a second, or is answered 503; unset: 3/4 of the file descriptors "
+        "the process may open",
         metavar="N",
     )
     max_body_bytes: int = _setting(

@@ -7,12 +7,18 @@ the emulator would stop accepting anyone (EMFILE). :class:`ConnectionGate`
 wraps aiohttp's protocol factory and counts the connections it makes.
 
 At the cap, a new connection closes the open one that made no progress for
-longest, if that is at least :data:`MIN_QUIET_SECONDS`: progress is an
-answer sent (a request read in full) or, on a WebSocket, a frame received.
-A slow client never completes a request, so it goes first; a real client
-completes requests all the time. When every connection made progress within
-that time, the newcomer is answered 503 with ``Retry-After`` and closed.
-Either way the port keeps accepting, and a real client keeps being served.
+longest: progress is an answer sent (a request read in full) or, on a
+WebSocket, a frame received. A connection that never made progress may give
+way at any age, oldest first, so a newcomer always gets in while slow
+clients hold the port; a connection that made progress (a real client) gives
+way only once it has been quiet for :data:`MIN_QUIET_SECONDS`. When every
+connection made progress within that time, the newcomer is answered 503 with
+``Retry-After`` and closed. Either way the port keeps accepting, and a real
+client keeps being served.
+
+No minimum age protects a connection that never made progress: slow clients
+that reconnect as fast as connections come of age would then keep every
+place young, and a real client would find the port full at each attempt.
 """
 
 from __future__ import annotations
@@ -29,8 +35,8 @@ __all__ = [
     "AT_CAPACITY_RESPONSE",
 ]
 
-# A client mid-request sends without pause; a second of silence marks one
-# that is idle or slow, which may give its place to a newcomer.
+# A client that made progress and then went quiet for a second is idle
+# between requests: it may give its place to a newcomer.
 MIN_QUIET_SECONDS = 1.0
 # File descriptors left to everything else when the cap is derived from the
 # process's limit: the gRPC port and its connections, the capture file, the
@@ -58,21 +64,31 @@ def default_connection_cap() -> int:
 
 
 class _Counted(asyncio.Protocol):
-    """aiohttp's protocol for one connection, with the time it last made progress."""
+    """aiohttp's protocol for one connection, with the time it last made progress (or was opened)."""
 
-    __slots__ = ("inner", "gate", "transport", "progress", "upgraded")
+    __slots__ = ("inner", "gate", "transport", "progress", "progressed", "upgraded", "evicted")
 
     def __init__(self, inner: asyncio.Protocol, gate: "ConnectionGate") -> None:
         self.inner = inner
         self.gate = gate
         self.transport: Optional[asyncio.Transport] = None
         self.progress = gate.loop.time()
+        self.progressed = False  # ever answered: a real client, not (yet) a slow one
         self.upgraded = False  # a WebSocket: each frame received is progress
+        self.evicted = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         self.inner.connection_made(transport)
+        if self.evicted:  # gave way in the same burst of accepts that made it
+            transport.abort()
+
+    def evict(self) -> None:
+        """Closes the socket now, not after a closing handshake (or as soon as it is made)."""
+        self.evicted = True
+        if self.transport is not None:
+            self.transport.abort()
 
     def data_received(self, data: bytes) -> None:
         if self.upgraded:
@@ -134,6 +150,7 @@ class ConnectionGate:
         counted = self.open.get(protocol)
         if counted is not None:
             counted.progress = self.loop.time()
+            counted.progressed = True
             counted.upgraded = status == 101
 
     def forget(self, counted: _Counted) -> None:
@@ -142,11 +159,13 @@ class ConnectionGate:
             del self.open[counted.inner]
 
     def _make_room(self) -> bool:
-        """Closes the connection without progress for longest, if long enough; whether it did."""
-        stalest = min(self.open.values(), key=lambda c: c.progress)
-        if self.loop.time() - stalest.progress < MIN_QUIET_SECONDS or stalest.transport is None:
+        """Closes the connection without progress for longest among those that may give way; whether it did."""
+        now = self.loop.time()
+        may_give_way = [c for c in self.open.values() if not c.progressed or now - c.progress >= MIN_QUIET_SECONDS]
+        if not may_give_way:
             return False
+        stalest = min(may_give_way, key=lambda c: c.progress)
         self.forget(stalest)
-        stalest.transport.abort()  # the socket is closed now, not after a closing handshake
+        stalest.evict()
         self.evicted += 1
         return True

@@ -101,21 +101,52 @@ def test_a_grpc_connection_that_never_handshakes_is_closed(emu: RaccoonEmulator)
         _closed_within(sock)
 
 
-def test_at_the_cap_a_new_connection_closes_the_quietest_or_is_answered_503() -> None:
+def _ping_kept_alive(port: int) -> socket.socket:
+    """A connection that made progress (one request answered) and stays open."""
+    sock = _connect(port)
+    sock.sendall(b"GET /ping HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    received = b""
+    while not received.endswith(b"pong"):
+        chunk = sock.recv(65536)
+        assert chunk, received
+        received += chunk
+    return sock
+
+
+def _gate(emulator: RaccoonEmulator):
+    assert emulator._http is not None and emulator._http.gate is not None
+    return emulator._http.gate
+
+
+def test_at_the_cap_a_connection_that_never_made_progress_gives_way_at_once() -> None:
     with RaccoonEmulator(max_http_connections=4) as emulator:
         held = [_connect(emulator.http_port) for _ in range(4)]
         try:
-            # All four just opened: none may give way yet.
-            with _connect(emulator.http_port) as newcomer:
-                assert _closed_within(newcomer) == AT_CAPACITY_RESPONSE
-            time.sleep(MIN_QUIET_SECONDS + 0.2)
-            # Now they are quiet: the oldest gives way, the newcomer is served.
+            # Just opened, but none has made progress: the oldest gives way, the newcomer is served.
             with _connect(emulator.http_port) as newcomer:
                 newcomer.sendall(b"GET /ping HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
                 assert _closed_within(newcomer).endswith(b"pong")
-            assert emulator._http is not None and emulator._http.gate is not None
-            assert emulator._http.gate.evicted == 1 and emulator._http.gate.refused == 1
-            assert _closed_within(held[0]) == b""  # the quietest (first) one was closed
+            assert (_gate(emulator).evicted, _gate(emulator).refused) == (1, 0)
+            assert _closed_within(held[0]) == b""  # the oldest one was closed
+        finally:
+            for sock in held:
+                sock.close()
+
+
+def test_at_the_cap_a_client_that_made_progress_keeps_its_place_until_quiet() -> None:
+    with RaccoonEmulator(max_http_connections=4) as emulator:
+        held = [_ping_kept_alive(emulator.http_port) for _ in range(4)]
+        try:
+            # All four were just answered: none may give way yet.
+            with _connect(emulator.http_port) as newcomer:
+                assert _closed_within(newcomer) == AT_CAPACITY_RESPONSE
+            time.sleep(MIN_QUIET_SECONDS + 0.2)
+            # Now they are quiet: the quietest gives way, the newcomer is served.
+            with _connect(emulator.http_port) as newcomer:
+                newcomer.sendall(b"GET /ping HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+                assert _closed_within(newcomer).endswith(b"pong")
+            assert (_gate(emulator).evicted, _gate(emulator).refused) == (1, 1)
+            assert _closed_within(held[0]) == b""  # the quietest (first answered) one was closed
         finally:
             for sock in held:
                 sock.close()
