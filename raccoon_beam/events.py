@@ -125,6 +125,9 @@ class EventBuilder:
         self._wire = wire
         self._sizer = wire_lib.EventSizer(wire)
         self._constant_overhead = (self._sizer.linear_overhead(self._constant_type) or 0) if self._constant_type else 0
+        # The largest per-type overhead of the types an event may have (the
+        # constant one, or any of _valid_types): a bound for a chunk of known types.
+        self._max_overhead = self._sizer.overhead(self._constant_type) if self._constant_type else 0
         # No limit of its own: events are bounded only by what fits in a request.
         self._max_event_bytes = max_event_bytes if max_event_bytes is not None else sys.maxsize
         self._max_batch_bytes = max_batch_bytes
@@ -205,19 +208,27 @@ class EventBuilder:
         return event_type, payload, encoded_size
 
     def _fast_size(self, types: List[str], payloads: List[bytes]) -> Optional[int]:
-        """An upper bound of what the events add to a request, or None if one is near a limit."""
+        """An upper bound of what the events add to a request, or None if one is near a limit.
+
+        ``types`` are all known (checked before). No event can be over a
+        limit that all of them together are under, so in the usual case no
+        event is looked at on its own.
+        """
+        total = sum(map(len, payloads))
+        count = len(payloads)
+        overhead = self._constant_overhead or self._max_overhead
+        if self._wire is Wire.JSON:
+            # 4 * ceil(n / 3) <= (4 n + 8) / 3 for each event's base64.
+            encoded = (4 * total + 8 * count) // 3 + overhead * count
+        else:
+            encoded = total + overhead * count
+        if total <= self._max_event_bytes and encoded <= self._room:
+            return encoded
         longest = max(map(len, payloads))
         if longest > self._max_event_bytes:
             return None
-        overhead = self._constant_overhead or max(map(self._sizer.overhead, set(types)))
-        if self._wire is Wire.JSON:
-            # 4 * ceil(n / 3) <= (4 n + 8) / 3 for each event's base64.
-            longest_size = 4 * ((longest + 2) // 3) + overhead
-            total = (4 * sum(map(len, payloads)) + 8 * len(payloads)) // 3 + overhead * len(payloads)
-        else:
-            longest_size = longest + overhead
-            total = sum(map(len, payloads)) + overhead * len(payloads)
-        return total if longest_size <= self._room else None
+        longest_size = 4 * ((longest + 2) // 3) + overhead if self._wire is Wire.JSON else longest + overhead
+        return encoded if longest_size <= self._room else None
 
     def _checked_size(self, event_type: str, size: int) -> int:
         """The exact size of an event near a limit, or :class:`EventRejected` if it is over one."""
@@ -278,6 +289,7 @@ class EventBuilder:
             raise EventRejected(STAGE_VALIDATE, f"event_type {event_type!r:.80} {problem}")
         if len(self._valid_types) < _TYPE_CACHE_SIZE:
             self._valid_types.add(event_type)
+            self._max_overhead = max(self._max_overhead, self._sizer.overhead(event_type))
         return event_type
 
 

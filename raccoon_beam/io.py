@@ -752,10 +752,10 @@ class _WriteEventsFn(_SendingFn):
         if shared is None:
             shared = self._windowing = chunk[0].with_value(None)
         micros, windows, pane = shared.timestamp_micros, shared.windows, shared.pane_info
-        return WindowedValue not in map(type, values) and all(
-            windowed.timestamp_micros == micros and windowed.windows == windows and windowed.pane_info is pane
-            for windowed in chunk
-        )
+        for windowed in chunk:  # a loop, not all() over a generator: this runs for every element
+            if windowed.timestamp_micros != micros or windowed.pane_info is not pane or windowed.windows != windows:
+                return False
+        return WindowedValue not in map(type, values)
 
     def _reject(
         self, chunk: List[WindowedValue], sources: List[Any], rejected: List[Tuple[int, EventRejected]]
