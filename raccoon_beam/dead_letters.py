@@ -25,6 +25,7 @@ from typing import Any, NamedTuple, Optional, Tuple
 from apache_beam import coders
 
 from raccoon_beam.errors import RaccoonDeadLetter
+from raccoon_beam.serializers.plain import type_name
 
 __all__ = [
     "UnencodableElement",
@@ -60,14 +61,6 @@ class UnencodableElement(NamedTuple):
     type_name: str
     repr: str
     reason: str
-
-
-def type_name(value: Any) -> str:
-    """``value``'s type as ``module.QualifiedName`` (builtins without a module)."""
-    cls = type(value)
-    module = getattr(cls, "__module__", None)
-    qualname = getattr(cls, "__qualname__", cls.__name__)
-    return qualname if module in (None, "builtins") else f"{module}.{qualname}"
 
 
 def _make_repr(limit: int) -> reprlib.Repr:

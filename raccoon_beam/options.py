@@ -7,10 +7,10 @@ every message names the parameter as the user wrote it.
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Union
 
+from raccoon_beam._checks import is_positive_number
 from raccoon_beam import serializers
 from raccoon_beam.serializers.protobuf_descriptors import picklable_message_type
 from raccoon_beam.batching import DEFAULT_MAX_BATCH_BYTES, DEFAULT_MAX_BATCH_SIZE, check_batch_limits, check_positive_int
@@ -101,12 +101,7 @@ class WriteOptions:
             check_positive_int("max_event_bytes", self.max_event_bytes)
         check_topic_pattern(self.topic_pattern)
         duration = self.max_buffering_duration
-        if duration is not None and not (
-            isinstance(duration, (int, float))
-            and not isinstance(duration, bool)
-            and math.isfinite(duration)
-            and duration > 0
-        ):
+        if duration is not None and not is_positive_number(duration):
             raise ValueError(f"max_buffering_duration must be a positive number of seconds, got {duration!r}")
         if not isinstance(self.retry, RetryPolicy):
             raise TypeError(f"retry must be a RetryPolicy, got {type(self.retry).__name__}")

@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import math
 import time
 from typing import Any, Awaitable, Callable, Optional, Union
 
+from raccoon_beam._checks import is_positive_number
 from raccoon_beam.delivery.concurrency import ConcurrencyLimit
 from raccoon_beam.delivery.held import HeldTime
 from raccoon_beam.delivery.outage import OutageGate
@@ -58,9 +58,7 @@ class FlowOptions:
             raise TypeError(f"adaptive_throttling must be True or False, got {self.adaptive_throttling!r}")
         for name in ("max_events_per_second", "ramp_up_duration"):
             value = getattr(self, name)
-            if value is not None and not (
-                isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
-            ):
+            if value is not None and not is_positive_number(value):
                 raise ValueError(f"{name} must be a positive number or None, got {value!r}")
         if self.ramp_up_duration is not None and self.max_events_per_second is None:
             raise ValueError("ramp_up_duration needs max_events_per_second: the rate it ramps up to")

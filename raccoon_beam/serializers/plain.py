@@ -115,11 +115,11 @@ def where(path: str) -> str:
 
 
 def type_name(value: Any) -> str:
-    """The type of ``value`` as a message names it: ``int``, ``decimal.Decimal``."""
+    """The type of ``value`` as a message names it: ``int``, ``decimal.Decimal`` (builtins without a module)."""
     cls = type(value)
-    if cls.__module__ in ("builtins", None):
-        return cls.__qualname__
-    return f"{cls.__module__}.{cls.__qualname__}"
+    module = getattr(cls, "__module__", None)
+    qualname = getattr(cls, "__qualname__", cls.__name__)
+    return qualname if module in (None, "builtins") else f"{module}.{qualname}"
 
 
 def short_repr(value: Any, limit: int = _MAX_REPR) -> str:

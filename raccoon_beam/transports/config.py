@@ -8,12 +8,12 @@ pipeline runs rather than on a worker.
 from __future__ import annotations
 
 import dataclasses
-import math
 import re
 import ssl
 import uuid
 from typing import Dict, Mapping, Optional, Tuple, Union
 
+from raccoon_beam._checks import is_positive_number
 from raccoon_beam import protocol
 from raccoon_beam.transports.credentials import CredentialProvider, HeaderValue, check_header_value, header_value
 from raccoon_beam.transports.endpoint import (
@@ -181,7 +181,7 @@ class TransportConfig:
                 f"wire='json' is not possible over gRPC ({endpoint.redacted}): gRPC is always protobuf; "
                 "use wire='protobuf', or an http(s):// or ws(s):// endpoint"
             )
-        if not (isinstance(self.timeout, (int, float)) and math.isfinite(self.timeout) and self.timeout > 0):
+        if not is_positive_number(self.timeout):
             raise ValueError(f"timeout must be a positive number of seconds, got {self.timeout!r}")
         if not isinstance(self.max_in_flight, int) or self.max_in_flight < 1:
             raise ValueError(f"max_in_flight must be a positive integer, got {self.max_in_flight!r}")
