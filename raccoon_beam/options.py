@@ -10,8 +10,8 @@ import dataclasses
 import time
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Union
 
-from raccoon_beam._checks import is_positive_number
 from raccoon_beam import serializers
+from raccoon_beam._checks import is_positive_number
 from raccoon_beam.serializers.protobuf_descriptors import picklable_message_type
 from raccoon_beam.batching import DEFAULT_MAX_BATCH_BYTES, DEFAULT_MAX_BATCH_SIZE, check_batch_limits, check_positive_int
 from raccoon_beam.delivery.flow import FlowOptions

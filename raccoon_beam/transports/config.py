@@ -13,8 +13,8 @@ import ssl
 import uuid
 from typing import Dict, Mapping, Optional, Tuple, Union
 
-from raccoon_beam._checks import is_positive_number
 from raccoon_beam import protocol
+from raccoon_beam._checks import is_positive_number
 from raccoon_beam.transports.credentials import CredentialProvider, HeaderValue, check_header_value, header_value
 from raccoon_beam.transports.endpoint import (
     KIND_GRPC,
