@@ -130,10 +130,15 @@ class FlowControl:
         """
         ticket = Ticket()
         try:
-            return await self._admit(events, ticket, deadline)
+            admitted = await self._admit(events, ticket, deadline)
         except asyncio.CancelledError:
             self.cancel(ticket)
             raise
+        if isinstance(admitted, Failure):
+            # Not sent: an outage's probe must be given back, or every other
+            # request would wait for the end of a probe that never happens.
+            self.cancel(ticket)
+        return admitted
 
     async def _admit(self, events: int, ticket: Ticket, deadline: Optional[float]) -> Union[Ticket, Failure]:
         gate = self.gate

@@ -450,3 +450,24 @@ def test_a_retry_after_holds_every_attempt_of_the_sender_not_only_its_own():
     waited, other, flow = asyncio.run(scenario())
     assert isinstance(other, Ticket) and other.held and 0.25 <= waited
     assert flow.attempts_held == 1 and flow.held.seconds >= 0.25
+
+
+def test_a_probe_refused_for_a_retry_after_past_its_deadline_lets_the_next_request_probe():
+    """The outage's probe must be given back however its admission ends: one kept by a request that
+    was not sent (a Retry-After past its deadline) held every other request of the sender for ever."""
+
+    async def scenario():
+        policy = RetryPolicy(initial_backoff=0.001, max_backoff=0.001)
+        flow = FlowControl(FlowOptions(adaptive_throttling=False), policy, 4, "http://h:1")
+        flow.finish(Ticket(), REFUSED, 0.001)  # down: a probe is due within a millisecond
+        flow.finish(Ticket(), Failure(FailureKind.REFUSED, "busy", http_status=429, retry_after=3600), 0.001)
+        assert flow.gate.down
+        await asyncio.sleep(0.01)
+        loop = asyncio.get_running_loop()
+        first = await asyncio.wait_for(flow.admit(500, deadline=loop.time() + 20), 5)
+        second = await asyncio.wait_for(flow.admit(500, deadline=loop.time() + 20), 5)
+        return first, second
+
+    first, second = asyncio.run(scenario())
+    for admitted in (first, second):
+        assert isinstance(admitted, Failure) and "Retry-After" in admitted.message, admitted
