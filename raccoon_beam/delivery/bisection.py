@@ -21,7 +21,7 @@ from raccoon_beam.errors import Failure
 from raccoon_beam.retry import Verdict, rejects_whole_request
 from raccoon_beam.wire import EncodedRequest, Wire, encode_batch
 
-__all__ = ["SendFn", "deliver"]
+__all__ = ["SendFn", "deliver", "acknowledged_at_once"]
 
 S = TypeVar("S")
 
@@ -37,6 +37,7 @@ async def deliver(
     *,
     acknowledgements: bool = False,
     maybe_published: bool = False,
+    first: Optional[Tuple[EncodedRequest, Awaitable[SendOutcome]]] = None,
 ) -> DeliveryReport[S]:
     """Delivers one batch, splitting it as the failures require.
 
@@ -49,6 +50,8 @@ async def deliver(
         (only for a new report; otherwise the report says).
       maybe_published: whether the batch this one was split from met an
         attempt whose outcome is unknown (its dead letters say so).
+      first: the batch's request, already encoded, and the outcome of its
+        sending, to await in place of ``send`` for it (a send begun elsewhere).
 
     Returns:
       The report: acknowledged events, and every undelivered event with the
@@ -56,9 +59,23 @@ async def deliver(
     """
     if report is None:
         report = DeliveryReport(events=len(batch), acked=[] if acknowledgements else None)
-    request, outcome = await _send(batch, send, wire, report)
+    if first is None:
+        request, outcome = await _send(batch, send, wire, report)
+    else:
+        request, sending = first
+        outcome = await sending
+        _count(batch, request, outcome, report)
     if not outcome.ok:
         await _settle(batch, request, outcome, send, wire, report, maybe_published)
+    return report
+
+
+def acknowledged_at_once(
+    batch: Batch[S], request: EncodedRequest, outcome: SendOutcome, *, acknowledgements: bool = False
+) -> DeliveryReport[S]:
+    """The report of a batch whose one request was acknowledged (``outcome.ok``), with nothing to split."""
+    report: DeliveryReport[S] = DeliveryReport(events=len(batch), acked=[] if acknowledgements else None)
+    _count(batch, request, outcome, report)
     return report
 
 
@@ -68,6 +85,12 @@ async def _send(
     """Sends ``batch`` as one request (with retries) and counts it in ``report``."""
     request = encode_batch(batch.event_types, batch.payloads, wire=wire)
     outcome = await send(request)
+    _count(batch, request, outcome, report)
+    return request, outcome
+
+
+def _count(batch: Batch[S], request: EncodedRequest, outcome: SendOutcome, report: DeliveryReport[S]) -> None:
+    """Counts the sending of ``batch`` as ``request`` in ``report``."""
     report.requests += outcome.attempts
     report.retries += max(outcome.attempts - 1, 0)
     report.waited += outcome.waited
@@ -88,7 +111,6 @@ async def _send(
                     time.time(),
                 )
             )
-    return request, outcome
 
 
 async def _settle(

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import threading
 import time
 from typing import Callable, Deque, Optional
 
@@ -47,7 +48,11 @@ DEFAULT_BASELINE_WINDOW = 60.0
 
 
 class ConcurrencyLimit:
-    """Bounds the attempts in flight by a limit that adapts; used on one event loop.
+    """Bounds the attempts in flight by a limit that adapts; thread-safe.
+
+    Attempts take slots from any thread (:meth:`try_acquire`) or wait for
+    one on an event loop (:meth:`acquire`); a slot given back on another
+    thread is handed to the waiter on its loop.
 
     Args:
       max_limit: the largest limit (``max_in_flight``).
@@ -65,6 +70,7 @@ class ConcurrencyLimit:
         self._clock = clock
         self.limit = float(min(max_limit, initial))
         self.in_flight = 0
+        self._lock = threading.Lock()
         self._waiters: Deque["asyncio.Future[None]"] = collections.deque()
         self._last_decrease = float("-inf")
         self._window_start: Optional[float] = None
@@ -79,6 +85,10 @@ class ConcurrencyLimit:
 
     def try_acquire(self) -> bool:
         """Takes a slot if one is free at once (the fast path)."""
+        with self._lock:
+            return self._take()
+
+    def _take(self) -> bool:
         if self.in_flight < int(self.limit) and not self._waiters:
             self.in_flight += 1
             return True
@@ -86,15 +96,17 @@ class ConcurrencyLimit:
 
     async def acquire(self) -> None:
         """Waits for a slot (first come, first served)."""
-        if self.try_acquire():
-            return
-        future: "asyncio.Future[None]" = asyncio.get_running_loop().create_future()
-        self._waiters.append(future)
+        with self._lock:
+            if self._take():
+                return
+            future: "asyncio.Future[None]" = asyncio.get_running_loop().create_future()
+            self._waiters.append(future)
         try:
             await future
         except asyncio.CancelledError:
             if future.done() and not future.cancelled():
-                self._release_slot()  # granted just as it was cancelled: pass it on
+                with self._lock:
+                    self._release_slot()  # granted just as it was cancelled: pass it on
             raise
 
     def release(self, started: float, latency: Optional[float], overload: bool) -> None:
@@ -105,27 +117,28 @@ class ConcurrencyLimit:
           latency: the attempt's latency in seconds, when it succeeded.
           overload: whether it failed with an overload signal.
         """
-        # At least half the limit in use (Netflix's rule): an application
-        # that does not fill its limit proves nothing about a larger one.
-        saturated = self.in_flight * 2 >= self.limit
-        self._release_slot()
-        if overload:
-            # Once per round trip: the attempts that were already out when
-            # the limit last came down carry old news.
-            if started >= self._last_decrease:
-                self._set(self.limit * DEFAULT_BACKOFF_RATIO)
-                self._last_decrease = self._clock()
-            return
-        if latency is None:
-            return
-        self._sample(latency)
-        healthy = self.healthy_latency
-        assert healthy is not None
-        queued = self.limit * (1.0 - healthy / latency) if latency > 0 else 0.0
-        if queued > DEFAULT_QUEUE_HIGH:
-            self._set(self.limit - 1)
-        elif queued < DEFAULT_QUEUE_LOW and saturated:
-            self._set(self.limit + 1)
+        with self._lock:
+            # At least half the limit in use (Netflix's rule): an application
+            # that does not fill its limit proves nothing about a larger one.
+            saturated = self.in_flight * 2 >= self.limit
+            self._release_slot()
+            if overload:
+                # Once per round trip: the attempts that were already out when
+                # the limit last came down carry old news.
+                if started >= self._last_decrease:
+                    self._set(self.limit * DEFAULT_BACKOFF_RATIO)
+                    self._last_decrease = self._clock()
+                return
+            if latency is None:
+                return
+            self._sample(latency)
+            healthy = self.healthy_latency
+            assert healthy is not None
+            queued = self.limit * (1.0 - healthy / latency) if latency > 0 else 0.0
+            if queued > DEFAULT_QUEUE_HIGH:
+                self._set(self.limit - 1)
+            elif queued < DEFAULT_QUEUE_LOW and saturated:
+                self._set(self.limit + 1)
 
     def _sample(self, latency: float) -> None:
         now = self._clock()
@@ -146,6 +159,28 @@ class ConcurrencyLimit:
     def _wake(self) -> None:
         while self._waiters and self.in_flight < int(self.limit):
             future = self._waiters.popleft()
-            if not future.done():
-                self.in_flight += 1
+            if future.done():
+                continue
+            self.in_flight += 1
+            loop = future.get_loop()
+            if _running_loop() is loop:
                 future.set_result(None)
+            else:  # released on another thread: grant on the waiter's loop
+                try:
+                    loop.call_soon_threadsafe(self._grant, future)
+                except RuntimeError:  # that loop is closed: nobody waits there any more
+                    self.in_flight -= 1
+
+    def _grant(self, future: "asyncio.Future[None]") -> None:
+        if future.done():  # cancelled meanwhile: its slot goes to the next
+            with self._lock:
+                self._release_slot()
+        else:
+            future.set_result(None)
+
+
+def _running_loop() -> Optional[asyncio.AbstractEventLoop]:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None

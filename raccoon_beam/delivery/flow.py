@@ -15,12 +15,17 @@ healthy server an attempt costs a few attribute reads and one throttler
 lookup, per request, never per event. Every second a request spends held
 back counts once in :attr:`FlowControl.held` (wall clock, however many
 requests wait side by side): Beam's ``cumulativeThrottlingSeconds``.
+
+Attempts are admitted on the sender's loop (:meth:`FlowControl.admit`), or
+on any thread when nothing would hold them back (:meth:`FlowControl.admit_now`);
+a lock keeps the throttle's counts and the outage gate's observations whole.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import threading
 import time
 from typing import Any, Awaitable, Callable, Optional, Union
 
@@ -75,7 +80,11 @@ class Ticket:
 
 
 class FlowControl:
-    """The parts that hold a sender's attempts back; used on the sender's event loop.
+    """The parts that hold a sender's attempts back.
+
+    :meth:`admit`, :meth:`finish` and :meth:`cancel` belong to the sender's
+    event loop; :meth:`admit_now`, :meth:`finish_success` and :meth:`cancel`
+    may be called from any thread.
 
     Args:
       options: the pacing options.
@@ -97,6 +106,8 @@ class FlowControl:
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
     ) -> None:
         self._clock = clock
+        # Held for the throttle's counts and the gate's observations, never across an await.
+        self._lock = threading.Lock()
         self.gate = OutageGate(policy, endpoint, clock=clock, sleep=sleep)
         self.rate: Optional[RateLimit] = None
         if options.max_events_per_second is not None:
@@ -166,10 +177,12 @@ class FlowControl:
                 await self._hold(asyncio.sleep(wait), ticket)
         throttle = self.throttle
         if throttle is not None:
-            if throttle.throttles():
+            with self._lock:
+                throttled = throttle.throttles()
+            while throttled:
                 await self._hold(asyncio.sleep(throttle.delay), ticket)
-                while throttle.throttles_again():
-                    await self._hold(asyncio.sleep(throttle.delay), ticket)
+                with self._lock:
+                    throttled = throttle.throttles_again()
         limit = self.limit
         if limit is not None:
             if not limit.try_acquire():
@@ -180,25 +193,63 @@ class FlowControl:
         ticket.started = self._clock()
         return ticket
 
+    def admit_now(self, events: int) -> Optional[Ticket]:
+        """A ticket for an attempt that may go at once, from any thread; None if anything might hold it back.
+
+        Nothing is taken or counted when the answer is None: the attempt
+        goes through :meth:`admit` instead. A rate limit always sends it
+        there (its waits are the point).
+        """
+        if self.rate is not None or self.gate.down or self._not_before > self._clock():
+            return None
+        limit, throttle = self.limit, self.throttle
+        with self._lock:
+            if limit is not None and not limit.try_acquire():
+                return None
+            if throttle is not None and not throttle.passes_quietly():
+                if limit is not None:
+                    limit.release(self._clock(), None, False)
+                return None
+        return Ticket(limited=limit is not None, started=self._clock())
+
     def finish(self, ticket: Ticket, failure: Optional[Failure], latency: float) -> None:
-        """Learns from the end of an admitted attempt."""
+        """Learns from the end of an admitted attempt (on the sender's loop)."""
         overload = failure is not None and signals_overload(failure)
-        if failure is not None and failure.retry_after:
-            not_before = self._clock() + failure.retry_after
-            if not_before > self._not_before:
-                self._not_before, self._held_by = not_before, failure
-        if self.throttle is not None:
-            if overload:
-                self.throttle.overloaded()
-            else:
-                self.throttle.accepted()
+        with self._lock:
+            if failure is not None and failure.retry_after:
+                not_before = self._clock() + failure.retry_after
+                if not_before > self._not_before:
+                    self._not_before, self._held_by = not_before, failure
+            if self.throttle is not None:
+                if overload:
+                    self.throttle.overloaded()
+                else:
+                    self.throttle.accepted()
+            self.gate.observe(failure, ticket.probe)
         if ticket.limited:
             assert self.limit is not None
             self.limit.release(ticket.started, latency if failure is None else None, overload)
-        self.gate.observe(failure, ticket.probe)
+
+    def finish_success(self, ticket: Ticket, latency: float) -> bool:
+        """Learns from an attempt the server acknowledged, from any thread.
+
+        Returns False, having learnt nothing, while the endpoint counts as
+        down: the gate's waiters are on the loop, so :meth:`finish` must be
+        called there.
+        """
+        with self._lock:
+            if self.gate.down:
+                return False
+            if self.throttle is not None:
+                self.throttle.accepted()
+            self.gate.observe(None, ticket.probe)
+        if ticket.limited:
+            assert self.limit is not None
+            self.limit.release(ticket.started, latency, False)
+        return True
 
     def cancel(self, ticket: Ticket) -> None:
-        """Gives back what an attempt cancelled before its end held."""
+        """Gives back what an attempt cancelled before its end held (the loop's tickets on the loop)."""
         if ticket.limited:
             assert self.limit is not None
             self.limit.release(ticket.started, None, False)

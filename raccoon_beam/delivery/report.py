@@ -1,7 +1,9 @@
 """What became of a batch: acknowledged events, failed ones, and why.
 
-A :class:`DeliveryReport` is produced on the sender's event loop and read on
-the bundle's thread, where Beam metrics and dead letters are made.
+A :class:`DeliveryReport` is produced on the sender's event loop (or, for a
+batch acknowledged at its first attempt, on the thread that saw the
+acknowledgement) and read on the bundle's thread, where Beam metrics and dead
+letters are made.
 """
 
 from __future__ import annotations

@@ -11,6 +11,12 @@ attempt passes the sender's :class:`~raccoon_beam.delivery.flow.FlowControl`
 (an outage's shared backoff, ``Retry-After``, the rate limit and adaptive
 throttling), which may hold it back further.
 
+A transport that can start a send on the caller's thread (gRPC, whose
+library answers on its own thread) gets a batch's first attempt there when
+the flow control has nothing to hold back: an acknowledged batch then never
+passes through the loop, and anything else (a failure, a retry, a split)
+continues on the loop from that attempt.
+
 Each request is retried as the :class:`~raccoon_beam.retry.RetryPolicy`
 says, resending the very same encoded bytes so that its ``req_guid`` and
 ``sent_time`` never change. Retries and dead letters are logged,
@@ -21,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import dataclasses
 import logging
 import threading
@@ -30,16 +37,16 @@ from typing import Any, Awaitable, Callable, Coroutine, List, Optional, Set, Tup
 
 from raccoon_beam._loop import EventLoopThread
 from raccoon_beam.batching import Batch
-from raccoon_beam.delivery.bisection import deliver
-from raccoon_beam.delivery.flow import FlowControl, FlowOptions
+from raccoon_beam.delivery.bisection import acknowledged_at_once, deliver
+from raccoon_beam.delivery.flow import FlowControl, FlowOptions, Ticket
 from raccoon_beam.delivery.held import HeldTime
 from raccoon_beam.delivery.log import DEFAULT_LOG_INTERVAL, RateLimitedLog, dead_letter_log
 from raccoon_beam.delivery.report import DeliveryReport, SendOutcome
 from raccoon_beam.errors import STAGE_SEND, Failure, FailureKind, SendFailure
 from raccoon_beam.retry import RetryPolicy, Verdict, classify, refused_credentials
-from raccoon_beam.transports import Transport, TransportConfig, open_transport
+from raccoon_beam.transports import StartedSend, Transport, TransportConfig, open_transport
 from raccoon_beam.transports import redact
-from raccoon_beam.wire import EncodedRequest, Wire
+from raccoon_beam.wire import EncodedRequest, Wire, encode_batch
 
 __all__ = ["Sender", "send_with_retry", "DEFAULT_CLOSE_TIMEOUT"]
 
@@ -52,6 +59,18 @@ T = TypeVar("T")
 S = TypeVar("S")
 
 
+@dataclasses.dataclass(frozen=True)
+class Begun:
+    """A first attempt started off the loop: what its retries continue from."""
+
+    send: StartedSend
+    ticket: Ticket
+    started: float
+    """When it was started, on the sender's clock."""
+    generation: int
+    """The credentials' generation it was sent with."""
+
+
 async def send_with_retry(
     transport: Transport,
     request: EncodedRequest,
@@ -61,6 +80,7 @@ async def send_with_retry(
     sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
     clock: Callable[[], float] = time.monotonic,
     on_retry: Optional[Callable[[Failure, float], None]] = None,
+    begun: Optional[Begun] = None,
 ) -> SendOutcome:
     """Sends ``request`` until it is acknowledged or its failure is not retryable.
 
@@ -82,6 +102,8 @@ async def send_with_retry(
       clock: a monotonic clock in seconds, for the deadline and latencies.
       on_retry: called with each retried failure and the wait before the
         next attempt (for logs).
+      begun: the request's first attempt, already started (and admitted by
+        ``flow``) off the loop: its answer is awaited in place of a first send.
 
     Returns:
       The outcome; a failure is returned in it, never raised. Any other
@@ -90,12 +112,12 @@ async def send_with_retry(
       (PERMANENT): raised, it would fail the bundle on every runner retry.
       Cancellation still propagates.
     """
-    started = clock()
+    started = clock() if begun is None else begun.started
     deadline = None if policy.deadline is None else started + policy.deadline
     outcome = SendOutcome(None, None, None, 0)
     # The first attempt outside tenacity: most requests succeed at once, and
     # the retry machinery costs more than the call itself.
-    response, failure = await _attempt(transport, request, flow, clock, outcome, deadline=deadline)
+    response, failure = await _attempt(transport, request, flow, clock, outcome, deadline=deadline, begun=begun)
     if failure is None:
         outcome.response, outcome.conn_id = response, transport.acknowledged_on(request)
         return outcome
@@ -149,6 +171,7 @@ async def _attempt(
     last: Optional[Failure] = None,
     *,
     deadline: Optional[float] = None,
+    begun: Optional[Begun] = None,
 ) -> Tuple[Any, Optional[Failure]]:
     """One attempt through ``flow``: ``(response, None)``, or ``(None, failure)`` for whatever went wrong.
 
@@ -157,19 +180,23 @@ async def _attempt(
     in ``outcome``. An attempt the outage gate refuses, or one that a
     server's Retry-After would hold past ``deadline``, is not sent and not
     counted: its failure says why (keeping the kind of this request's own
-    ``last`` failure, which may have left its outcome unknown).
+    ``last`` failure, which may have left its outcome unknown). An attempt
+    ``begun`` off the loop was admitted there: only its answer is awaited.
     """
     ticket = None
-    if flow is not None:
-        admitted = await flow.admit(request.event_count, deadline)
-        if isinstance(admitted, Failure):
-            if last is not None:
-                admitted = dataclasses.replace(last, message=admitted.message)
-            return None, admitted
-        ticket = admitted
-    started = clock()
+    if begun is not None:
+        ticket, started = begun.ticket, begun.started
+    else:
+        if flow is not None:
+            admitted = await flow.admit(request.event_count, deadline)
+            if isinstance(admitted, Failure):
+                if last is not None:
+                    admitted = dataclasses.replace(last, message=admitted.message)
+                return None, admitted
+            ticket = admitted
+        started = clock()
     try:
-        response, failure, sends = await _send_with_credentials(transport, request)
+        response, failure, sends = await _send_with_credentials(transport, request, begun)
     except asyncio.CancelledError:
         if flow is not None and ticket is not None:
             flow.cancel(ticket)
@@ -186,14 +213,20 @@ async def _attempt(
     return response, failure
 
 
-async def _send_with_credentials(transport: Transport, request: EncodedRequest) -> Tuple[Any, Optional[Failure], int]:
-    """One send: ``(response, None, sends)``, or ``(None, failure, sends)``.
+async def _send_with_credentials(
+    transport: Transport, request: EncodedRequest, begun: Optional[Begun] = None
+) -> Tuple[Any, Optional[Failure], int]:
+    """One send (or the answer of one ``begun``): ``(response, None, sends)``, or ``(None, failure, sends)``.
 
     ``sends`` is 2 when the credentials were refused and read again, and the
     request resent with them (see :func:`send_with_retry`); 1 otherwise.
     """
-    generation = transport.credentials.generation
-    response, failure = await _send(transport, request)
+    if begun is None:
+        generation = transport.credentials.generation
+        response, failure = await _send(transport, request)
+    else:
+        generation = begun.generation
+        response, failure = await _send(transport, request, begun.send)
     if failure is None or not refused_credentials(failure):
         return response, failure, 1
     try:
@@ -205,14 +238,18 @@ async def _send_with_credentials(transport: Transport, request: EncodedRequest) 
     return response, failure, 2
 
 
-async def _send(transport: Transport, request: EncodedRequest) -> Tuple[Any, Optional[Failure]]:
-    """One send: ``(response, None)``, or ``(None, failure)`` for whatever went wrong.
+async def _send(
+    transport: Transport, request: EncodedRequest, started: Optional[StartedSend] = None
+) -> Tuple[Any, Optional[Failure]]:
+    """One send, or the answer of one ``started``: ``(response, None)``, or ``(None, failure)``.
 
     The one boundary where anything is caught: an exception that is not a
     SendFailure (a bug, an unanticipated library error) is logged with its
     traceback and becomes an ``UNEXPECTED`` failure. Cancellation propagates.
     """
     try:
+        if started is not None:
+            return await started.settle(), None
         return await transport.send(request), None
     except SendFailure as exc:
         return None, exc.failure
@@ -346,7 +383,10 @@ class Sender:
         Raises:
           RuntimeError: the sender is closed.
         """
-        return self._start(self._deliver(batch, acknowledgements))
+        return self._start(
+            lambda: self._deliver_at_once(batch, acknowledgements)
+            or self._submit(self._deliver(batch, acknowledgements))
+        )
 
     def submit(self, request: EncodedRequest) -> "concurrent.futures.Future[SendOutcome]":
         """Sends one encoded request (with retries, no bisection); blocks like :meth:`deliver`.
@@ -354,7 +394,7 @@ class Sender:
         Raises:
           RuntimeError: the sender is closed.
         """
-        return self._start(self._send(request))
+        return self._start(lambda: self._submit(self._send(request)))
 
     def close(self, timeout: float = DEFAULT_CLOSE_TIMEOUT) -> None:
         """Cancels what is pending, closes the transport and stops the loop.
@@ -393,32 +433,125 @@ class Sender:
             attempts, self._attempts_held_taken = held - self._attempts_held_taken, held
         return self.flow.held.take_whole_seconds(), self.blocked.take_whole_seconds(), attempts
 
-    def _start(self, coro: Coroutine[Any, Any, T]) -> "concurrent.futures.Future[T]":
-        self._check_open(coro)
+    def _start(self, start: Callable[[], "concurrent.futures.Future[T]"]) -> "concurrent.futures.Future[T]":
+        """Takes an in-flight slot (waiting for one), calls ``start``, and frees the slot when its future is done."""
+        self._check_open()
         if not self._slots.acquire(blocking=False):
             with self.blocked.holding():
                 self._slots.acquire()
         try:
-            self._check_open(coro)
-            future = self._loop.submit(self._tracked(coro))
+            self._check_open()
+            future = start()
         except BaseException:
             self._slots.release()
             raise
         future.add_done_callback(lambda _: self._slots.release())
         return future
 
-    def _check_open(self, coro: Coroutine[Any, Any, Any]) -> None:
+    def _check_open(self) -> None:
         if self._closed:
-            coro.close()
             raise RuntimeError(f"{self!r} is closed")
 
-    async def _deliver(self, batch: Batch[S], acknowledgements: bool) -> DeliveryReport[S]:
-        report = await deliver(batch, self._send, self._wire, acknowledgements=acknowledgements)
+    def _submit(self, coro: Coroutine[Any, Any, T]) -> "concurrent.futures.Future[T]":
+        try:
+            return self._loop.submit(self._tracked(coro))
+        except BaseException:
+            coro.close()
+            raise
+
+    def _deliver_at_once(
+        self, batch: Batch[S], acknowledgements: bool
+    ) -> "Optional[concurrent.futures.Future[DeliveryReport[S]]]":
+        """Begins the batch's first attempt on this thread, if the transport can and nothing holds it back.
+
+        Returns the report's future, or None: then nothing was sent or taken,
+        and the batch goes to the loop. An acknowledgement completes the
+        future on the thread that sees it; anything else hands the batch to
+        the loop, which goes on from that attempt.
+        """
+        transport = self._transport
+        if not transport.can_begin:
+            return None
+        ticket = self.flow.admit_now(len(batch))
+        if ticket is None:
+            return None
+        request = encode_batch(batch.event_types, batch.payloads, wire=self._wire)
+        generation = transport.credentials.generation
+        started = self._clock()
+        try:
+            sending = transport.begin(request)
+        except Exception:  # noqa: BLE001 - the loop's send meets it again, and reports it as a failure
+            sending = None
+        if sending is None:
+            self.flow.cancel(ticket)
+            return None
+        begun = Begun(sending, ticket, started, generation)
+        report: "concurrent.futures.Future[DeliveryReport[S]]" = concurrent.futures.Future()
+        sending.add_done_callback(lambda: self._answered_at_once(report, batch, request, begun, acknowledgements))
+        report.add_done_callback(lambda future: future.cancelled() and sending.cancel())
+        return report
+
+    def _answered_at_once(
+        self,
+        report: "concurrent.futures.Future[DeliveryReport[S]]",
+        batch: Batch[S],
+        request: EncodedRequest,
+        begun: Begun,
+        acknowledgements: bool,
+    ) -> None:
+        """The end of a first attempt begun off the loop, on whichever thread saw it."""
+        try:
+            self._settle_at_once(report, batch, request, begun, acknowledgements)
+        except BaseException as exc:  # raised on grpcio's thread, it would be lost and the batch never end
+            _log.exception("unexpected error ending a request to %s", self.config.parsed_endpoint.redacted)
+            with contextlib.suppress(concurrent.futures.InvalidStateError):
+                report.set_exception(exc)
+
+    def _settle_at_once(
+        self,
+        report: "concurrent.futures.Future[DeliveryReport[S]]",
+        batch: Batch[S],
+        request: EncodedRequest,
+        begun: Begun,
+        acknowledgements: bool,
+    ) -> None:
+        if report.cancelled() or self._closed:
+            self.flow.cancel(begun.ticket)
+            report.cancel()
+            return
+        response = begun.send.response()
+        if response is None:  # not acknowledged: the loop takes it from here
+            sending = self._send(request, begun)
+            try:
+                resumed = self._submit(self._deliver(batch, acknowledgements, (request, sending)))
+            except RuntimeError:  # closed meanwhile
+                sending.close()
+                self.flow.cancel(begun.ticket)
+                report.cancel()
+                return
+            _follow(resumed, report)
+            return
+        latency = self._clock() - begun.started
+        if not self.flow.finish_success(begun.ticket, latency):
+            with contextlib.suppress(RuntimeError):  # the loop has stopped: nobody waits on the gate
+                self._loop.loop.call_soon_threadsafe(self.flow.finish, begun.ticket, None, latency)
+        outcome = SendOutcome(response, None, None, 1, conn_id=self._transport.acknowledged_on(request))
+        outcome.latencies.append(latency)
+        with contextlib.suppress(concurrent.futures.InvalidStateError):  # cancelled meanwhile
+            report.set_result(acknowledged_at_once(batch, request, outcome, acknowledgements=acknowledgements))
+
+    async def _deliver(
+        self,
+        batch: Batch[S],
+        acknowledgements: bool,
+        first: Optional[Tuple[EncodedRequest, Awaitable[SendOutcome]]] = None,
+    ) -> DeliveryReport[S]:
+        report = await deliver(batch, self._send, self._wire, acknowledgements=acknowledgements, first=first)
         for failed in report.failures:
             self._dead_letters.record(len(failed.sources), _with_code(failed.reason, failed.failure))
         return report
 
-    async def _send(self, request: EncodedRequest) -> SendOutcome:
+    async def _send(self, request: EncodedRequest, begun: Optional[Begun] = None) -> SendOutcome:
         return await send_with_retry(
             self._transport,
             request,
@@ -427,6 +560,7 @@ class Sender:
             sleep=self._backoff,
             clock=self._clock,
             on_retry=self._on_retry,
+            begun=begun,
         )
 
     async def _backoff(self, seconds: float) -> None:
@@ -457,3 +591,21 @@ class Sender:
         # aiohttp resolves host names in the loop's default executor: join its
         # threads, or they would outlive the sender.
         await asyncio.get_running_loop().shutdown_default_executor()
+
+
+def _follow(source: "concurrent.futures.Future[T]", target: "concurrent.futures.Future[T]") -> None:
+    """Completes ``target`` as ``source`` completes; cancelling ``target`` cancels ``source``."""
+
+    def copy(done: "concurrent.futures.Future[T]") -> None:
+        if done.cancelled():
+            target.cancel()
+            return
+        error = done.exception()
+        with contextlib.suppress(concurrent.futures.InvalidStateError):  # target cancelled meanwhile
+            if error is not None:
+                target.set_exception(error)
+            else:
+                target.set_result(done.result())
+
+    target.add_done_callback(lambda future: future.cancelled() and source.cancel())
+    source.add_done_callback(copy)

@@ -71,7 +71,7 @@ class _Throttler(AdaptiveThrottler):
 
 
 class AcceptRatioThrottle:
-    """Beam's ``AdaptiveThrottler`` with seconds for times; used on one event loop.
+    """Beam's ``AdaptiveThrottler`` with seconds for times; not thread-safe (its owner locks).
 
     Args:
       window: seconds of history.
@@ -99,14 +99,22 @@ class AcceptRatioThrottle:
 
     def throttles(self) -> bool:
         """Whether to hold this attempt back (counts it as a request either way)."""
+        if self.passes_quietly():
+            return False
+        return bool(self._throttler.throttle_request(self._clock() * _MS))
+
+    def passes_quietly(self) -> bool:
+        """Counts this attempt and lets it pass if the window holds no overload; else counts nothing.
+
+        No overload in the window: every request there was accepted or is
+        still out, so the probability is 0. Counted, not computed (that sums
+        the window's buckets: the cost of a healthy request).
+        """
         now = self._clock()
         if now - self._last_overload > self._window:
-            # No overload in the window: every request there was accepted or
-            # is still out, so the probability is 0. Counted, not computed
-            # (it sums the window's buckets: the cost of a healthy request).
             self._throttler.count_request(now * _MS)
-            return False
-        return bool(self._throttler.throttle_request(now * _MS))
+            return True
+        return False
 
     def overloaded(self) -> None:
         """Records an attempt that failed with an overload signal (it is not accepted)."""

@@ -17,7 +17,7 @@ the errors and the protocol facts; what a failure means is decided upstream.
 from __future__ import annotations
 
 from raccoon_beam.transports.acks import check_response, parse_retry_after
-from raccoon_beam.transports.base import Transport, closed_failure, tls_files_failure
+from raccoon_beam.transports.base import StartedSend, Transport, closed_failure, tls_files_failure
 from raccoon_beam.transports.config import (
     DEFAULT_CONN_ID_HEADER,
     DEFAULT_CONN_ID_PREFIX,
@@ -40,6 +40,7 @@ from raccoon_beam.transports.redaction import redact
 
 __all__ = [
     "Transport",
+    "StartedSend",
     "TransportConfig",
     "TlsOptions",
     "Endpoint",

@@ -10,7 +10,7 @@ that is :func:`raccoon_beam.retry.classify`'s job.
 from __future__ import annotations
 
 import abc
-from typing import Dict
+from typing import Callable, Dict, Optional
 
 from raccoon_beam._proto import raccoon_pb2
 from raccoon_beam.errors import FailureKind, SendFailure
@@ -19,7 +19,35 @@ from raccoon_beam.transports.credentials import HeaderValues
 from raccoon_beam.transports.endpoint import KIND_GRPC, Endpoint
 from raccoon_beam.wire import EncodedRequest
 
-__all__ = ["Transport", "closed_failure", "tls_files_failure"]
+__all__ = ["Transport", "StartedSend", "closed_failure", "tls_files_failure"]
+
+
+class StartedSend(abc.ABC):
+    """A send started from the caller's thread by :meth:`Transport.begin`, answered on another."""
+
+    @abc.abstractmethod
+    def add_done_callback(self, callback: Callable[[], None]) -> None:
+        """Calls ``callback()`` once the server answered or the send failed, on whichever thread saw it
+        (at once, on this thread, if that has happened already)."""
+
+    @abc.abstractmethod
+    def response(self) -> Optional[raccoon_pb2.SendEventResponse]:
+        """Once done: the server's successful response, or None when it is anything else.
+
+        Cheap and synchronous (any thread): what went wrong is for :meth:`settle`.
+        """
+
+    @abc.abstractmethod
+    async def settle(self) -> raccoon_pb2.SendEventResponse:
+        """Waits, on the transport's loop, for the answer; returns the successful response.
+
+        Raises:
+          SendFailure: the request was not acknowledged with STATUS_SUCCESS.
+        """
+
+    @abc.abstractmethod
+    def cancel(self) -> None:
+        """Gives up on the answer (the request may still have reached the server)."""
 
 
 class Transport(abc.ABC):
@@ -46,6 +74,22 @@ class Transport(abc.ABC):
           SendFailure: a credential provider gave no usable value.
         """
         return self.config.request_headers(conn_id, await self.credentials.current())
+
+    @property
+    def can_begin(self) -> bool:
+        """Whether :meth:`begin` may start a send now (a cheap check, from any thread)."""
+        return False
+
+    def begin(self, request: EncodedRequest) -> Optional[StartedSend]:
+        """Starts sending ``request`` on the calling thread, or returns None when this transport cannot.
+
+        For a transport whose library runs its own I/O threads (gRPC), a
+        send started here costs no hand-over to the transport's loop.
+        None (the default) when a send needs the loop: the connection is
+        not open yet, a credential provider must be read, and so on. Call it
+        only when :attr:`can_begin` says so.
+        """
+        return None
 
     @abc.abstractmethod
     async def send(self, request: EncodedRequest) -> raccoon_pb2.SendEventResponse:

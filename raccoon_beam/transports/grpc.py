@@ -1,9 +1,11 @@
-"""gRPC transport: ``SendEvent`` calls on one ``grpc.aio`` channel.
+"""gRPC transport: ``SendEvent`` calls on one grpcio channel.
 
 The request body is already protobuf bytes (``wire.encode_request``), so the
 call is made without a request serializer: each request is encoded exactly
-once, however often it is retried. Calls are asynchronous on the client's
-loop (no thread per request); each has its own deadline. Every gRPC error
+once, however often it is retried. Calls are grpcio futures, answered on
+grpcio's own thread (no thread per request), each with its own deadline; one
+can start on the caller's thread (:meth:`GrpcTransport.begin`), with no
+hand-over to the sender's loop, once the channel is open. Every gRPC error
 becomes a :class:`~raccoon_beam.errors.SendFailure` that carries the status
 name and details; none is swallowed.
 """
@@ -11,15 +13,15 @@ name and details; none is swallowed.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import grpc
-import grpc.aio
 
 from raccoon_beam import protocol
 from raccoon_beam._proto import raccoon_pb2
 from raccoon_beam.errors import FailureKind, SendFailure, WireFormatError
 from raccoon_beam.transports import (
+    StartedSend,
     Transport,
     TransportConfig,
     check_response,
@@ -90,6 +92,9 @@ def _proxy_options(config: TransportConfig) -> List[Tuple[str, Any]]:
     return [("grpc.enable_http_proxy", 1), ("grpc.http_proxy", config.proxy)]
 
 
+Metadata = Tuple[Tuple[str, str], ...]
+
+
 class GrpcTransport(Transport):
     """Sends requests with unary ``SendEvent`` calls on one channel.
 
@@ -100,16 +105,17 @@ class GrpcTransport(Transport):
     def __init__(self, config: TransportConfig, *, options: Sequence[Tuple[str, Any]] = ()) -> None:
         super().__init__(config)
         self.conn_id = config.new_conn_id()
-        # Built on first send, and again after the credentials' refresh.
-        self._metadata: Optional[Tuple[Tuple[str, str], ...]] = None
-        self._metadata_generation = -1
+        # (credentials generation, metadata): built on first send and again
+        # after the credentials' refresh; one tuple, so that begin() on
+        # another thread reads a consistent pair.
+        self._metadata: Optional[Tuple[int, Metadata]] = None
         self._options: List[Tuple[str, Any]] = list(DEFAULT_CHANNEL_OPTIONS) + _proxy_options(config) + list(options)
-        self._channel: Optional[grpc.aio.Channel] = None
-        self._call: Optional[grpc.aio.UnaryUnaryMultiCallable] = None
+        self._channel: Optional[grpc.Channel] = None
+        self._call: Optional[grpc.UnaryUnaryMultiCallable] = None
         self._closed = False
         self._port_check = PortCheck(config)
 
-    def _callable(self) -> grpc.aio.UnaryUnaryMultiCallable:
+    def _callable(self) -> grpc.UnaryUnaryMultiCallable:
         if self._closed:
             raise closed_failure(self.endpoint)
         if self._call is None:
@@ -122,11 +128,11 @@ class GrpcTransport(Transport):
             )
         return self._call
 
-    def _open_channel(self) -> grpc.aio.Channel:
+    def _open_channel(self) -> grpc.Channel:
         options = list(self._options)
         target = self.endpoint.authority
         if not self.endpoint.tls:
-            return grpc.aio.insecure_channel(target, options=options)
+            return grpc.insecure_channel(target, options=options)
         tls = self.config.tls
         failure: Optional[SendFailure] = None
         try:
@@ -140,39 +146,55 @@ class GrpcTransport(Transport):
         credentials = grpc.ssl_channel_credentials(
             root_certificates=root, private_key=key, certificate_chain=chain
         )
-        return grpc.aio.secure_channel(target, credentials, options=options)
+        return grpc.secure_channel(target, credentials, options=options)
 
-    async def _current_metadata(self) -> Tuple[Tuple[str, str], ...]:
-        metadata = self._metadata
-        if metadata is None or self._metadata_generation != self.credentials.generation:
-            headers = await self.request_headers(self.conn_id)
-            # gRPC metadata keys must be lower case (the server reads "x-user-id").
-            metadata = self._metadata = tuple((name.lower(), value) for name, value in headers.items())
-            self._metadata_generation = self.credentials.generation
+    async def _current_metadata(self) -> Metadata:
+        current = self._metadata
+        generation = self.credentials.generation
+        if current is not None and current[0] == generation:
+            return current[1]
+        headers = await self.request_headers(self.conn_id)
+        # gRPC metadata keys must be lower case (the server reads "x-user-id").
+        metadata = tuple((name.lower(), value) for name, value in headers.items())
+        self._metadata = (generation, metadata)
         return metadata
+
+    @property
+    def can_begin(self) -> bool:
+        current = self._metadata
+        return self._call is not None and current is not None and current[0] == self.credentials.generation
+
+    def begin(self, request: EncodedRequest) -> Optional[StartedSend]:
+        """Starts the call on this thread once the channel is open and the metadata current."""
+        current, call = self._metadata, self._call
+        if current is None or call is None or current[0] != self.credentials.generation:
+            return None
+        try:
+            return _GrpcSend(self, request, call.future(request.body, timeout=self.config.timeout, metadata=current[1]))
+        except ValueError:  # the channel was closed meanwhile: the loop reports it
+            return None
 
     async def send(self, request: EncodedRequest) -> raccoon_pb2.SendEventResponse:
         call = self._callable()
         metadata = await self._current_metadata()
-        # The failure is raised outside the except clause: chained to the
-        # AioRpcError, it would keep gRPC's call, hence its connection, alive
-        # for as long as the failure lives (e.g. in a dead letter).
-        # The same goes for a cancellation: its traceback would reach into
-        # grpc's frames, and a cancelled call held there (e.g. in a retry
-        # state's reference cycle) keeps the socket open after close().
-        failure: Optional[SendFailure] = None
-        cancelled = False
         try:
-            response = await call(request.body, timeout=self.config.timeout, metadata=metadata)
-        except grpc.aio.AioRpcError as exc:
-            failure = self._failure(exc)
-        except grpc.aio.UsageError:
-            # The channel was closed under this call (close() during a send).
-            failure = closed_failure(self.endpoint)
-        except asyncio.CancelledError:
-            cancelled = True
-        if cancelled:
-            raise asyncio.CancelledError()
+            future = call.future(request.body, timeout=self.config.timeout, metadata=metadata)
+        except ValueError:  # "Cannot invoke RPC on closed channel!": closed during the metadata's await
+            raise closed_failure(self.endpoint) from None
+        return await _GrpcSend(self, request, future).settle()
+
+    async def _answer(self, future: grpc.Future, request: EncodedRequest) -> raccoon_pb2.SendEventResponse:
+        """The response of a finished call; raises its SendFailure."""
+        # The failure is raised outside any except clause: chained to the
+        # RpcError, it would keep gRPC's call, hence its connection, alive
+        # for as long as the failure lives (e.g. in a dead letter).
+        failure: Optional[SendFailure] = None
+        error = None if future.cancelled() else future.exception()
+        if future.cancelled() or (self._closed and error is not None and error.code() == grpc.StatusCode.CANCELLED):
+            failure = closed_failure(self.endpoint)  # close() during the call
+        elif error is not None:
+            failure = self._failure(error)
+        del error
         if failure is not None and self._port_check.worth_asking(
             failure.failure.kind in (FailureKind.NETWORK, FailureKind.UNREACHABLE)
             and _HUNG_UP_MARKER in failure.failure.message.lower()
@@ -180,8 +202,13 @@ class GrpcTransport(Transport):
             failure = await self._port_check.failure() or failure  # another protocol on the port?
         if failure is not None:
             raise failure
+        return self._response(future.result(), request)
+
+    def _response(self, body: bytes, request: EncodedRequest) -> raccoon_pb2.SendEventResponse:
+        """The successful response in ``body``; raises a SendFailure for anything else."""
+        failure: Optional[SendFailure] = None
         try:
-            decoded = decode_response(response, Wire.PROTOBUF)
+            decoded = decode_response(body, Wire.PROTOBUF)
         except WireFormatError as exc:
             failure = SendFailure(
                 FailureKind.MALFORMED,
@@ -191,7 +218,7 @@ class GrpcTransport(Transport):
             raise failure
         return check_response(decoded, request, config=self.config)
 
-    def _failure(self, exc: grpc.aio.AioRpcError) -> SendFailure:
+    def _failure(self, exc: grpc.RpcError) -> SendFailure:
         code = exc.code()
         details = redact(exc.details() or "", self.config)
         if code == grpc.StatusCode.UNAVAILABLE:
@@ -219,5 +246,60 @@ class GrpcTransport(Transport):
         await self._port_check.close()
         channel, self._channel, self._call = self._channel, None, None
         if channel is not None:
-            # Cancels calls still in flight; they fail as closed_failure/CANCELLED.
-            await channel.close()
+            # Cancels calls still in flight; they fail as closed_failure.
+            channel.close()
+
+
+class _GrpcSend(StartedSend):
+    """One call under way: a grpcio future, answered on grpcio's thread."""
+
+    __slots__ = ("_transport", "_request", "_future")
+
+    def __init__(self, transport: GrpcTransport, request: EncodedRequest, future: grpc.Future) -> None:
+        self._transport = transport
+        self._request = request
+        self._future = future
+
+    def add_done_callback(self, callback: Callable[[], None]) -> None:
+        self._future.add_done_callback(lambda _: callback())
+
+    def response(self) -> Optional[raccoon_pb2.SendEventResponse]:
+        future = self._future
+        if future.cancelled() or future.exception() is not None:
+            return None
+        try:
+            return self._transport._response(future.result(), self._request)
+        except Exception:  # noqa: BLE001 - settle() raises it again, on the loop, where failures are reported
+            return None
+
+    async def settle(self) -> raccoon_pb2.SendEventResponse:
+        future = self._future
+        if not future.done():
+            loop = asyncio.get_running_loop()
+            answered = loop.create_future()
+
+            def wake(_: grpc.Future) -> None:
+                try:
+                    loop.call_soon_threadsafe(_set_done, answered)
+                except RuntimeError:  # the loop is closed: nobody waits any more
+                    pass
+
+            future.add_done_callback(wake)
+            cancelled = False
+            try:
+                await answered
+            except asyncio.CancelledError:
+                cancelled = True
+            if cancelled:
+                # Raised afresh: a traceback through this frame would hold the call.
+                future.cancel()
+                raise asyncio.CancelledError()
+        return await self._transport._answer(future, self._request)
+
+    def cancel(self) -> None:
+        self._future.cancel()
+
+
+def _set_done(answered: "asyncio.Future[None]") -> None:
+    if not answered.done():
+        answered.set_result(None)

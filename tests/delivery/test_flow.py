@@ -471,3 +471,77 @@ def test_a_probe_refused_for_a_retry_after_past_its_deadline_lets_the_next_reque
     first, second = asyncio.run(scenario())
     for admitted in (first, second):
         assert isinstance(admitted, Failure) and "Retry-After" in admitted.message, admitted
+
+
+# ------------------------------------------------------------------ admitted off the loop
+
+
+def test_admit_now_admits_a_healthy_attempt_and_counts_it_like_admit():
+    flow = FlowControl(FlowOptions(), RetryPolicy(), 4, "grpc://h:1")
+    tickets = [flow.admit_now(500) for _ in range(4)]
+    assert all(isinstance(ticket, Ticket) and ticket.limited and not ticket.held for ticket in tickets)
+    assert flow.limit is not None and flow.limit.in_flight == 4
+    assert flow.admit_now(500) is None  # the limit is full: the loop waits for a slot, not this thread
+    for ticket in tickets:
+        assert flow.finish_success(ticket, 0.001)
+    assert flow.limit.in_flight == 0 and flow.attempts_held == 0
+
+
+@pytest.mark.parametrize("setup", ["rate limit", "outage", "retry-after", "overload in the window"])
+def test_admit_now_leaves_to_the_loop_whatever_may_hold_an_attempt_and_takes_nothing(setup):
+    options = FlowOptions(max_events_per_second=1000.0) if setup == "rate limit" else FlowOptions()
+    flow = FlowControl(options, RetryPolicy(), 4, "grpc://h:1")
+    if setup == "outage":
+        flow.finish(Ticket(), REFUSED, 0.001)
+        assert flow.gate.down
+    elif setup == "retry-after":
+        flow.finish(Ticket(), Failure(FailureKind.REFUSED, "busy", http_status=429, retry_after=30), 0.001)
+    elif setup == "overload in the window":
+        flow.finish(Ticket(), TIMEOUT, 0.001)
+    assert flow.admit_now(500) is None
+    assert flow.limit is not None and flow.limit.in_flight == 0
+
+
+def test_finish_success_leaves_a_down_endpoint_to_the_loop():
+    flow = FlowControl(FlowOptions(), RetryPolicy(), 4, "grpc://h:1")
+    ticket = flow.admit_now(500)
+    assert isinstance(ticket, Ticket)
+    flow.finish(Ticket(), REFUSED, 0.001)  # another attempt found the endpoint down meanwhile
+    assert not flow.finish_success(ticket, 0.001)  # the gate's waiters are the loop's: finish() there
+    assert flow.gate.down and flow.limit is not None and flow.limit.in_flight == 1
+    flow.finish(ticket, None, 0.001)
+    assert not flow.gate.down and flow.limit.in_flight == 0
+
+
+def test_a_slot_given_back_on_another_thread_goes_to_the_waiter_on_the_loop():
+    async def scenario():
+        limit = ConcurrencyLimit(1, initial=1)
+        assert limit.try_acquire()
+        waiter = asyncio.ensure_future(limit.acquire())
+        await asyncio.sleep(0)
+        releaser = threading.Thread(target=limit.release, args=(0.0, 0.01, False))
+        releaser.start()
+        releaser.join()
+        await asyncio.wait_for(waiter, 5)
+        return limit
+
+    limit = asyncio.run(scenario())
+    assert limit.in_flight == 1
+
+
+def test_a_slot_granted_from_another_thread_to_a_cancelled_waiter_is_passed_on():
+    async def scenario():
+        limit = ConcurrencyLimit(1, initial=1)
+        assert limit.try_acquire()
+        cancelled = asyncio.ensure_future(limit.acquire())
+        await asyncio.sleep(0)
+        releaser = threading.Thread(target=limit.release, args=(0.0, 0.01, False))
+        releaser.start()
+        releaser.join()  # the grant is on its way to the loop ...
+        cancelled.cancel()  # ... and the waiter gives up before it lands
+        await asyncio.gather(cancelled, return_exceptions=True)
+        await asyncio.sleep(0.01)
+        return limit
+
+    limit = asyncio.run(scenario())
+    assert limit.in_flight == 0 and limit.try_acquire()

@@ -349,17 +349,30 @@ def test_policy_defaults_and_pickles():
 def test_unexpected_transport_exception_is_a_permanent_failure_not_a_crash(emulator, caplog):
     """H5: an exception that is not a SendFailure used to escape and fail the bundle.
 
-    The real case: gRPC raising its own ExecuteBatchError for a metadata value
-    it refuses (TransportConfig now refuses it at construction, so the check
-    is bypassed here to reach gRPC).
+    The case met: grpc.aio raising its own ExecuteBatchError for a metadata
+    value it refuses (TransportConfig now refuses such values, and grpcio's
+    futures report them as INTERNAL). A library error is faked here, raised
+    where grpcio would raise it: by the channel's callable.
     """
     import logging
 
     from raccoon_beam.delivery import Sender
+    from raccoon_beam.transports.grpc import GrpcTransport
+
+    class ExecuteBatchError(Exception):
+        pass
+
+    class RaisingCall:
+        def future(self, body, timeout, metadata):
+            raise ExecuteBatchError("Failed \"execute_batch\": (<grpc._cython.cygrpc.SendInitialMetadataOperation>,)")
+
+    class LibraryErrorTransport(GrpcTransport):
+        def _callable(self):
+            return RaisingCall()
 
     config = TransportConfig(emulator.grpc_endpoint, headers={"X-Team": "plain"})
     object.__setattr__(config, "headers", {"X-Team": "caf\u00e9-team-value"})
-    client = Sender(config, RetryPolicy(max_attempts=5), sleep=RecordingSleep())
+    client = Sender(config, RetryPolicy(max_attempts=5), sleep=RecordingSleep(), transport_factory=LibraryErrorTransport)
     try:
         with caplog.at_level(logging.ERROR, logger="raccoon_beam.delivery"):
             outcome = client.submit(encode_request([("click", b"{}")], wire=Wire.PROTOBUF)).result(30)
