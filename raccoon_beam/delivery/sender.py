@@ -67,8 +67,6 @@ class Begun:
     ticket: Ticket
     started: float
     """When it was started, on the sender's clock."""
-    generation: int
-    """The credentials' generation it was sent with."""
 
 
 async def send_with_retry(
@@ -225,7 +223,7 @@ async def _send_with_credentials(
         generation = transport.credentials.generation
         response, failure = await _send(transport, request)
     else:
-        generation = begun.generation
+        generation = begun.send.generation
         response, failure = await _send(transport, request, begun.send)
     if failure is None or not refused_credentials(failure):
         return response, failure, 1
@@ -340,6 +338,9 @@ class Sender:
         self._transport = transport_factory(config)  # opens nothing until its first send
         self._wire = Wire(config.wire)
         self._active: Set["asyncio.Task[Any]"] = set()
+        # First attempts begun off the loop whose answer has not been handled yet (close() waits for them).
+        self._answering = threading.Condition()
+        self._unanswered = 0
         self._closed = False
         self._close_lock = threading.Lock()
         self._retries = RateLimitedLog(
@@ -383,10 +384,7 @@ class Sender:
         Raises:
           RuntimeError: the sender is closed.
         """
-        return self._start(
-            lambda: self._deliver_at_once(batch, acknowledgements)
-            or self._submit(self._deliver(batch, acknowledgements))
-        )
+        return self._start(lambda: self._begin_delivery(batch, acknowledgements))
 
     def submit(self, request: EncodedRequest) -> "concurrent.futures.Future[SendOutcome]":
         """Sends one encoded request (with retries, no bisection); blocks like :meth:`deliver`.
@@ -408,6 +406,10 @@ class Sender:
         try:
             if self._loop.running:
                 self._loop.run(self._aclose(), timeout)
+            # Closing the transport ended the first attempts still out; their
+            # reports are settled on grpcio's thread: wait for that too.
+            with self._answering:
+                self._answering.wait_for(lambda: self._unanswered == 0, timeout)
         finally:
             self._loop.stop()
 
@@ -459,33 +461,41 @@ class Sender:
             coro.close()
             raise
 
-    def _deliver_at_once(
+    def _begin_delivery(
         self, batch: Batch[S], acknowledgements: bool
-    ) -> "Optional[concurrent.futures.Future[DeliveryReport[S]]]":
-        """Begins the batch's first attempt on this thread, if the transport can and nothing holds it back.
+    ) -> "concurrent.futures.Future[DeliveryReport[S]]":
+        """Starts the batch's delivery: its first attempt on this thread if it may go at once, else on the loop."""
+        if not self._transport.can_begin:
+            return self._submit(self._deliver(batch, acknowledgements))
+        request = encode_batch(batch.event_types, batch.payloads, wire=self._wire)
+        at_once = self._deliver_at_once(batch, request, acknowledgements)
+        if at_once is not None:
+            return at_once
+        return self._submit(self._deliver(batch, acknowledgements, request))
 
-        Returns the report's future, or None: then nothing was sent or taken,
-        and the batch goes to the loop. An acknowledgement completes the
-        future on the thread that sees it; anything else hands the batch to
-        the loop, which goes on from that attempt.
+    def _deliver_at_once(
+        self, batch: Batch[S], request: EncodedRequest, acknowledgements: bool
+    ) -> "Optional[concurrent.futures.Future[DeliveryReport[S]]]":
+        """Begins the batch's first attempt on this thread, if nothing holds it back.
+
+        Returns the report's future, or None: then nothing was sent or taken.
+        An acknowledgement completes the future on the thread that sees it;
+        anything else hands the batch to the loop, which goes on from that attempt.
         """
-        transport = self._transport
-        if not transport.can_begin:
-            return None
         ticket = self.flow.admit_now(len(batch))
         if ticket is None:
             return None
-        request = encode_batch(batch.event_types, batch.payloads, wire=self._wire)
-        generation = transport.credentials.generation
         started = self._clock()
         try:
-            sending = transport.begin(request)
+            sending = self._transport.begin(request)
         except Exception:  # noqa: BLE001 - the loop's send meets it again, and reports it as a failure
             sending = None
         if sending is None:
             self.flow.cancel(ticket)
             return None
-        begun = Begun(sending, ticket, started, generation)
+        with self._answering:
+            self._unanswered += 1
+        begun = Begun(sending, ticket, started)
         report: "concurrent.futures.Future[DeliveryReport[S]]" = concurrent.futures.Future()
         sending.add_done_callback(lambda: self._answered_at_once(report, batch, request, begun, acknowledgements))
         report.add_done_callback(lambda future: future.cancelled() and sending.cancel())
@@ -506,6 +516,10 @@ class Sender:
             _log.exception("unexpected error ending a request to %s", self.config.parsed_endpoint.redacted)
             with contextlib.suppress(concurrent.futures.InvalidStateError):
                 report.set_exception(exc)
+        finally:
+            with self._answering:
+                self._unanswered -= 1
+                self._answering.notify_all()
 
     def _settle_at_once(
         self,
@@ -515,37 +529,33 @@ class Sender:
         begun: Begun,
         acknowledgements: bool,
     ) -> None:
-        if report.cancelled() or self._closed:
-            self.flow.cancel(begun.ticket)
-            report.cancel()
+        response = None if report.cancelled() else begun.send.response()
+        if response is not None:  # acknowledged, even if the sender is closing meanwhile
+            latency = self._clock() - begun.started
+            if not self.flow.finish_success(begun.ticket, latency):
+                with contextlib.suppress(RuntimeError):  # the loop has stopped: nobody waits on the gate
+                    self._loop.loop.call_soon_threadsafe(self.flow.finish, begun.ticket, None, latency)
+            outcome = SendOutcome(response, None, None, 1, conn_id=self._transport.acknowledged_on(request))
+            outcome.latencies.append(latency)
+            with contextlib.suppress(concurrent.futures.InvalidStateError):  # cancelled meanwhile
+                report.set_result(acknowledged_at_once(batch, request, outcome, acknowledgements=acknowledgements))
             return
-        response = begun.send.response()
-        if response is None:  # not acknowledged: the loop takes it from here
-            sending = self._send(request, begun)
-            try:
-                resumed = self._submit(self._deliver(batch, acknowledgements, (request, sending)))
-            except RuntimeError:  # closed meanwhile
-                sending.close()
-                self.flow.cancel(begun.ticket)
-                report.cancel()
+        if not (report.cancelled() or self._closed):  # not acknowledged: the loop takes it from here
+            with contextlib.suppress(RuntimeError):  # unless it has stopped meanwhile
+                _follow(self._submit(self._deliver(batch, acknowledgements, request, begun)), report)
                 return
-            _follow(resumed, report)
-            return
-        latency = self._clock() - begun.started
-        if not self.flow.finish_success(begun.ticket, latency):
-            with contextlib.suppress(RuntimeError):  # the loop has stopped: nobody waits on the gate
-                self._loop.loop.call_soon_threadsafe(self.flow.finish, begun.ticket, None, latency)
-        outcome = SendOutcome(response, None, None, 1, conn_id=self._transport.acknowledged_on(request))
-        outcome.latencies.append(latency)
-        with contextlib.suppress(concurrent.futures.InvalidStateError):  # cancelled meanwhile
-            report.set_result(acknowledged_at_once(batch, request, outcome, acknowledgements=acknowledgements))
+        self.flow.cancel(begun.ticket)
+        report.cancel()
 
     async def _deliver(
         self,
         batch: Batch[S],
         acknowledgements: bool,
-        first: Optional[Tuple[EncodedRequest, Awaitable[SendOutcome]]] = None,
+        request: Optional[EncodedRequest] = None,
+        begun: Optional[Begun] = None,
     ) -> DeliveryReport[S]:
+        """Delivers ``batch``; ``request`` is its encoding when made already, ``begun`` its first attempt."""
+        first = None if request is None else (request, self._send(request, begun))
         report = await deliver(batch, self._send, self._wire, acknowledgements=acknowledgements, first=first)
         for failed in report.failures:
             self._dead_letters.record(len(failed.sources), _with_code(failed.reason, failed.failure))

@@ -25,6 +25,9 @@ __all__ = ["Transport", "StartedSend", "closed_failure", "tls_files_failure"]
 class StartedSend(abc.ABC):
     """A send started from the caller's thread by :meth:`Transport.begin`, answered on another."""
 
+    generation: int = 0
+    """The generation of the credential values it carries (see ``HeaderValues.refresh``)."""
+
     @abc.abstractmethod
     def add_done_callback(self, callback: Callable[[], None]) -> None:
         """Calls ``callback()`` once the server answered or the send failed, on whichever thread saw it

@@ -3,8 +3,8 @@
 The request body is already protobuf bytes (``wire.encode_request``), so the
 call is made without a request serializer: each request is encoded exactly
 once, however often it is retried. Calls are grpcio futures, answered on
-grpcio's own thread (no thread per request), each with its own deadline; one
-can start on the caller's thread (:meth:`GrpcTransport.begin`), with no
+grpcio's own thread (one per channel while calls are out, not one per
+request), each with its own deadline; one can start on the caller's thread (:meth:`GrpcTransport.begin`), with no
 hand-over to the sender's loop, once the channel is open. Every gRPC error
 becomes a :class:`~raccoon_beam.errors.SendFailure` that carries the status
 name and details; none is swallowed.
@@ -170,9 +170,10 @@ class GrpcTransport(Transport):
         if current is None or call is None or current[0] != self.credentials.generation:
             return None
         try:
-            return _GrpcSend(self, request, call.future(request.body, timeout=self.config.timeout, metadata=current[1]))
+            future = call.future(request.body, timeout=self.config.timeout, metadata=current[1])
         except ValueError:  # the channel was closed meanwhile: the loop reports it
             return None
+        return _GrpcSend(self, request, future, current[0])
 
     async def send(self, request: EncodedRequest) -> raccoon_pb2.SendEventResponse:
         call = self._callable()
@@ -181,7 +182,7 @@ class GrpcTransport(Transport):
             future = call.future(request.body, timeout=self.config.timeout, metadata=metadata)
         except ValueError:  # "Cannot invoke RPC on closed channel!": closed during the metadata's await
             raise closed_failure(self.endpoint) from None
-        return await _GrpcSend(self, request, future).settle()
+        return await _GrpcSend(self, request, future, self.credentials.generation).settle()
 
     async def _answer(self, future: grpc.Future, request: EncodedRequest) -> raccoon_pb2.SendEventResponse:
         """The response of a finished call; raises its SendFailure."""
@@ -251,14 +252,14 @@ class GrpcTransport(Transport):
 
 
 class _GrpcSend(StartedSend):
-    """One call under way: a grpcio future, answered on grpcio's thread."""
+    """One call under way: a grpcio future, answered on grpcio's thread (the channel's one thread while calls
+    are out; grpcio starts it again for the first call after the channel was idle)."""
 
-    __slots__ = ("_transport", "_request", "_future")
-
-    def __init__(self, transport: GrpcTransport, request: EncodedRequest, future: grpc.Future) -> None:
+    def __init__(self, transport: GrpcTransport, request: EncodedRequest, future: grpc.Future, generation: int) -> None:
         self._transport = transport
         self._request = request
         self._future = future
+        self.generation = generation
 
     def add_done_callback(self, callback: Callable[[], None]) -> None:
         self._future.add_done_callback(lambda _: callback())

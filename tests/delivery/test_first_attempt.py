@@ -8,6 +8,7 @@ cut off by close() continues exactly as one made on the loop would.
 from __future__ import annotations
 
 import concurrent.futures
+import time
 from typing import List
 
 import pytest
@@ -166,3 +167,36 @@ def test_nothing_begins_off_the_loop_while_flow_control_may_hold_it(emulator, ma
     paths = Paths(sender)
     assert sender.deliver(_batch(5, "paced")).result(30).acknowledged == 5
     assert (paths.begun, paths.loop) == (0, 1)  # a rate limit's waits belong to the loop
+
+
+def _slow_answers(sender: Sender, seconds: float) -> None:
+    """Delays the handling of each first attempt's answer on grpcio's thread (the sender's own method, wrapped)."""
+    settle = sender._settle_at_once
+
+    def slow(*args):
+        time.sleep(seconds)
+        settle(*args)
+
+    sender._settle_at_once = slow  # type: ignore[method-assign]
+
+
+def test_close_returns_once_every_first_attempt_is_settled(emulator):
+    sender = Sender(TransportConfig(emulator.grpc_endpoint, max_in_flight=4, timeout=30), FAST, sleep=RecordingSleep())
+    _warm(sender)
+    _slow_answers(sender, 0.3)
+    emulator.faults.fail_next(3, Outcome.no_answer(), transport="grpc")
+    futures = [sender.deliver(_batch(2, f"s{i}")) for i in range(3)]
+    assert eventually(lambda: emulator.counters().received("grpc") >= 4)
+    sender.close()
+    assert all(future.cancelled() for future in futures)
+
+
+def test_an_acknowledgement_handled_while_the_sender_closes_still_counts(emulator):
+    sender = Sender(TransportConfig(emulator.grpc_endpoint, max_in_flight=4), FAST, sleep=RecordingSleep())
+    _warm(sender)
+    _slow_answers(sender, 0.5)
+    future = sender.deliver(_batch(4, "late-ack"))
+    assert eventually(lambda: len(emulator.events()) == 1 + 4)  # acknowledged by the server ...
+    sender.close()  # ... and closed before the sink handled the answer
+    report = future.result(0)
+    assert (report.acknowledged, report.failures) == (4, [])
