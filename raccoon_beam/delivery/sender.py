@@ -33,7 +33,7 @@ import logging
 import threading
 import time
 import traceback
-from typing import Any, Awaitable, Callable, Coroutine, List, Optional, Set, Tuple, TypeVar
+from typing import Any, Awaitable, Callable, Coroutine, Generic, List, Optional, Set, Tuple, TypeVar
 
 from raccoon_beam._loop import EventLoopThread
 from raccoon_beam.batching import Batch
@@ -67,6 +67,17 @@ class Begun:
     ticket: Ticket
     started: float
     """When it was started, on the sender's clock."""
+
+
+@dataclasses.dataclass(frozen=True)
+class _BegunBatch(Generic[S]):
+    """A batch whose first attempt was begun off the loop, and the future of its report."""
+
+    batch: Batch[S]
+    request: EncodedRequest
+    begun: Begun
+    acknowledgements: bool
+    report: "concurrent.futures.Future[DeliveryReport[S]]" = dataclasses.field(default_factory=concurrent.futures.Future)
 
 
 async def send_with_retry(
@@ -495,56 +506,46 @@ class Sender:
             return None
         with self._answering:
             self._unanswered += 1
-        begun = Begun(sending, ticket, started)
-        report: "concurrent.futures.Future[DeliveryReport[S]]" = concurrent.futures.Future()
-        sending.add_done_callback(lambda: self._answered_at_once(report, batch, request, begun, acknowledgements))
-        report.add_done_callback(lambda future: future.cancelled() and sending.cancel())
-        return report
+        begun = _BegunBatch(batch, request, Begun(sending, ticket, started), acknowledgements)
+        sending.add_done_callback(lambda: self._answered_at_once(begun))
+        begun.report.add_done_callback(lambda future: future.cancelled() and sending.cancel())
+        return begun.report
 
-    def _answered_at_once(
-        self,
-        report: "concurrent.futures.Future[DeliveryReport[S]]",
-        batch: Batch[S],
-        request: EncodedRequest,
-        begun: Begun,
-        acknowledgements: bool,
-    ) -> None:
+    def _answered_at_once(self, begun: "_BegunBatch[S]") -> None:
         """The end of a first attempt begun off the loop, on whichever thread saw it."""
         try:
-            self._settle_at_once(report, batch, request, begun, acknowledgements)
+            self._settle_at_once(begun)
         except BaseException as exc:  # raised on grpcio's thread, it would be lost and the batch never end
             _log.exception("unexpected error ending a request to %s", self.config.parsed_endpoint.redacted)
             with contextlib.suppress(concurrent.futures.InvalidStateError):
-                report.set_exception(exc)
+                begun.report.set_exception(exc)
         finally:
             with self._answering:
                 self._unanswered -= 1
                 self._answering.notify_all()
 
-    def _settle_at_once(
-        self,
-        report: "concurrent.futures.Future[DeliveryReport[S]]",
-        batch: Batch[S],
-        request: EncodedRequest,
-        begun: Begun,
-        acknowledgements: bool,
-    ) -> None:
-        response = None if report.cancelled() else begun.send.response()
+    def _settle_at_once(self, begun: "_BegunBatch[S]") -> None:
+        report, attempt = begun.report, begun.begun
+        response = None if report.cancelled() else attempt.send.response()
         if response is not None:  # acknowledged, even if the sender is closing meanwhile
-            latency = self._clock() - begun.started
-            if not self.flow.finish_success(begun.ticket, latency):
+            latency = self._clock() - attempt.started
+            if not self.flow.finish_success(attempt.ticket, latency):
                 with contextlib.suppress(RuntimeError):  # the loop has stopped: nobody waits on the gate
-                    self._loop.loop.call_soon_threadsafe(self.flow.finish, begun.ticket, None, latency)
-            outcome = SendOutcome(response, None, None, 1, conn_id=self._transport.acknowledged_on(request))
+                    self._loop.loop.call_soon_threadsafe(self.flow.finish, attempt.ticket, None, latency)
+            outcome = SendOutcome(response, None, None, 1, conn_id=self._transport.acknowledged_on(begun.request))
             outcome.latencies.append(latency)
+            acknowledged = acknowledged_at_once(
+                begun.batch, begun.request, outcome, acknowledgements=begun.acknowledgements
+            )
             with contextlib.suppress(concurrent.futures.InvalidStateError):  # cancelled meanwhile
-                report.set_result(acknowledged_at_once(batch, request, outcome, acknowledgements=acknowledgements))
+                report.set_result(acknowledged)
             return
         if not (report.cancelled() or self._closed):  # not acknowledged: the loop takes it from here
             with contextlib.suppress(RuntimeError):  # unless it has stopped meanwhile
-                _follow(self._submit(self._deliver(batch, acknowledgements, request, begun)), report)
+                resumed = self._deliver(begun.batch, begun.acknowledgements, begun.request, attempt)
+                _follow(self._submit(resumed), report)
                 return
-        self.flow.cancel(begun.ticket)
+        self.flow.cancel(attempt.ticket)
         report.cancel()
 
     async def _deliver(
