@@ -220,15 +220,8 @@ class FlowControl:
                 not_before = self._clock() + failure.retry_after
                 if not_before > self._not_before:
                     self._not_before, self._held_by = not_before, failure
-            if self.throttle is not None:
-                if overload:
-                    self.throttle.overloaded()
-                else:
-                    self.throttle.accepted()
-            self.gate.observe(failure, ticket.probe)
-        if ticket.limited:
-            assert self.limit is not None
-            self.limit.release(ticket.started, latency if failure is None else None, overload)
+            self._observe(ticket, failure, overload)
+        self._release(ticket, failure, latency, overload)
 
     def finish_success(self, ticket: Ticket, latency: float) -> bool:
         """Learns from an attempt the server acknowledged, from any thread.
@@ -240,13 +233,24 @@ class FlowControl:
         with self._lock:
             if self.gate.down:
                 return False
-            if self.throttle is not None:
+            self._observe(ticket, None, False)
+        self._release(ticket, None, latency, False)
+        return True
+
+    def _observe(self, ticket: Ticket, failure: Optional[Failure], overload: bool) -> None:
+        """The throttle's and the gate's share of an attempt's end (under the lock)."""
+        if self.throttle is not None:
+            if overload:
+                self.throttle.overloaded()
+            else:
                 self.throttle.accepted()
-            self.gate.observe(None, ticket.probe)
+        self.gate.observe(failure, ticket.probe)
+
+    def _release(self, ticket: Ticket, failure: Optional[Failure], latency: float, overload: bool) -> None:
+        """Gives the adaptive limit its place back, with what the attempt says about latency."""
         if ticket.limited:
             assert self.limit is not None
-            self.limit.release(ticket.started, latency, False)
-        return True
+            self.limit.release(ticket.started, latency if failure is None else None, overload)
 
     def cancel(self, ticket: Ticket) -> None:
         """Gives back what an attempt cancelled before its end held (the loop's tickets on the loop)."""

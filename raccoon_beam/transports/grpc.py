@@ -148,41 +148,49 @@ class GrpcTransport(Transport):
         )
         return grpc.secure_channel(target, credentials, options=options)
 
-    async def _current_metadata(self) -> Metadata:
+    async def _current_metadata(self) -> Tuple[int, Metadata]:
+        """``(credentials generation, metadata)``, built again after the credentials' refresh."""
         current = self._metadata
         generation = self.credentials.generation
         if current is not None and current[0] == generation:
-            return current[1]
+            return current
         headers = await self.request_headers(self.conn_id)
         # gRPC metadata keys must be lower case (the server reads "x-user-id").
-        metadata = tuple((name.lower(), value) for name, value in headers.items())
-        self._metadata = (generation, metadata)
-        return metadata
+        current = self._metadata = (generation, tuple((name.lower(), value) for name, value in headers.items()))
+        return current
 
-    @property
-    def can_begin(self) -> bool:
-        current = self._metadata
-        return self._call is not None and current is not None and current[0] == self.credentials.generation
-
-    def begin(self, request: EncodedRequest) -> Optional[StartedSend]:
-        """Starts the call on this thread once the channel is open and the metadata current."""
+    def _ready(self) -> Optional[Tuple[grpc.UnaryUnaryMultiCallable, Tuple[int, Metadata]]]:
+        """The open channel's callable and the current metadata, when a call can start without the loop."""
         current, call = self._metadata, self._call
         if current is None or call is None or current[0] != self.credentials.generation:
             return None
-        try:
-            future = call.future(request.body, timeout=self.config.timeout, metadata=current[1])
-        except ValueError:  # the channel was closed meanwhile: the loop reports it
-            return None
-        return _GrpcSend(self, request, future, current[0])
+        return call, current
+
+    @property
+    def can_begin(self) -> bool:
+        return self._ready() is not None
+
+    def begin(self, request: EncodedRequest) -> Optional[StartedSend]:
+        """Starts the call on this thread once the channel is open and the metadata current."""
+        ready = self._ready()
+        return None if ready is None else self._start(ready[0], request, ready[1])
 
     async def send(self, request: EncodedRequest) -> raccoon_pb2.SendEventResponse:
         call = self._callable()
-        metadata = await self._current_metadata()
+        started = self._start(call, request, await self._current_metadata())
+        if started is None:  # closed during the metadata's await
+            raise closed_failure(self.endpoint)
+        return await started.settle()
+
+    def _start(
+        self, call: grpc.UnaryUnaryMultiCallable, request: EncodedRequest, current: Tuple[int, Metadata]
+    ) -> Optional["_GrpcSend"]:
+        """Starts the call with ``current`` (generation, metadata); None if the channel is closed."""
         try:
-            future = call.future(request.body, timeout=self.config.timeout, metadata=metadata)
-        except ValueError:  # "Cannot invoke RPC on closed channel!": closed during the metadata's await
-            raise closed_failure(self.endpoint) from None
-        return await _GrpcSend(self, request, future, self.credentials.generation).settle()
+            future = call.future(request.body, timeout=self.config.timeout, metadata=current[1])
+        except ValueError:  # "Cannot invoke RPC on closed channel!"
+            return None
+        return _GrpcSend(self, request, future, current[0])
 
     async def _answer(self, future: grpc.Future, request: EncodedRequest) -> raccoon_pb2.SendEventResponse:
         """The response of a finished call; raises its SendFailure."""
