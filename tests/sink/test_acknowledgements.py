@@ -20,7 +20,11 @@ from raccoon_beam.emulator import Outcome
 from tests.sink.test_write_pipeline import endpoint_of, make_events
 
 # Many quick retries: the faults below must cost dead letters only where the server refuses events.
-PATIENT_RETRY = RetryPolicy(max_attempts=12, initial_backoff=0.001, max_backoff=0.01)
+# On WebSocket an injected 503 closes the connection (1011), failing every
+# request pending on it: with four in flight an attempt fails about half the
+# time, so 12 attempts ran out about once in 30 runs (those letters read
+# "gave up after 12 attempt(s): ... closed (code 1011)"). A deadline bounds it instead.
+PATIENT_RETRY = RetryPolicy(max_attempts=1000, initial_backoff=0.001, max_backoff=0.01, deadline=60.0)
 
 
 class Collected:
