@@ -8,11 +8,14 @@ import pytest
 
 from raccoon_beam.emulator import RaccoonEmulator
 
+from tests import hang_dump
+
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "emulator(**kwargs): RaccoonEmulator arguments for the `emulator` fixture"
     )
+    config.pluginmanager.register(hang_dump, "raccoon-hang-dump")
 
 
 @pytest.fixture

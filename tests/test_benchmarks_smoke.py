@@ -94,3 +94,30 @@ def test_the_overload_benchmark_runs_its_scenarios_and_writes_its_section(tmp_pa
     assert "| target | measured | met |" in readme
     if importlib.util.find_spec("matplotlib") is not None:
         assert (tmp_path / "overload.png").stat().st_size > 0
+
+
+@pytest.mark.timeout(300)
+def test_paired_runs_give_each_sink_its_ratio_to_the_ideal_sink():
+    command = [sys.executable, "-m", "benchmarks.paired", "--rounds", "1", "--events", "10000"]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-4000:]
+    lines = done.stdout.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["ideal sink", "sink"], done.stdout
+    assert lines[0].endswith("median ratio 1.000")
+    ratio = float(lines[1].rsplit(" ", 1)[1])
+    assert ratio > 0
+    assert done.stderr.count("dead letters 0") == 2, done.stderr[-4000:]
+
+
+def test_the_bundle_thread_breakdown_times_every_part_and_puts_the_methods_back():
+    import importlib
+
+    from benchmarks import bundle_thread
+
+    parts = bundle_thread.SINK_PARTS + bundle_thread.IDEAL_PARTS
+    before = [getattr(importlib.import_module(module), cls).__dict__[method] for _, module, cls, method in parts]
+    result = bundle_thread.measure(events=2_000, passes=1)
+    assert set(result) == {"ideal sink", "sink"} | {label for label, *_ in parts}
+    assert all(nanoseconds > 0 for nanoseconds in result.values()), result
+    after = [getattr(importlib.import_module(module), cls).__dict__[method] for _, module, cls, method in parts]
+    assert after == before
