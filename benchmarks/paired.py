@@ -2,15 +2,17 @@
 
 ``python -m benchmarks.paired --sink before=../old-checkout --sink after=. --rounds 8``
 
-Each round runs the ideal sink (:class:`~benchmarks.references.IdealGrpcSinkFn`,
-from this checkout) and ``WriteToRaccoon`` from every named checkout, in an
-order rotated from round to round, each pipeline in a process of its own
-(:mod:`benchmarks.sink_pipeline`, run from its checkout) against a fresh
-emulator process of this checkout. The per-round ratio is the ideal sink's
-duration over the sink's; the summary gives each one's median duration, the
-median CPU per event of its process, the ratios and their median. This is
-how two versions of the sink are compared against the reference on a
-shared machine: a checkout's own events/s moves by more than the difference.
+Each round runs the ideal sink (:class:`~benchmarks.references.IdealGrpcSinkFn`)
+and ``WriteToRaccoon`` from every named checkout, in an order rotated from
+round to round, each pipeline in a process of its own against a fresh
+emulator process. Every run uses this checkout's harness
+(:mod:`benchmarks.sink_pipeline`, the same events): only the
+``raccoon_beam`` package comes from the named checkout. The per-round
+ratio is the ideal sink's duration over the sink's; the summary gives each
+one's median duration, the median CPU per event of its process, the ratios
+and their median. This is how two versions of the sink are compared
+against the reference on a shared machine, where either one's events/s
+moves by more than the difference. A run that dead-letters anything fails.
 """
 
 from __future__ import annotations
@@ -21,65 +23,93 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from benchmarks.sink_pipeline import DEFAULT_CHUNK
 from raccoon_beam.emulator.process import EmulatorProcess
 
-__all__ = ["run_pairs", "main"]
+__all__ = ["IDEAL", "run_order", "run_pairs", "summary", "main"]
 
 IDEAL = "ideal sink"
-_HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_THIS_CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _ENDPOINTS = {"grpc": "grpc_endpoint", "rest": "rest_endpoint", "websocket": "ws_endpoint"}
 
+Results = Dict[str, List[Dict[str, Any]]]
 
-def _run_one(root: str, mode: str, endpoint: str, events: int, timeout: float) -> Dict[str, Any]:
-    """One pipeline of ``mode`` from the checkout at ``root``; its JSON result."""
-    env = dict(os.environ, PYTHONPATH=root)
+
+def run_order(names: Sequence[str], round_number: int) -> List[str]:
+    """The order of round ``round_number`` (from 0): ``names`` rotated by one more each round."""
+    shift = round_number % len(names)
+    return list(names[shift:]) + list(names[:shift])
+
+
+def _harness(checkout: str, folder: str) -> str:
+    """A folder in which this checkout's ``benchmarks`` sits beside ``checkout``'s ``raccoon_beam``."""
+    os.symlink(os.path.join(_THIS_CHECKOUT, "benchmarks"), os.path.join(folder, "benchmarks"))
+    os.symlink(os.path.join(checkout, "raccoon_beam"), os.path.join(folder, "raccoon_beam"))
+    return folder
+
+
+def _run_one(name: str, folder: str, mode: str, endpoint: str, events: int) -> Dict[str, Any]:
+    """One pipeline of ``mode`` run from ``folder``; its JSON result."""
     command = [sys.executable, "-m", "benchmarks.sink_pipeline", "--mode", mode, "--endpoint", endpoint]
     command += ["--events", str(events)]
-    done = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=timeout)
+    timeout = 60 + events / 20_000
+    try:
+        done = subprocess.run(
+            command, cwd=folder, env=dict(os.environ, PYTHONPATH=folder), capture_output=True, text=True, timeout=timeout
+        )
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(f"{name}: no result within {timeout:g} s") from None
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     if done.returncode != 0 or not lines:
-        raise RuntimeError(f"{mode} from {root} failed ({done.returncode}): {done.stderr[-2000:]}")
-    return json.loads(lines[-1])
+        raise RuntimeError(f"{name} failed (exit {done.returncode}): {done.stderr[-2000:]}")
+    result = json.loads(lines[-1])
+    if result["dead_letters"]:
+        raise RuntimeError(f"{name} dead-lettered {result['dead_letters']} events: not a throughput run")
+    return result
 
 
-def run_pairs(
-    sinks: Sequence[Tuple[str, str]], rounds: int, events: int, transport: str = "grpc"
-) -> Dict[str, List[Dict[str, Any]]]:
-    """The results of each run, by name (:data:`IDEAL` and each of ``sinks``' names), in round order.
+def run_pairs(sinks: Sequence[Tuple[str, str]], rounds: int, events: int, transport: str, results: Results) -> None:
+    """Runs the rounds, adding each run's result to ``results`` (by name, in round order).
 
     Args:
       sinks: (name, checkout directory) of each version of the sink.
       rounds: how many rounds.
       events: events per run (a multiple of the generator's chunk).
       transport: the sink's transport (the ideal sink always uses gRPC).
+      results: where the results go; filled as the runs end, so that a
+        failure keeps what came before it.
     """
-    entries = [(IDEAL, _HERE, "ideal-sink")] + [(name, root, "sink") for name, root in sinks]
-    results: Dict[str, List[Dict[str, Any]]] = {name: [] for name, _, _ in entries}
-    timeout = 60 + events / 20_000
-    for round_number in range(rounds):
-        shift = round_number % len(entries)
-        for name, root, mode in entries[shift:] + entries[:shift]:
-            with EmulatorProcess() as emulator:
-                attribute = "grpc_endpoint" if mode == "ideal-sink" else _ENDPOINTS[transport]
-                result = _run_one(root, mode, getattr(emulator, attribute), events, timeout)
-            results[name].append(result)
-            print(
-                f"round {round_number + 1} {name}: {result['seconds']:.3f} s, "
-                f"{result['cpu_us_per_event']:.2f} us/event, dead letters {result['dead_letters']}",
-                file=sys.stderr,
-                flush=True,
-            )
-    return results
+    with tempfile.TemporaryDirectory() as scratch:
+        folders = {IDEAL: _harness(_THIS_CHECKOUT, tempfile.mkdtemp(dir=scratch))}
+        for name, checkout in sinks:
+            folders[name] = _harness(checkout, tempfile.mkdtemp(dir=scratch))
+        for round_number in range(rounds):
+            for name in run_order(list(folders), round_number):
+                mode = "ideal-sink" if name == IDEAL else "sink"
+                with EmulatorProcess() as emulator:
+                    attribute = "grpc_endpoint" if name == IDEAL else _ENDPOINTS[transport]
+                    result = _run_one(name, folders[name], mode, getattr(emulator, attribute), events)
+                results.setdefault(name, []).append(result)
+                print(
+                    f"round {round_number + 1} {name}: {result['seconds']:.3f} s, "
+                    f"{result['cpu_us_per_event']:.2f} us/event",
+                    file=sys.stderr,
+                    flush=True,
+                )
 
 
-def summary(results: Dict[str, List[Dict[str, Any]]]) -> List[str]:
-    """One line per entry: median duration and CPU, per-round ratios to the ideal sink, their median."""
-    ideal = [run["seconds"] for run in results[IDEAL]]
+def summary(results: Results) -> List[str]:
+    """One line per entry over the rounds every entry finished: medians, per-round ratios to the ideal sink."""
+    rounds = min(len(runs) for runs in results.values())
+    if rounds == 0:
+        return []
+    ideal = [run["seconds"] for run in results[IDEAL][:rounds]]
     lines = []
     for name, runs in results.items():
+        runs = runs[:rounds]
         ratios = [reference / run["seconds"] for reference, run in zip(ideal, runs)]
         lines.append(
             f"{name}: median {statistics.median(run['seconds'] for run in runs):.3f} s, "
@@ -87,6 +117,19 @@ def summary(results: Dict[str, List[Dict[str, Any]]]) -> List[str]:
             f"ratios {' '.join(f'{ratio:.2f}' for ratio in ratios)}; median ratio {statistics.median(ratios):.3f}"
         )
     return lines
+
+
+def _sinks(parser: argparse.ArgumentParser, specs: Sequence[str]) -> List[Tuple[str, str]]:
+    """The ``--sink NAME=DIR`` arguments as (name, absolute directory); a parser error if one is wrong."""
+    sinks: List[Tuple[str, str]] = []
+    for spec in specs:
+        name, separator, checkout = spec.partition("=")
+        if not separator or not name or not os.path.isdir(os.path.join(checkout, "raccoon_beam")):
+            parser.error(f"--sink takes NAME=DIR, DIR a checkout with a raccoon_beam folder; got {spec!r}")
+        if name == IDEAL or name in dict(sinks):
+            parser.error(f"--sink names must differ from each other and from {IDEAL!r}; got {name!r} twice")
+        sinks.append((name, os.path.abspath(checkout)))
+    return sinks
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -97,15 +140,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--transport", choices=sorted(_ENDPOINTS), default="grpc")
     args = parser.parse_args(argv)
-    if args.events % DEFAULT_CHUNK:
-        parser.error(f"--events must be a multiple of {DEFAULT_CHUNK}")
-    sinks = []
-    for spec in args.sink or [f"sink={_HERE}"]:
-        name, separator, root = spec.partition("=")
-        if not separator or not name or not os.path.isdir(root):
-            parser.error(f"--sink takes NAME=DIR with an existing directory, got {spec!r}")
-        sinks.append((name, os.path.abspath(root)))
-    results = run_pairs(sinks, args.rounds, args.events, args.transport)
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
+    if args.events <= 0 or args.events % DEFAULT_CHUNK:
+        parser.error(f"--events must be a positive multiple of {DEFAULT_CHUNK}")
+    sinks = _sinks(parser, args.sink or [f"sink={_THIS_CHECKOUT}"])
+    results: Results = {}
+    try:
+        run_pairs(sinks, args.rounds, args.events, args.transport, results)
+    except RuntimeError as exc:
+        print(f"stopped: {exc}", file=sys.stderr)
+        if results.get(IDEAL) and len(results) == len(sinks) + 1:
+            print("\n".join(summary(results)))
+        return 1
     print("\n".join(summary(results)))
     return 0
 

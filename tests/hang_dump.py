@@ -1,15 +1,19 @@
-"""Shows what a test that is about to time out is waiting for.
+"""What a test that is about to time out is waiting for.
 
-pytest-timeout reports only the main thread's stack, and a hung sink's main
-thread just waits for a slot or a future: the answer is on the sender's
-event loop. Shortly before a test's timeout (:data:`MARGIN` seconds, or a
-fifth of a short timeout) this plugin writes to stderr, once, the stack of
-every thread, the tasks of every running :class:`~raccoon_beam._loop.EventLoopThread`
-with their stacks, and the state of every flow-control part
-(:class:`~raccoon_beam.delivery.concurrency.ConcurrencyLimit`,
-:class:`~raccoon_beam.delivery.outage.OutageGate`,
-:class:`~raccoon_beam.delivery.flow.FlowControl`). pytest shows it with the
-test's failure. A test that ends in time costs nothing but a clock reading.
+pytest-timeout fails such a test with the stack of every thread, and the
+threads of a hung sink only show that they wait: for a slot, for a future,
+in the event loop's ``select``. What they wait for is on the sender's event
+loop. Shortly before pytest-timeout's timer fires (:data:`MARGIN` seconds
+before, or a fifth of a short timeout), this plugin writes to stderr, once,
+the tasks of every running :class:`~raccoon_beam._loop.EventLoopThread`
+with the chain of coroutines each one is waiting in, and the fields of
+every :class:`~raccoon_beam.delivery.concurrency.ConcurrencyLimit`,
+:class:`~raccoon_beam.delivery.outage.OutageGate` and
+:class:`~raccoon_beam.delivery.flow.FlowControl`; pytest shows it with the
+test's failure. The timeout comes from pytest-timeout's own hooks, so
+``--timeout``, ``PYTEST_TIMEOUT``, markers and ``timeout_func_only`` all
+count. Registered by ``tests/conftest.py``, so always on; a test that ends
+in time costs two hook calls.
 """
 
 from __future__ import annotations
@@ -20,97 +24,124 @@ import io
 import sys
 import threading
 import time
-import traceback
-from typing import Any, Optional
+from typing import Any, List, Optional
 
 import pytest
+from pytest_timeout import is_debugging
+
+from raccoon_beam._loop import EventLoopThread
+from raccoon_beam.delivery.concurrency import ConcurrencyLimit
+from raccoon_beam.delivery.flow import FlowControl
+from raccoon_beam.delivery.outage import OutageGate
 
 __all__ = ["MARGIN"]
 
 # Seconds before the timeout at which the state is written.
 MARGIN = 20.0
+_FLOW_PARTS = (ConcurrencyLimit, OutageGate, FlowControl)
 
 
-class _Watch:
-    """The running test's name and when to dump, read by the watcher thread."""
+class _Watcher:
+    """A thread that writes the state once when the running test's time is almost up."""
 
     def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.test: Optional[str] = None
-        self.dump_at = float("inf")
+        self._changed = threading.Condition()
+        self._test: Optional[str] = None
+        self._due = float("inf")
+        self._stopped = False
+        self._thread: Optional[threading.Thread] = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="hang-dump-watcher", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        with self._changed:
+            self._stopped = True
+            self._changed.notify()
+        if self._thread is not None:
+            self._thread.join(5)
+
+    def arm(self, test: str, timeout: float) -> None:
+        with self._changed:
+            self._test = test
+            self._due = time.monotonic() + timeout - min(MARGIN, timeout / 5)
+            self._changed.notify()
+
+    def disarm(self) -> None:
+        with self._changed:
+            self._test, self._due = None, float("inf")
+            self._changed.notify()
+
+    def _run(self) -> None:
+        with self._changed:
+            while not self._stopped:
+                wait = self._due - time.monotonic()
+                if wait > 0:
+                    self._changed.wait(None if wait == float("inf") else wait)
+                    continue
+                test, self._due = self._test, float("inf")  # once per test
+                self._changed.release()
+                try:
+                    report = None if is_debugging() else _state(test)
+                finally:
+                    self._changed.acquire()
+                if report is not None and self._test == test and not self._stopped:
+                    sys.stderr.write(report)
+                    sys.stderr.flush()
 
 
-_WATCH = _Watch()
+_WATCHER = _Watcher()
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    threading.Thread(target=_watch, name="hang-dump-watch", daemon=True).start()
+    _WATCHER.start()
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_runtest_setup(item: pytest.Item) -> None:
-    timeout = _timeout_of(item)
-    with _WATCH.lock:
-        _WATCH.test = item.nodeid
-        _WATCH.dump_at = time.monotonic() + timeout - min(MARGIN, timeout / 5) if timeout > 0 else float("inf")
+def pytest_unconfigure(config: pytest.Config) -> None:
+    _WATCHER.stop()
 
 
-def pytest_runtest_logfinish(nodeid: str, location: Any) -> None:
-    with _WATCH.lock:
-        _WATCH.test, _WATCH.dump_at = None, float("inf")
+@pytest.hookimpl(optionalhook=True)
+def pytest_timeout_set_timer(item: pytest.Item, settings: Any) -> None:
+    if settings.timeout and settings.timeout > 0:
+        _WATCHER.arm(item.nodeid, float(settings.timeout))
+    # None: pytest-timeout's own implementation still sets its timer.
 
 
-def _timeout_of(item: pytest.Item) -> float:
-    marker = item.get_closest_marker("timeout")
-    if marker is not None and marker.args:
-        return float(marker.args[0])
-    try:
-        return float(item.config.getini("timeout") or 0)
-    except (ValueError, TypeError):
-        return 0.0
-
-
-def _watch() -> None:
-    while True:
-        time.sleep(1.0)
-        with _WATCH.lock:
-            due = time.monotonic() >= _WATCH.dump_at
-            test = _WATCH.test
-            if due:
-                _WATCH.dump_at = float("inf")  # once per test
-        if due:
-            try:
-                sys.stderr.write(_state(test))
-                sys.stderr.flush()
-            except Exception as exc:  # a diagnostic must never break the run
-                sys.stderr.write(f"hang dump failed: {exc!r}\n")
+@pytest.hookimpl(optionalhook=True)
+def pytest_timeout_cancel_timer(item: pytest.Item) -> None:
+    _WATCHER.disarm()
 
 
 def _state(test: Optional[str]) -> str:
-    """Every thread's stack, every sender loop's tasks and every flow-control part's fields."""
-    from raccoon_beam._loop import EventLoopThread
-    from raccoon_beam.delivery.concurrency import ConcurrencyLimit
-    from raccoon_beam.delivery.flow import FlowControl
-    from raccoon_beam.delivery.outage import OutageGate
-
+    """Every sender loop's tasks (what each awaits) and every flow-control part's fields."""
     out = io.StringIO()
     out.write(f"\n===== hang dump: {test} is about to time out (monotonic clock {time.monotonic():.3f}) =====\n")
-    names = {thread.ident: thread.name for thread in threading.enumerate()}
-    for ident, frame in sys._current_frames().items():
-        if ident != threading.get_ident():  # not this watcher
-            out.write(f"--- thread {names.get(ident, ident)}\n")
-            out.write("".join(traceback.format_stack(frame, limit=15)))  # the innermost frames
     for obj in gc.get_objects():
-        if isinstance(obj, EventLoopThread) and obj.running:
-            out.write(f"--- tasks of {obj._name}\n")
-            try:
-                tasks = asyncio.all_tasks(obj.loop)
-            except RuntimeError as exc:  # the set changed while read from this thread
-                out.write(f"(not read: {exc})\n")
-                continue
-            for task in tasks:
-                task.print_stack(limit=12, file=out)
-        elif isinstance(obj, (ConcurrencyLimit, OutageGate, FlowControl)):
-            fields = {name: value for name, value in vars(obj).items() if not callable(value)}
-            out.write(f"--- {type(obj).__name__} {fields!r:.2000}\n")
+        kind = type(obj)
+        try:
+            if issubclass(kind, EventLoopThread) and obj.running:
+                out.write(f"--- tasks of {obj._name}\n")
+                for task in list(asyncio.all_tasks(obj.loop)):
+                    out.write(f"{task!r:.300}\n" + "".join(f"  {line}\n" for line in _awaiting(task)))
+            elif issubclass(kind, _FLOW_PARTS):
+                fields = {name: value for name, value in dict(vars(obj)).items() if not callable(value)}
+                out.write(f"--- {kind.__name__} {fields!r:.2000}\n")
+        except Exception as exc:  # changed under us by its own thread: say so, go on with the rest
+            out.write(f"--- {kind.__name__}: not read ({type(exc).__name__}: {exc})\n")
     return out.getvalue()
+
+
+def _awaiting(task: "asyncio.Task[Any]") -> List[str]:
+    """Where ``task`` waits: each coroutine it is in, innermost last, then what that one awaits."""
+    lines = []
+    awaited: Any = task.get_coro()
+    while awaited is not None:
+        frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "gi_frame", None)
+        if frame is None:  # a future (behind its C iterator), or a coroutine that has finished
+            lines.append(f"awaiting {getattr(task, '_fut_waiter', None) or awaited!r:.300}")
+            break
+        lines.append(f'File "{frame.f_code.co_filename}", line {frame.f_lineno}, in {frame.f_code.co_name}')
+        awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
+    return lines

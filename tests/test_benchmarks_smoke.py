@@ -96,28 +96,68 @@ def test_the_overload_benchmark_runs_its_scenarios_and_writes_its_section(tmp_pa
         assert (tmp_path / "overload.png").stat().st_size > 0
 
 
+
 @pytest.mark.timeout(300)
 def test_paired_runs_give_each_sink_its_ratio_to_the_ideal_sink():
-    command = [sys.executable, "-m", "benchmarks.paired", "--rounds", "1", "--events", "10000"]
+    command = [sys.executable, "-m", "benchmarks.paired", "--rounds", "2", "--events", "10000", "--sink", f"this={ROOT}"]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-4000:]
     lines = done.stdout.splitlines()
-    assert [line.split(":")[0] for line in lines] == ["ideal sink", "sink"], done.stdout
-    assert lines[0].endswith("median ratio 1.000")
-    ratio = float(lines[1].rsplit(" ", 1)[1])
-    assert ratio > 0
-    assert done.stderr.count("dead letters 0") == 2, done.stderr[-4000:]
+    assert [line.split(":")[0] for line in lines] == ["ideal sink", "this"], done.stdout
+    assert lines[0].endswith("ratios 1.00 1.00; median ratio 1.000")
+    assert len(lines[1].split("ratios ")[1].split(";")[0].split()) == 2  # one ratio per round
+    # Rotated: the ideal sink first in round 1, the sink first in round 2.
+    order = [line.split(": ")[0] for line in done.stderr.splitlines() if line.startswith("round ")]
+    assert order == ["round 1 ideal sink", "round 1 this", "round 2 this", "round 2 ideal sink"], done.stderr
 
 
+def test_paired_runs_pair_each_round_and_rotate_the_order():
+    from benchmarks import paired
+
+    assert [paired.run_order(["a", "b", "c"], n) for n in range(4)] == [
+        ["a", "b", "c"], ["b", "c", "a"], ["c", "a", "b"], ["a", "b", "c"]
+    ]
+    results = {
+        paired.IDEAL: [{"seconds": 4.0, "cpu_us_per_event": 3.0}, {"seconds": 4.0, "cpu_us_per_event": 3.0}],
+        "new": [{"seconds": 5.0, "cpu_us_per_event": 4.0}, {"seconds": 4.0, "cpu_us_per_event": 3.5}],
+        "old": [{"seconds": 8.0, "cpu_us_per_event": 6.0}],  # stopped after one round
+    }
+    lines = paired.summary(results)
+    assert lines[1] == "new: median 5.000 s, CPU 4.00 us/event; ratios 0.80; median ratio 0.800"
+    assert lines[2] == "old: median 8.000 s, CPU 6.00 us/event; ratios 0.50; median ratio 0.500"
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--rounds", "0"], "--rounds must be at least 1"),
+        (["--events", "15000"], "--events must be a positive multiple"),
+        (["--sink", "x"], "--sink takes NAME=DIR"),
+        (["--sink", f"a={ROOT}", "--sink", f"a={ROOT}"], "names must differ"),
+        (["--sink", f"ideal sink={ROOT}"], "names must differ"),
+    ],
+)
+def test_paired_runs_refuse_wrong_arguments(argv, message, capsys):
+    from benchmarks import paired
+
+    with pytest.raises(SystemExit):
+        paired.main(argv)
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.timeout(300)
 def test_the_bundle_thread_breakdown_times_every_part_and_puts_the_methods_back():
     import importlib
 
     from benchmarks import bundle_thread
 
     parts = bundle_thread.SINK_PARTS + bundle_thread.IDEAL_PARTS
-    before = [getattr(importlib.import_module(module), cls).__dict__[method] for _, module, cls, method in parts]
-    result = bundle_thread.measure(events=2_000, passes=1)
-    assert set(result) == {"ideal sink", "sink"} | {label for label, *_ in parts}
-    assert all(nanoseconds > 0 for nanoseconds in result.values()), result
-    after = [getattr(importlib.import_module(module), cls).__dict__[method] for _, module, cls, method in parts]
+    before = [vars(getattr(importlib.import_module(module), cls))[method] for _, module, cls, method in parts]
+    result = bundle_thread.measure(events=2_000, passes=2)
+    assert set(result) == {bundle_thread.SINK, bundle_thread.IDEAL}
+    assert set(result[bundle_thread.SINK]) == {"total", "other"} | {label for label, *_ in bundle_thread.SINK_PARTS}
+    assert set(result[bundle_thread.IDEAL]) == {"total", "other"} | {label for label, *_ in bundle_thread.IDEAL_PARTS}
+    for row in result.values():
+        assert row["total"] > 0 and row["total"] == pytest.approx(sum(v for k, v in row.items() if k != "total"))
+    after = [vars(getattr(importlib.import_module(module), cls))[method] for _, module, cls, method in parts]
     assert after == before
