@@ -96,7 +96,7 @@ def test_the_overload_benchmark_runs_its_scenarios_and_writes_its_section(tmp_pa
         assert (tmp_path / "overload.png").stat().st_size > 0
 
 
-
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_paired_runs_give_each_sink_its_ratio_to_the_ideal_sink():
     command = [sys.executable, "-m", "benchmarks.paired", "--rounds", "2", "--events", "10000", "--sink", f"this={ROOT}"]
@@ -145,6 +145,7 @@ def test_paired_runs_refuse_wrong_arguments(argv, message, capsys):
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_the_bundle_thread_breakdown_times_every_part_and_puts_the_methods_back():
     import importlib

@@ -7,6 +7,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 REPO = pathlib.Path(__file__).resolve().parent.parent
 
 # A sender-like task that waits two coroutines deep for a slot of a full limit.
@@ -39,6 +41,7 @@ _HUNG_TEST = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # the hung test runs into its 10 s timeout
 def test_a_test_about_to_time_out_shows_what_its_loops_tasks_wait_for(tmp_path):
     (tmp_path / "test_hung.py").write_text(_HUNG_TEST)
     # -p tests.conftest: the plugin registered as in every run of this suite.
