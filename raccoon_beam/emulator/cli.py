@@ -25,9 +25,10 @@ import argparse
 import collections.abc
 import dataclasses
 import os
+import select
 import signal
+import socket
 import sys
-import threading
 import time
 import typing
 from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, TextIO, Tuple
@@ -312,6 +313,50 @@ class _StatsLine:
         )
 
 
+class _StopSignals:
+    """SIGTERM and SIGINT (Ctrl-C), waited for without a lock in a signal handler.
+
+    Python runs a handler in the main thread between two bytecodes, possibly
+    while that thread holds a lock: a handler calling ``Event.set()`` hangs
+    for good when the signal lands inside ``Event.wait()`` (seen: SIGTERM
+    right after ``ready``). Here the handler does nothing; the interpreter
+    writes the signal's number to a socket (``signal.set_wakeup_fd``), and
+    :meth:`wait` selects on it. Main thread only.
+    """
+
+    def __init__(self) -> None:
+        self._reader, self._writer = socket.socketpair()
+        self._stopped = False
+        self._previous_handlers: Dict[int, Any] = {}
+        self._previous_fd = -1
+
+    def __enter__(self) -> "_StopSignals":
+        for end in (self._reader, self._writer):
+            end.setblocking(False)
+        self._previous_fd = signal.set_wakeup_fd(self._writer.fileno())
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            self._previous_handlers[signum] = signal.signal(signum, _ignore_signal)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for signum, handler in self._previous_handlers.items():
+            signal.signal(signum, handler)
+        signal.set_wakeup_fd(self._previous_fd)
+        self._reader.close()
+        self._writer.close()
+
+    def wait(self, timeout: Optional[float]) -> bool:
+        """Whether a stop signal came, waiting for one up to ``timeout`` seconds (None: for good)."""
+        if not self._stopped:
+            readable, _, _ = select.select([self._reader], [], [], timeout)
+            self._stopped = bool(readable)
+        return self._stopped
+
+
+def _ignore_signal(signum: int, frame: Any) -> None:
+    """The handler of a stop signal: the wake-up socket tells :class:`_StopSignals`."""
+
+
 def main(argv: Optional[Sequence[str]] = None, stdout: TextIO = sys.stdout) -> int:
     """Runs the emulator until SIGTERM or SIGINT; returns the exit status.
 
@@ -326,7 +371,6 @@ def main(argv: Optional[Sequence[str]] = None, stdout: TextIO = sys.stdout) -> i
     except ValueError as exc:
         parser.error(str(exc))
     # The servers are imported only now: --help and usage errors need none of them.
-    from raccoon_beam.emulator.control import CONTROL_PREFIX
     from raccoon_beam.emulator.server import ListenError, RaccoonEmulator
 
     try:
@@ -334,14 +378,19 @@ def main(argv: Optional[Sequence[str]] = None, stdout: TextIO = sys.stdout) -> i
     except ValueError as exc:  # e.g. an empty token beyond loopback
         parser.error(str(exc))
     _configure_faults(emu, args)
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
-    try:
-        emu.start()
-    except ListenError as exc:
-        print(f"{_PROG}: {exc}; {_flag(exc.setting)} 0 picks a free port", file=sys.stderr)
-        return PORT_IN_USE_EXIT
+    with _StopSignals() as stop:
+        try:
+            emu.start()
+        except ListenError as exc:
+            print(f"{_PROG}: {exc}; {_flag(exc.setting)} 0 picks a free port", file=sys.stderr)
+            return PORT_IN_USE_EXIT
+        return _serve(emu, args, stop, stdout)
+
+
+def _serve(emu: "RaccoonEmulator", args: argparse.Namespace, stop: "_StopSignals", stdout: TextIO) -> int:
+    """Prints the endpoints and the counts until ``stop``; stops the emulator and prints the totals."""
+    from raccoon_beam.emulator.control import CONTROL_PREFIX
+
     interactive = stdout.isatty()
     interval = args.stats_interval
     if interval is None:

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 
 import requests
 
@@ -80,3 +81,23 @@ def test_emulator_process_counters_digest_and_faults():
         emu.reset()
         assert emu.digest() == {}
     assert emu.final_line.startswith("total events=")
+
+
+def test_a_stop_signal_is_seen_even_when_it_lands_while_the_main_thread_holds_a_lock():
+    """The CLI's wait for SIGTERM/SIGINT takes no lock in a signal handler.
+
+    Its old handler called ``Event.set()``: a SIGTERM landing inside
+    ``Event.wait()`` (right after ``ready``) hung the emulator for good,
+    about once in 40 starts on a loaded machine.
+    """
+    from raccoon_beam.emulator.cli import _StopSignals
+
+    before = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        held = threading.Lock()
+        with _StopSignals() as stop:
+            assert not stop.wait(0)
+            with held:  # the handler runs here, in this thread, with a lock held
+                signal.raise_signal(signum)
+            assert stop.wait(5) and stop.wait(0)
+    assert {signum: signal.getsignal(signum) for signum in before} == before
