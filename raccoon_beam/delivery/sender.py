@@ -230,12 +230,9 @@ async def _send_with_credentials(
     ``sends`` is 2 when the credentials were refused and read again, and the
     request resent with them (see :func:`send_with_retry`); 1 otherwise.
     """
-    if begun is None:
-        generation = transport.credentials.generation
-        response, failure = await _send(transport, request)
-    else:
-        generation = begun.send.generation
-        response, failure = await _send(transport, request, begun.send)
+    started = None if begun is None else begun.send
+    generation = transport.credentials.generation if started is None else started.generation
+    response, failure = await _send(transport, request, started)
     if failure is None or not refused_credentials(failure):
         return response, failure, 1
     try:

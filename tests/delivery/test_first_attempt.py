@@ -80,13 +80,20 @@ def test_acknowledged_batches_never_pass_through_the_loop(emulator, grpc_sender)
     assert len(emulator.events()) == 1 + 20 * 50
 
 
-def test_a_first_attempt_that_fails_is_retried_on_the_loop_with_the_same_request(emulator, grpc_sender):
+def _first_attempt_failing(emulator, grpc_sender, times, outcome, batch):
+    """The report of ``batch``, whose first attempt (begun off the loop) and ``times - 1`` more fail with ``outcome``."""
     sender = grpc_sender()
     _warm(sender)
     paths = Paths(sender)
-    emulator.faults.fail_next(2, Outcome.grpc("UNAVAILABLE", "try again"), transport="grpc")
-    report = sender.deliver(_batch(10, "retried")).result(30)
-    assert (paths.begun, paths.loop) == (1, 1)
+    emulator.faults.fail_next(times, outcome, transport="grpc")
+    report = sender.deliver(batch).result(30)
+    assert (paths.begun, paths.loop) == (1, 1)  # begun off the loop, continued on it
+    return report
+
+
+def test_a_first_attempt_that_fails_is_retried_on_the_loop_with_the_same_request(emulator, grpc_sender):
+    unavailable = Outcome.grpc("UNAVAILABLE", "try again")
+    report = _first_attempt_failing(emulator, grpc_sender, 2, unavailable, _batch(10, "retried"))
     assert (report.acknowledged, report.requests, report.retries, report.failures) == (10, 3, 2, [])
     assert len(report.latencies_ms) == 3
     captured = emulator.events()
@@ -95,12 +102,8 @@ def test_a_first_attempt_that_fails_is_retried_on_the_loop_with_the_same_request
 
 
 def test_a_request_level_rejection_of_a_first_attempt_costs_three_requests(emulator, grpc_sender):
-    sender = grpc_sender()
-    _warm(sender)
-    paths = Paths(sender)
-    emulator.faults.fail_next(3, Outcome.raccoon("CODE_BAD_REQUEST", "deserialization failure"), transport="grpc")
-    report = sender.deliver(_batch(40, "rejected")).result(30)
-    assert (paths.begun, paths.loop) == (1, 1)
+    rejected = Outcome.raccoon("CODE_BAD_REQUEST", "deserialization failure")
+    report = _first_attempt_failing(emulator, grpc_sender, 3, rejected, _batch(40, "rejected"))
     assert report.requests == 3 and report.acknowledged == 0
     assert sum(len(f.sources) for f in report.failures) == 40
     assert all("deserialization failure" in f.reason for f in report.failures)

@@ -513,6 +513,15 @@ def test_finish_success_leaves_a_down_endpoint_to_the_loop():
     assert not flow.gate.down and flow.limit.in_flight == 0
 
 
+async def _full_limit_with_a_waiter():
+    """A limit of one slot, taken, and a task waiting on this loop for it."""
+    limit = ConcurrencyLimit(1, initial=1)
+    assert limit.try_acquire()
+    waiter = asyncio.ensure_future(limit.acquire())
+    await asyncio.sleep(0)
+    return limit, waiter
+
+
 def _release_on_another_thread(limit: ConcurrencyLimit) -> None:
     releaser = threading.Thread(target=limit.release, args=(0.0, 0.01, False))
     releaser.start()
@@ -521,10 +530,7 @@ def _release_on_another_thread(limit: ConcurrencyLimit) -> None:
 
 def test_a_slot_given_back_on_another_thread_goes_to_the_waiter_on_the_loop():
     async def scenario():
-        limit = ConcurrencyLimit(1, initial=1)
-        assert limit.try_acquire()
-        waiter = asyncio.ensure_future(limit.acquire())
-        await asyncio.sleep(0)
+        limit, waiter = await _full_limit_with_a_waiter()
         _release_on_another_thread(limit)
         await asyncio.wait_for(waiter, 5)
         return limit
@@ -535,10 +541,7 @@ def test_a_slot_given_back_on_another_thread_goes_to_the_waiter_on_the_loop():
 
 def test_a_slot_granted_from_another_thread_to_a_cancelled_waiter_is_passed_on():
     async def scenario():
-        limit = ConcurrencyLimit(1, initial=1)
-        assert limit.try_acquire()
-        cancelled = asyncio.ensure_future(limit.acquire())
-        await asyncio.sleep(0)
+        limit, cancelled = await _full_limit_with_a_waiter()
         _release_on_another_thread(limit)  # the grant is on its way to the loop ...
         cancelled.cancel()  # ... and the waiter gives up before it lands
         await asyncio.gather(cancelled, return_exceptions=True)
